@@ -1,0 +1,1 @@
+"""Gateway side of the protocol: the virtual gateway and the secrets a gateway keeps."""

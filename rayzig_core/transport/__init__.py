@@ -1,0 +1,1 @@
+"""Transports that move protocol frames: TCP and I2C."""
