@@ -51,6 +51,10 @@ class HandshakeError(ProtocolError):
     """The Noise handshake failed (PROTOCOL.md §3); the session is closed."""
 
 
+class DecryptError(ProtocolError):
+    """AEAD authentication failed: the message was tampered, replayed, reordered or truncated."""
+
+
 class SessionClosedError(ConnectionFailedError):
     """The secure session ended (authentication failure, replay, peer close)."""
 
