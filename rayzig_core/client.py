@@ -1,0 +1,678 @@
+"""The async client: the one class a user of rayzig_core learns first.
+
+:class:`RayzigClient` talks to a gateway through any :class:`~rayzig_core.transport.base.Connector`
+(TCP, bridge, I2C). First contact and pairing run short-lived Noise_XX sessions; a paired client
+keeps one Noise_IK session open, reconnects with capped exponential back-off (never after an
+authentication failure) and retries commands with the same request id so they act once
+(PROTOCOL.md §3, §5.3). It stores keys only, never the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rayzig_core.errors import (
+    AuthenticationError,
+    ClientRevokedError,
+    ConnectionFailedError,
+    FirmwareError,
+    FirmwareIntegrityError,
+    FirmwareRollbackError,
+    FirmwareSignatureError,
+    GatewayBusyError,
+    GatewayKeyChangedError,
+    InvalidCredentialsError,
+    InvalidRequestError,
+    NotFoundError,
+    PasswordChangeRequiredError,
+    PasswordRejectedError,
+    PermissionDeniedError,
+    ProtocolError,
+    RayzigError,
+    RayzigInternalError,
+    RequestError,
+    RequestTimeoutError,
+    SessionClosedError,
+    ThrottledError,
+)
+from rayzig_core.models import (
+    ConnectionState,
+    EnrolledClient,
+    FirmwareVersion,
+    GatewayInfo,
+    GatewayUser,
+    Module,
+    Output,
+    RestorePreset,
+    Telemetry,
+    UserLevel,
+)
+from rayzig_core.protocol import messages as m
+from rayzig_core.protocol.noise import generate_keypair, public_key_of
+from rayzig_core.protocol.session import InitiatorHandshake, SecureChannel, fingerprint
+from rayzig_core.transport.base import Connector, Transport
+
+_LOGGER = logging.getLogger(__name__)
+_R = TypeVar("_R", bound=m.Response)
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 60.0
+COMMAND_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayIdentity:
+    """What first contact reveals: the gateway's static key to pin, and who it says it is."""
+
+    public_key: bytes
+    serial: str
+    model: str
+    factory_state: bool
+    protocol_version: int
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint to compare with the gateway's label or display (PROTOCOL.md §3.4)."""
+        return fingerprint(self.public_key)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """What a paired client keeps: its own private key and the pinned gateway key; no password."""
+
+    client_private_key: bytes = field(repr=False)
+    gateway_public_key: bytes
+    serial: str
+    user: str
+    level: UserLevel
+    client_id: int
+
+    @property
+    def gateway_fingerprint(self) -> str:
+        """Fingerprint of the pinned gateway key."""
+        return fingerprint(self.gateway_public_key)
+
+    @property
+    def client_fingerprint(self) -> str:
+        """Fingerprint of this client's key, as the gateway lists it."""
+        return fingerprint(public_key_of(self.client_private_key))
+
+    def to_dict(self) -> dict[str, str | int]:
+        """Serialise for storage (the caller must store it as a secret)."""
+        return {
+            "client_private_key": self.client_private_key.hex(),
+            "gateway_public_key": self.gateway_public_key.hex(),
+            "serial": self.serial,
+            "user": self.user,
+            "level": int(self.level),
+            "client_id": self.client_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClientCredentials:
+        """Restore from :meth:`to_dict`; ValueError if damaged."""
+        try:
+            private = bytes.fromhex(str(data["client_private_key"]))
+            gateway = bytes.fromhex(str(data["gateway_public_key"]))
+            if len(private) != 32 or len(gateway) != 32:
+                raise ValueError("keys must be 32 bytes")
+            return cls(
+                private,
+                gateway,
+                str(data["serial"]),
+                str(data["user"]),
+                UserLevel(int(data["level"])),
+                int(data["client_id"]),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"stored Rayzig credentials are damaged ({type(err).__name__})") from err
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters for diagnostics."""
+
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    requests: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    notifications: int = 0
+    last_error: str | None = None
+
+
+_ERRORS: dict[m.ErrorCode, type[RequestError]] = {
+    m.ErrorCode.PERMISSION_DENIED: PermissionDeniedError,
+    m.ErrorCode.NOT_FOUND: NotFoundError,
+    m.ErrorCode.BAD_REQUEST: InvalidRequestError,
+    m.ErrorCode.CONFLICT: InvalidRequestError,
+    m.ErrorCode.BUSY: GatewayBusyError,
+    m.ErrorCode.FIRMWARE_SIGNATURE: FirmwareSignatureError,
+    m.ErrorCode.FIRMWARE_INTEGRITY: FirmwareIntegrityError,
+    m.ErrorCode.FIRMWARE_ROLLBACK: FirmwareRollbackError,
+    m.ErrorCode.FIRMWARE_STATE: FirmwareError,
+    m.ErrorCode.INTERNAL: RequestError,
+}
+
+
+def error_from_response(response: m.ErrorResponse) -> RayzigError:
+    """Map a gateway ErrorResponse to the exception a caller handles (PROTOCOL.md §9)."""
+    code = response.code
+    if code is m.ErrorCode.PASSWORD_REJECTED:
+        return PasswordRejectedError(response.reasons or (response.message,))
+    if code is m.ErrorCode.THROTTLED:
+        return ThrottledError(response.retry_after or 0.0)
+    if code is m.ErrorCode.INVALID_CREDENTIALS:
+        return InvalidCredentialsError(response.message)
+    if code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED:
+        return PasswordChangeRequiredError(response.message)
+    if code is m.ErrorCode.NOT_AUTHENTICATED:
+        return ClientRevokedError(response.message)
+    return _ERRORS.get(code, RequestError)(int(code), response.message)
+
+
+class _Session:
+    """One open secure session: request/response matching and notification dispatch."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        channel: SecureChannel,
+        hello: m.GatewayHello,
+        on_notification: Callable[[m.Notification], None],
+    ) -> None:
+        self.transport = transport
+        self.channel = channel
+        self.hello = hello
+        self._on_notification = on_notification
+        self._pending: dict[int, asyncio.Future[m.Response]] = {}
+        self.closed = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        error: Exception = SessionClosedError("session closed")
+        try:
+            while True:
+                envelope = self.channel.open(await self.transport.receive())
+                message = envelope.message
+                if isinstance(message, m.Notification):
+                    self._on_notification(message)
+                elif isinstance(message, m.Response):
+                    future = self._pending.pop(envelope.request_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                else:
+                    raise ProtocolError("gateway sent a request")
+        except (ConnectionFailedError, ProtocolError) as err:
+            error = err
+        finally:
+            self.channel.close()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(SessionClosedError(f"session ended: {error}"))
+            self._pending.clear()
+            if not self.closed.done():
+                self.closed.set_result(error)
+
+    async def request(self, request_id: int, message: m.Request, timeout: float) -> m.Response:
+        if self.closed.done():
+            raise SessionClosedError("session is closed")
+        future: asyncio.Future[m.Response] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.transport.send(self.channel.seal(request_id, message))
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError as err:
+            raise RequestTimeoutError(
+                f"{self.transport.description} did not answer within {timeout:.0f} s"
+            ) from err
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        await self.transport.close()
+
+
+async def _handshake(
+    connector: Connector,
+    handshake: InitiatorHandshake,
+    on_notification: Callable[[m.Notification], None],
+    timeout: float,
+) -> _Session:
+    """Open a transport and run a handshake over it; the transport is closed on failure."""
+    transport = await connector.connect()
+    try:
+        async with asyncio.timeout(timeout):
+            await transport.send(handshake.start())
+            while not handshake.complete:
+                reply = handshake.receive(await transport.receive())
+                if reply is not None:
+                    await transport.send(reply)
+    except TimeoutError as err:
+        await transport.close()
+        raise RequestTimeoutError(f"handshake with {connector.description} timed out") from err
+    except BaseException:
+        await transport.close()
+        raise
+    assert handshake.gateway_hello is not None
+    return _Session(transport, handshake.channel(), handshake.gateway_hello, on_notification)
+
+
+Listener = Callable[[m.Notification], None]
+StateListener = Callable[[ConnectionState], None]
+
+
+class RayzigClient:
+    """Async client of one Rayzig gateway (see the module docstring for the life cycle)."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        credentials: ClientCredentials | None = None,
+        *,
+        client_name: str = "rayzig_core",
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
+    ) -> None:
+        self.connector = connector
+        self.credentials = credentials
+        self.client_name = client_name
+        self.request_timeout = request_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.stats = ClientStats()
+        self.info: GatewayInfo | None = None
+        self._state = ConnectionState.DISCONNECTED
+        self._session: _Session | None = None
+        self._connected = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
+        self._state_listeners: list[StateListener] = []
+        self._next_id = secrets.randbelow(2**48) + 1
+        self._auth_error: AuthenticationError | None = None
+        self._closed = False
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` for every gateway notification; returns the unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def subscribe_state(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener`` on every connection-state change; returns the unsubscribe function."""
+        self._state_listeners.append(listener)
+        return lambda: (
+            self._state_listeners.remove(listener) if listener in self._state_listeners else None
+        )
+
+    @property
+    def state(self) -> ConnectionState:
+        """Current connection state."""
+        return self._state
+
+    @property
+    def auth_error(self) -> AuthenticationError | None:
+        """The authentication failure that stopped reconnection, if any."""
+        return self._auth_error
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        for listener in list(self._state_listeners):
+            try:
+                listener(state)
+            except Exception:
+                _LOGGER.exception("Connection-state listener failed")
+
+    def _dispatch(self, notice: m.Notification) -> None:
+        self.stats.notifications += 1
+        for listener in list(self._listeners):
+            try:
+                listener(notice)
+            except Exception:
+                _LOGGER.exception("Notification listener failed")
+
+    def _new_request_id(self) -> int:
+        self._next_id = (self._next_id + 1) % 2**62 or 1
+        return self._next_id
+
+    # --- first contact and pairing (Noise_XX) ----------------------------------------------
+
+    async def _pairing_session(
+        self, gateway_key: bytes | None, static_private: bytes | None = None
+    ) -> tuple[_Session, bytes]:
+        private = static_private or generate_keypair()[0]
+        handshake = InitiatorHandshake(
+            static_private=private, client_name=self.client_name, expected_gateway_key=gateway_key
+        )
+        session = await _handshake(
+            self.connector, handshake, self._dispatch, self.request_timeout
+        )
+        return session, private
+
+    async def identify(self) -> GatewayIdentity:
+        """First contact: learn the gateway's key and fingerprint (nothing is enrolled)."""
+        session, _ = await self._pairing_session(None)
+        try:
+            hello = session.hello
+            return GatewayIdentity(
+                session.channel.remote_static,
+                hello.serial,
+                hello.model,
+                hello.factory_state,
+                hello.protocol_version,
+            )
+        finally:
+            await session.close()
+
+    async def _one_shot(
+        self, gateway_key: bytes, request: m.Request, static_private: bytes | None = None
+    ) -> m.Response:
+        session, _ = await self._pairing_session(gateway_key, static_private)
+        try:
+            response = await session.request(
+                self._new_request_id(), request, self.request_timeout
+            )
+        finally:
+            await session.close()
+        if isinstance(response, m.ErrorResponse):
+            raise error_from_response(response)
+        return response
+
+    async def pair(
+        self, gateway: GatewayIdentity, user: str, password: str
+    ) -> ClientCredentials:
+        """Prove ``user``'s password to the pinned gateway and enrol a fresh client key.
+
+        Raises PasswordChangeRequiredError on the factory password, InvalidCredentialsError,
+        ThrottledError or GatewayKeyChangedError. The password is not kept.
+        """
+        private = generate_keypair()[0]
+        response = await self._one_shot(
+            gateway.public_key, m.Pair(user, password, self.client_name), private
+        )
+        if not isinstance(response, m.Paired):
+            raise ProtocolError("unexpected answer to Pair")
+        self.credentials = ClientCredentials(
+            private, gateway.public_key, gateway.serial, response.user, response.level,
+            response.client_id,
+        )
+        return self.credentials
+
+    async def change_password(
+        self, gateway_key: bytes, user: str, old_password: str, new_password: str
+    ) -> None:
+        """Change a password by proving the current one (works in factory state)."""
+        await self._one_shot(gateway_key, m.ChangePassword(user, old_password, new_password))
+
+    async def recover_password(
+        self, gateway_key: bytes, recovery_secret: str, new_password: str
+    ) -> None:
+        """Reset the System user's password with the site's recovery secret."""
+        await self._one_shot(gateway_key, m.RecoverPassword(recovery_secret, new_password))
+
+    # --- the keyed session (Noise_IK) ------------------------------------------------------
+
+    async def _open_keyed(self) -> _Session:
+        creds = self.credentials
+        if creds is None:
+            raise RayzigInternalError("connect() needs credentials: pair first")
+        handshake = InitiatorHandshake(
+            static_private=creds.client_private_key,
+            client_name=self.client_name,
+            gateway_key=creds.gateway_public_key,
+        )
+        try:
+            session = await _handshake(
+                self.connector, handshake, self._dispatch, self.request_timeout
+            )
+        except (ConnectionFailedError, ProtocolError) as err:
+            # The gateway closes an IK attempt it cannot decrypt: find out whether its key changed.
+            try:
+                identity = await self.identify()
+            except RayzigError:
+                raise err from None
+            if identity.public_key != creds.gateway_public_key:
+                raise GatewayKeyChangedError(
+                    creds.gateway_fingerprint, identity.fingerprint
+                ) from None
+            raise
+        if not session.hello.client_enrolled:
+            await session.close()
+            raise ClientRevokedError(
+                "The gateway no longer knows this client's key (revoked, or its user was "
+                "deleted): pair again."
+            )
+        response = await session.request(self._new_request_id(), m.GetInfo(), self.request_timeout)
+        if isinstance(response, m.ErrorResponse):
+            await session.close()
+            raise error_from_response(response)
+        if not isinstance(response, m.InfoResponse):
+            await session.close()
+            raise ProtocolError("unexpected answer to GetInfo")
+        self.info = response.info
+        return session
+
+    async def connect(self) -> GatewayInfo:
+        """Open the keyed session (raising if that fails), then keep it up in the background."""
+        if self._closed:
+            raise RayzigInternalError("client is closed")
+        self._set_state(ConnectionState.CONNECTING)
+        try:
+            session = await self._open_keyed()
+        except AuthenticationError as err:
+            self._auth_error = err
+            self._set_state(ConnectionState.AUTH_FAILED)
+            raise
+        except RayzigError:
+            self.stats.connect_failures += 1
+            self._set_state(ConnectionState.DISCONNECTED)
+            raise
+        self._attach(session)
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(), name="rayzig-client-supervisor"
+        )
+        assert self.info is not None
+        return self.info
+
+    def _attach(self, session: _Session) -> None:
+        self._session = session
+        self.stats.connects += 1
+        self._connected.set()
+        self._set_state(ConnectionState.CONNECTED)
+
+    async def _supervise(self) -> None:
+        delay = self.backoff_initial
+        while not self._closed:
+            session = self._session
+            if session is not None:
+                reason = await session.closed
+                self._connected.clear()
+                self._session = None
+                await session.close()
+                if self._closed:
+                    return
+                self.stats.disconnects += 1
+                self.stats.last_error = str(reason)
+                _LOGGER.debug("Session to %s ended: %s", self.connector.description, reason)
+                delay = self.backoff_initial
+            self._set_state(ConnectionState.BACKOFF)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            delay = min(delay * 2, self.backoff_max)
+            self._set_state(ConnectionState.CONNECTING)
+            try:
+                self._attach(await self._open_keyed())
+            except AuthenticationError as err:
+                self._auth_error = err
+                self.stats.last_error = str(err)
+                self._set_state(ConnectionState.AUTH_FAILED)
+                return
+            except RayzigError as err:
+                self.stats.connect_failures += 1
+                self.stats.last_error = str(err)
+
+    async def _call(self, request: m.Request, expected: type[_R]) -> _R:
+        """Send a request on the keyed session; retry with the same id across reconnects."""
+        request_id = self._new_request_id()
+        self.stats.requests += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request_timeout * COMMAND_ATTEMPTS
+        attempt = 0
+        while True:
+            attempt += 1
+            if self._auth_error is not None:
+                raise self._auth_error
+            if self._closed:
+                raise ConnectionFailedError("client is closed")
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0.01)):
+                    await self._connected.wait()
+            except TimeoutError as err:
+                self.stats.timeouts += 1
+                raise ConnectionFailedError(
+                    f"Gateway at {self.connector.description} is not reachable "
+                    f"({self.stats.last_error or 'not connected'})."
+                ) from err
+            session = self._session
+            if session is None:
+                continue
+            try:
+                response = await session.request(request_id, request, self.request_timeout)
+            except (SessionClosedError, ConnectionFailedError) as err:
+                if isinstance(err, RequestTimeoutError):
+                    self.stats.timeouts += 1
+                if attempt >= COMMAND_ATTEMPTS or loop.time() >= deadline:
+                    self.stats.errors += 1
+                    raise
+                self.stats.retries += 1
+                if isinstance(err, RequestTimeoutError):
+                    continue
+                self._connected.clear()
+                continue
+            if isinstance(response, m.ErrorResponse):
+                self.stats.errors += 1
+                raise error_from_response(response)
+            if not isinstance(response, expected):
+                raise ProtocolError(f"unexpected answer {type(response).__name__}")
+            return response
+
+    # --- operations --------------------------------------------------------------------------
+
+    async def get_info(self) -> GatewayInfo:
+        """Gateway identity, firmware and this client's user and level."""
+        self.info = (await self._call(m.GetInfo(), m.InfoResponse)).info
+        return self.info
+
+    async def list_modules(self) -> list[Module]:
+        """Every module with outputs, presets and telemetry (paged, PROTOCOL.md §5.2)."""
+        modules: list[Module] = []
+        while True:
+            page = await self._call(m.ListModules(len(modules)), m.ModulePage)
+            modules.extend(page.modules)
+            if len(modules) >= page.total or not page.modules:
+                return modules
+
+    async def set_output(self, module_id: int, output: int, on: bool) -> Output:  # noqa: FBT001
+        """Switch an output; returns its state as acknowledged by the gateway."""
+        return (await self._call(m.SetOutput(module_id, output, on), m.OutputResponse)).output
+
+    async def set_restore_preset(
+        self, module_id: int, output: int, preset: RestorePreset
+    ) -> Output:
+        """Set an output's power-restore preset."""
+        request = m.SetRestorePreset(module_id, output, preset)
+        return (await self._call(request, m.OutputResponse)).output
+
+    async def set_utility_output(
+        self, module_id: int, output: int, controllable: bool  # noqa: FBT001
+    ) -> Output:
+        """Mark whether the Utility user may switch an output."""
+        request = m.SetUtilityOutput(module_id, output, controllable)
+        return (await self._call(request, m.OutputResponse)).output
+
+    async def get_telemetry(self, module_id: int) -> Telemetry:
+        """A module's telemetry: battery against its minimum, link quality, reachability."""
+        return (await self._call(m.GetTelemetry(module_id), m.TelemetryResponse)).telemetry
+
+    async def read_events(
+        self, module_id: int, after_seq: int, max_count: int = 512
+    ) -> m.EventBatch:
+        """One batch of event-log records after ``after_seq`` (see EventLogSync for cursors)."""
+        return await self._call(m.ReadEvents(module_id, after_seq, max_count), m.EventBatch)
+
+    async def firmware_versions(self) -> tuple[FirmwareVersion, ...]:
+        """Installed firmware per part (Rayzig, Raxmega, Raydal, WBxMega, TFT)."""
+        return (await self._call(m.GetFirmware(), m.FirmwareList)).versions
+
+    async def list_users(self) -> tuple[GatewayUser, ...]:
+        """Gateway users (Administrator and above)."""
+        return (await self._call(m.ListUsers(), m.UserList)).users
+
+    async def add_user(self, name: str, level: UserLevel, password: str) -> None:
+        """Create a user; the password must pass the policy (PasswordRejectedError)."""
+        await self._call(m.AddUser(name, level, password), m.Ok)
+
+    async def delete_user(self, name: str) -> None:
+        """Delete a user; its enrolled clients lose access at once."""
+        await self._call(m.DeleteUser(name), m.Ok)
+
+    async def list_clients(self) -> tuple[EnrolledClient, ...]:
+        """Enrolled client keys."""
+        return (await self._call(m.ListClients(), m.ClientList)).clients
+
+    async def revoke_client(self, client_id: int = 0) -> None:
+        """Revoke a client key; 0 revokes this client's own key (used on removal)."""
+        if client_id == 0:
+            # The gateway closes our session right after answering: do not reconnect.
+            session = self._session
+            if session is None:
+                raise ConnectionFailedError("not connected")
+            response = await session.request(
+                self._new_request_id(), m.RevokeClient(0), self.request_timeout
+            )
+            if isinstance(response, m.ErrorResponse):
+                raise error_from_response(response)
+            self._auth_error = ClientRevokedError("This client revoked its own key.")
+            return
+        await self._call(m.RevokeClient(client_id), m.Ok)
+
+    async def request(self, request: m.Request) -> m.Response:
+        """Send any catalogue request and return its response (errors raised as exceptions)."""
+        return await self._call(request, m.Response)
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the session and wait for every task this client started."""
+        self._closed = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        session, self._session = self._session, None
+        self._connected.clear()
+        if session is not None:
+            await session.close()
+        self._set_state(ConnectionState.CLOSED)
+
+    async def __aenter__(self) -> RayzigClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,798 @@
+"""The virtual gateway's brain: identity, users, enrolled clients and request handling.
+
+Transport-agnostic and synchronous: a transport (TCP server, fake I2C device) calls
+:meth:`VirtualGateway.attach` per link and feeds frames in; replies and notifications leave through
+the ``send_frame`` callable it passed. Everything PROTOCOL.md asks of a gateway is enforced here:
+handshakes (§3), pairing and the factory password (§6), throttling (§6.3), the permission matrix
+(§7), the replay cache that makes retried commands act once (§5.3) and firmware installs (§10).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayzig_core.errors import (
+    FirmwareError,
+    ProtocolError,
+    RequestError,
+    SessionClosedError,
+)
+from rayzig_core.firmware import SignedManifest, generate_signing_key
+from rayzig_core.gateway import credentials
+from rayzig_core.gateway.credentials import PasswordVerifier, Throttle
+from rayzig_core.gateway.firmware_store import FirmwareStore
+from rayzig_core.gateway.site import (
+    EventsAppended,
+    ModuleJoined,
+    ModuleLeft,
+    Site,
+    SiteChange,
+    TelemetryChanged,
+)
+from rayzig_core.gateway.site import OutputChanged as SiteOutputChanged
+from rayzig_core.models import (
+    EnrolledClient,
+    FirmwarePart,
+    FirmwareVersion,
+    GatewayInfo,
+    GatewayUser,
+    UserLevel,
+)
+from rayzig_core.password_policy import PolicyViolation, check_password
+from rayzig_core.permissions import Permission, allowed, permission_to_manage
+from rayzig_core.protocol import messages as m
+from rayzig_core.protocol.frames import MAX_FRAME
+from rayzig_core.protocol.noise import generate_keypair, public_key_of
+from rayzig_core.protocol.session import ResponderHandshake, SecureChannel, fingerprint
+
+_LOGGER = logging.getLogger(__name__)
+
+FACTORY_USER = "installer"
+"""The System-level account a gateway ships with (PROTOCOL.md §6.1)."""
+MODEL = "Rayzig Gateway RG-1"
+POLICY_VERSION = 1
+"""Version of the password policy; passwords set under an older one are reported weak (§6.2)."""
+REPLAY_CACHE_SIZE = 1024
+"""Mutating requests remembered per gateway for idempotent retries (§5.3)."""
+MAX_EVENTS_PER_BATCH = 512
+MAX_PLAINTEXT = MAX_FRAME - 1 - 16
+STATE_FORMAT = 1
+DEFAULT_FIRMWARE = {
+    FirmwarePart.RAYZIG: ("2.4.1", 3),
+    FirmwarePart.RAXMEGA: ("1.9.0", 2),
+    FirmwarePart.RAYDAL: ("1.2.3", 1),
+    FirmwarePart.WBXMEGA: ("3.0.2", 4),
+    FirmwarePart.TFT: ("1.0.7", 1),
+}
+
+PRE_AUTH_REQUESTS: frozenset[type[m.Request]] = frozenset(
+    {m.Ping, m.Pair, m.ChangePassword, m.RecoverPassword}
+)
+"""Requests a session may send before its key is enrolled (PROTOCOL.md §6.1)."""
+
+
+@dataclass(slots=True)
+class UserAccount:
+    """A user as the gateway stores it: level, verifier, throttle (never the password)."""
+
+    name: str
+    level: UserLevel
+    verifier: PasswordVerifier
+    must_change: bool = False
+    policy_version: int = POLICY_VERSION
+    throttle: Throttle = field(default_factory=Throttle)
+
+
+@dataclass(slots=True)
+class ClientRecord:
+    """An enrolled client key bound to a user (PROTOCOL.md §3.3)."""
+
+    client_id: int
+    public_key: bytes
+    name: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class FactorySecrets:
+    """What a factory-fresh gateway shows once: the default password and the recovery secret."""
+
+    default_password: str
+    recovery_secret: str
+
+
+class RequestRefused(RequestError):  # noqa: N818 - internal control flow carrying an ErrorResponse
+    """Raised inside the handler to answer a request with an ErrorResponse."""
+
+    def __init__(
+        self,
+        code: m.ErrorCode,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        reasons: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(int(code), message)
+        self.response = m.ErrorResponse(code, message, retry_after, reasons)
+
+
+class VirtualGateway:
+    """A gateway that behaves like the real device; transports attach links to it."""
+
+    def __init__(
+        self,
+        *,
+        site: Site,
+        serial: str,
+        static_private: bytes,
+        users: dict[str, UserAccount],
+        recovery_verifier: PasswordVerifier,
+        default_verifier: PasswordVerifier,
+        firmware: FirmwareStore,
+        clients: dict[int, ClientRecord] | None = None,
+        clock: Callable[[], float] = time.time,
+        scrypt_n: int = 2**15,
+    ) -> None:
+        self.site = site
+        self.serial = serial
+        self._static_private = static_private
+        self.public_key = public_key_of(static_private)
+        self.users = users
+        self.recovery_verifier = recovery_verifier
+        self.recovery_throttle = Throttle()
+        self.default_verifier = default_verifier
+        self.firmware = firmware
+        self.clients: dict[int, ClientRecord] = clients or {}
+        self.clock = clock
+        self.scrypt_n = scrypt_n
+        self.replay_cache: OrderedDict[tuple[bytes, int], m.Response] = OrderedDict()
+        self._connections: set[GatewayConnection] = set()
+        self.on_dirty: Callable[[], None] = lambda: None
+        self.site.subscribe(self._site_changed)
+
+    # --- construction and persistence ---------------------------------------------------
+
+    @classmethod
+    def factory_new(
+        cls,
+        *,
+        site: Site | None = None,
+        serial: str | None = None,
+        clock: Callable[[], float] = time.time,
+        scrypt_n: int = 2**15,
+        trusted_update_keys: tuple[bytes, ...] = (),
+    ) -> tuple[VirtualGateway, FactorySecrets]:
+        """Make a gateway in factory state: fresh identity key, unique default password."""
+        serial = serial or f"RG1-{secrets.token_hex(4).upper()}"
+        secrets_ = FactorySecrets(
+            credentials.generate_default_password(), credentials.generate_recovery_secret()
+        )
+        default_verifier = credentials.make_verifier(secrets_.default_password, n=scrypt_n)
+        installer = UserAccount(
+            FACTORY_USER, UserLevel.SYSTEM, default_verifier, must_change=True
+        )
+        private, _ = generate_keypair()
+        if not trusted_update_keys:
+            # Trust no publisher: an unknown key whose private half is discarded at once.
+            trusted_update_keys = (generate_signing_key()[1],)
+        firmware = FirmwareStore(
+            hardware=MODEL,
+            trusted_keys=trusted_update_keys,
+            installed={
+                part: FirmwareVersion(part, version, sv)
+                for part, (version, sv) in DEFAULT_FIRMWARE.items()
+            },
+        )
+        gateway = cls(
+            site=site or Site.generate(clock=clock, serial_prefix=serial[-4:]),
+            serial=serial,
+            static_private=private,
+            users={FACTORY_USER: installer},
+            recovery_verifier=credentials.make_verifier(
+                credentials.normalize_recovery_secret(secrets_.recovery_secret), n=scrypt_n
+            ),
+            default_verifier=default_verifier,
+            firmware=firmware,
+            clock=clock,
+            scrypt_n=scrypt_n,
+        )
+        return gateway, secrets_
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything the gateway must keep across restarts (PROTOCOL.md §12)."""
+        return {
+            "format": STATE_FORMAT,
+            "serial": self.serial,
+            "static_private": self._static_private.hex(),
+            "scrypt_n": self.scrypt_n,
+            "users": [
+                {
+                    "name": u.name,
+                    "level": int(u.level),
+                    "verifier": u.verifier.to_json(),
+                    "must_change": u.must_change,
+                    "policy_version": u.policy_version,
+                    "throttle": u.throttle.to_json(),
+                }
+                for u in self.users.values()
+            ],
+            "recovery_verifier": self.recovery_verifier.to_json(),
+            "recovery_throttle": self.recovery_throttle.to_json(),
+            "default_verifier": self.default_verifier.to_json(),
+            "clients": [
+                {"id": c.client_id, "key": c.public_key.hex(), "name": c.name, "user": c.user}
+                for c in self.clients.values()
+            ],
+            "replay_cache": [
+                [key.hex(), request_id, m.encode(request_id, response).hex()]
+                for (key, request_id), response in self.replay_cache.items()
+            ],
+            "firmware": self.firmware.to_json(),
+            "site": self.site.to_json(),
+        }
+
+    @classmethod
+    def from_json(
+        cls, data: dict[str, Any], *, clock: Callable[[], float] = time.time
+    ) -> VirtualGateway:
+        """Restore a gateway saved by :meth:`to_json`; ValueError names what is wrong."""
+        try:
+            if data.get("format") != STATE_FORMAT:
+                raise ValueError(f"unsupported state format {data.get('format')!r}")
+            users = {}
+            for raw in data["users"]:
+                account = UserAccount(
+                    str(raw["name"]),
+                    UserLevel(int(raw["level"])),
+                    PasswordVerifier.from_json(raw["verifier"]),
+                    must_change=bool(raw["must_change"]),
+                    policy_version=int(raw["policy_version"]),
+                    throttle=Throttle.from_json(raw["throttle"]),
+                )
+                users[account.name] = account
+            clients = {
+                int(raw["id"]): ClientRecord(
+                    int(raw["id"]), bytes.fromhex(raw["key"]), str(raw["name"]), str(raw["user"])
+                )
+                for raw in data["clients"]
+            }
+            gateway = cls(
+                site=Site.from_json(data["site"], clock=clock),
+                serial=str(data["serial"]),
+                static_private=bytes.fromhex(data["static_private"]),
+                users=users,
+                recovery_verifier=PasswordVerifier.from_json(data["recovery_verifier"]),
+                default_verifier=PasswordVerifier.from_json(data["default_verifier"]),
+                firmware=FirmwareStore.from_json(data["firmware"]),
+                clients=clients,
+                clock=clock,
+                scrypt_n=int(data["scrypt_n"]),
+            )
+            gateway.recovery_throttle = Throttle.from_json(data["recovery_throttle"])
+            for key_hex, request_id, encoded in data["replay_cache"]:
+                envelope = m.decode(bytes.fromhex(encoded))
+                if isinstance(envelope.message, m.Response):
+                    gateway.replay_cache[(bytes.fromhex(key_hex), int(request_id))] = (
+                        envelope.message
+                    )
+        except (KeyError, TypeError, ValueError, ProtocolError) as err:
+            raise ValueError(f"gateway state is damaged: {err}") from err
+        return gateway
+
+    def _dirty(self) -> None:
+        self.on_dirty()
+
+    # --- identity ------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the gateway's static key, as printed on its label (§3.4)."""
+        return fingerprint(self.public_key)
+
+    @property
+    def factory_state(self) -> bool:
+        """Whether the factory password is still in force (PROTOCOL.md §6.1)."""
+        account = self.users.get(FACTORY_USER)
+        return account is not None and account.must_change
+
+    def hello_for(self, client_key: bytes | None) -> m.GatewayHello:
+        """The handshake payload for a client (IK tells it whether its key is enrolled)."""
+        return m.GatewayHello(
+            m.PROTOCOL_VERSION,
+            self.serial,
+            MODEL,
+            self.factory_state,
+            client_key is not None and self.client_by_key(client_key) is not None,
+            MAX_FRAME,
+        )
+
+    def client_by_key(self, key: bytes) -> ClientRecord | None:
+        """The enrolled client with this static key, if any."""
+        for client in self.clients.values():
+            if secrets.compare_digest(client.public_key, key):
+                return client
+        return None
+
+    # --- links ---------------------------------------------------------------------------
+
+    def attach(
+        self, send_frame: Callable[[bytes], None], close: Callable[[], None]
+    ) -> GatewayConnection:
+        """Start serving one link; the transport feeds frames to the returned connection."""
+        connection = GatewayConnection(self, send_frame, close)
+        self._connections.add(connection)
+        return connection
+
+    def detach(self, connection: GatewayConnection) -> None:
+        """Forget a link whose transport has gone."""
+        self._connections.discard(connection)
+
+    def close_all(self) -> None:
+        """Close every link (shutdown, or a simulated reboot)."""
+        for connection in list(self._connections):
+            connection.close()
+
+    def _revoke_sessions(self, predicate: Callable[[ClientRecord], bool]) -> None:
+        for connection in list(self._connections):
+            if connection.client is not None and predicate(connection.client):
+                connection.close()
+
+    def _site_changed(self, change: SiteChange) -> None:
+        notice: m.Notification
+        if isinstance(change, SiteOutputChanged):
+            notice = m.OutputChanged(change.module_id, change.output, change.cause)
+        elif isinstance(change, EventsAppended):
+            notice = m.EventsAvailable(change.module_id, change.newest_seq)
+        elif isinstance(change, TelemetryChanged):
+            notice = m.TelemetryChanged(change.module_id, change.telemetry)
+        elif isinstance(change, ModuleJoined):
+            notice = m.ModuleJoined(change.module)
+        elif isinstance(change, ModuleLeft):
+            notice = m.ModuleLeft(change.module_id)
+        else:  # pragma: no cover - exhaustive over SiteChange
+            return
+        self._dirty()
+        self.broadcast(notice)
+
+    def broadcast(self, notice: m.Notification) -> None:
+        """Push a notification to every authenticated session allowed to read."""
+        for connection in list(self._connections):
+            level = connection.level
+            if level is not None and allowed(level, Permission.READ):
+                connection.notify(notice)
+
+    # --- request handling ------------------------------------------------------------------
+
+    def handle(self, connection: GatewayConnection, request_id: int, request: m.Request) -> m.Response:
+        """Answer one request, from the replay cache when it is a retried mutating request."""
+        cache_key = (connection.peer_key, request_id)
+        if request.MUTATING:
+            cached = self.replay_cache.get(cache_key)
+            if cached is not None:
+                self.replay_cache.move_to_end(cache_key)
+                return cached
+        try:
+            response = self._dispatch(connection, request)
+        except RequestRefused as refusal:
+            response = refusal.response
+        except FirmwareError as err:
+            response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
+        except RequestError as err:
+            response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
+        if request.MUTATING:
+            self.replay_cache[cache_key] = response
+            while len(self.replay_cache) > REPLAY_CACHE_SIZE:
+                self.replay_cache.popitem(last=False)
+            self._dirty()
+        return response
+
+    def _dispatch(self, connection: GatewayConnection, request: m.Request) -> m.Response:
+        if isinstance(request, m.Ping):
+            return m.Ok()
+        if isinstance(request, m.Pair):
+            return self._pair(connection, request)
+        if isinstance(request, m.ChangePassword):
+            return self._change_password(request)
+        if isinstance(request, m.RecoverPassword):
+            return self._recover(request)
+        client = connection.client
+        if client is None:
+            raise RequestRefused(
+                m.ErrorCode.NOT_AUTHENTICATED, "This client is not paired: pair it first."
+            )
+        account = self.users.get(client.user)
+        if account is None:  # pragma: no cover - deleting a user revokes its clients
+            raise RequestRefused(m.ErrorCode.NOT_AUTHENTICATED, "The user no longer exists.")
+        if account.must_change:
+            raise RequestRefused(
+                m.ErrorCode.PASSWORD_CHANGE_REQUIRED,
+                "The factory password must be changed before anything else.",
+            )
+        return self._authenticated(connection, client, account, request)
+
+    def _authenticated(  # noqa: C901, PLR0911, PLR0912 - one branch per catalogue request
+        self,
+        connection: GatewayConnection,
+        client: ClientRecord,
+        account: UserAccount,
+        request: m.Request,
+    ) -> m.Response:
+        level = account.level
+
+        def need(permission: Permission) -> None:
+            if not allowed(level, permission):
+                raise RequestRefused(
+                    m.ErrorCode.PERMISSION_DENIED,
+                    f"The {level.name.title()} level does not allow this "
+                    f"({permission.value}); ask an Administrator or System user.",
+                )
+
+        if isinstance(request, m.GetInfo):
+            return m.InfoResponse(
+                GatewayInfo(
+                    self.serial,
+                    MODEL,
+                    m.PROTOCOL_VERSION,
+                    self.fingerprint,
+                    self.firmware.versions(),
+                    account.name,
+                    level,
+                    account.policy_version < POLICY_VERSION,
+                )
+            )
+        if isinstance(request, m.ListModules):
+            need(Permission.READ)
+            return self._module_page(request.start)
+        if isinstance(request, m.GetTelemetry):
+            need(Permission.READ)
+            return m.TelemetryResponse(
+                request.module_id, self.site.module(request.module_id).telemetry
+            )
+        if isinstance(request, m.ReadEvents):
+            need(Permission.READ_EVENTS)
+            return self._read_events(request)
+        if isinstance(request, m.SetOutput):
+            if not allowed(level, Permission.SWITCH):
+                need(Permission.SWITCH_UTILITY)
+                output = self._output(request.module_id, request.output)
+                if not output.utility_controllable:
+                    raise RequestRefused(
+                        m.ErrorCode.PERMISSION_DENIED,
+                        "This output is not marked utility-controllable by the site owner.",
+                    )
+            result = self.site.set_output(
+                request.module_id, request.output, request.on, user=account.name
+            )
+            return m.OutputResponse(request.module_id, result)
+        if isinstance(request, m.SetRestorePreset):
+            need(Permission.SET_PRESET)
+            result = self.site.set_preset(
+                request.module_id, request.output, request.preset, user=account.name
+            )
+            return m.OutputResponse(request.module_id, result)
+        if isinstance(request, m.SetUtilityOutput):
+            need(Permission.MANAGE_UTILITY)
+            result = self.site.set_utility_controllable(
+                request.module_id, request.output, request.controllable
+            )
+            return m.OutputResponse(request.module_id, result)
+        if isinstance(request, m.ListUsers):
+            need(Permission.MANAGE_USERS)
+            return m.UserList(
+                tuple(GatewayUser(u.name, u.level) for u in sorted(
+                    self.users.values(), key=lambda u: u.name
+                ))
+            )
+        if isinstance(request, m.AddUser):
+            need(permission_to_manage(request.level))
+            return self._add_user(request)
+        if isinstance(request, m.DeleteUser):
+            return self._delete_user(level, request)
+        if isinstance(request, m.ListClients):
+            need(Permission.MANAGE_CLIENTS)
+            return m.ClientList(
+                tuple(
+                    EnrolledClient(c.client_id, c.name, c.user, fingerprint(c.public_key))
+                    for c in self.clients.values()
+                )
+            )
+        if isinstance(request, m.RevokeClient):
+            target_id = request.client_id or client.client_id
+            if target_id != client.client_id:
+                need(Permission.MANAGE_CLIENTS)
+            if target_id not in self.clients:
+                raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No client with id {target_id}.")
+            del self.clients[target_id]
+            self._dirty()
+            connection.close_after_reply = target_id == client.client_id
+            self._revoke_sessions(
+                lambda c: c.client_id == target_id and c is not connection.client
+            )
+            return m.Ok()
+        if isinstance(request, m.GetFirmware):
+            need(Permission.READ)
+            return m.FirmwareList(self.firmware.versions())
+        if isinstance(request, m.FirmwareBegin):
+            need(Permission.FIRMWARE)
+            part, offset, size = self.firmware.begin(
+                SignedManifest(request.manifest, request.signature)
+            )
+            self._dirty()
+            return m.FirmwareProgress(part, offset, size)
+        if isinstance(request, m.FirmwareChunk):
+            need(Permission.FIRMWARE)
+            part, offset, size = self.firmware.chunk(
+                request.part, request.offset, request.data, request.crc32
+            )
+            self._dirty()
+            return m.FirmwareProgress(part, offset, size)
+        if isinstance(request, m.FirmwareCommit):
+            need(Permission.FIRMWARE)
+            self.firmware.commit(request.part)
+            versions = self.firmware.versions()
+            self._dirty()
+            self.broadcast(m.FirmwareChanged(versions))
+            return m.FirmwareList(versions)
+        raise RequestRefused(m.ErrorCode.BAD_REQUEST, "Unsupported request.")
+
+    def _output(self, module_id: int, index: int) -> Any:
+        for output in self.site.module(module_id).outputs:
+            if output.index == index:
+                return output
+        raise RequestRefused(
+            m.ErrorCode.NOT_FOUND, f"Module {module_id} has no output {index}."
+        )
+
+    def _module_page(self, start: int) -> m.ModulePage:
+        modules = self.site.modules()
+        page: list[Any] = []
+        for module in modules[max(start, 0) :]:
+            candidate = m.ModulePage((*page, module), len(modules))
+            if page and len(m.encode(2**62, candidate)) > MAX_PLAINTEXT:
+                break
+            page.append(module)
+        return m.ModulePage(tuple(page), len(modules))
+
+    def _read_events(self, request: m.ReadEvents) -> m.EventBatch:
+        ring = self.site.ring(request.module_id)
+        wanted = max(1, min(request.max_count, MAX_EVENTS_PER_BATCH))
+        events = ring.read(max(request.after_seq, 0), wanted)
+        batch = m.EventBatch(request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq)
+        while events and len(m.encode(2**62, batch)) > MAX_PLAINTEXT:
+            events = events[: max(1, len(events) * 3 // 4)]
+            batch = m.EventBatch(
+                request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq
+            )
+        return batch
+
+    # --- passwords and pairing (PROTOCOL.md §6) --------------------------------------------
+
+    def _check_throttle(self, throttle: Throttle) -> None:
+        remaining = credentials.throttle_remaining(throttle, self.clock())
+        if remaining > 0:
+            raise RequestRefused(
+                m.ErrorCode.THROTTLED,
+                f"Too many failed attempts; try again in {remaining:.0f} seconds.",
+                retry_after=remaining,
+            )
+
+    def _verify_password(self, user: str, password: str) -> UserAccount:
+        account = self.users.get(user)
+        if account is None:
+            credentials.check_verifier(self.default_verifier, password)  # same cost, no oracle
+            raise RequestRefused(
+                m.ErrorCode.INVALID_CREDENTIALS, "Wrong user name or password."
+            )
+        self._check_throttle(account.throttle)
+        if not credentials.check_verifier(account.verifier, password):
+            credentials.record_failure(account.throttle, self.clock())
+            self._dirty()
+            raise RequestRefused(
+                m.ErrorCode.INVALID_CREDENTIALS,
+                "Wrong user name or password.",
+                retry_after=credentials.throttle_remaining(account.throttle, self.clock())
+                or None,
+            )
+        if account.throttle.failures:
+            credentials.record_success(account.throttle)
+            self._dirty()
+        return account
+
+    def _policy_refusal(self, password: str, user: str) -> None:
+        violations = list(check_password(password, user_name=user, serial=self.serial))
+        if credentials.check_verifier(self.default_verifier, password):
+            violations.append(PolicyViolation.DEFAULT_PASSWORD)
+        if violations:
+            raise RequestRefused(
+                m.ErrorCode.PASSWORD_REJECTED,
+                "Password rejected: " + " ".join(v.message for v in violations),
+                reasons=tuple(str(v.value) for v in violations),
+            )
+
+    def _pair(self, connection: GatewayConnection, request: m.Pair) -> m.Response:
+        account = self._verify_password(request.user, request.password)
+        if account.must_change:
+            raise RequestRefused(
+                m.ErrorCode.PASSWORD_CHANGE_REQUIRED,
+                "This is the factory password: set a new password first.",
+            )
+        existing = self.client_by_key(connection.peer_key)
+        if existing is not None:
+            existing.user, existing.name = account.name, request.client_name
+            record = existing
+        else:
+            record = ClientRecord(
+                max(self.clients, default=0) + 1,
+                connection.peer_key,
+                request.client_name,
+                account.name,
+            )
+            self.clients[record.client_id] = record
+        connection.client = record
+        self._dirty()
+        _LOGGER.info("Enrolled client %s for user %s", record.client_id, account.name)
+        return m.Paired(record.client_id, account.name, account.level)
+
+    def _change_password(self, request: m.ChangePassword) -> m.Response:
+        account = self._verify_password(request.user, request.old_password)
+        self._policy_refusal(request.new_password, account.name)
+        account.verifier = credentials.make_verifier(request.new_password, n=self.scrypt_n)
+        account.must_change = False
+        account.policy_version = POLICY_VERSION
+        self._dirty()
+        return m.Ok()
+
+    def _recover(self, request: m.RecoverPassword) -> m.Response:
+        self._check_throttle(self.recovery_throttle)
+        secret = credentials.normalize_recovery_secret(request.recovery_secret)
+        if not credentials.check_verifier(self.recovery_verifier, secret):
+            credentials.record_failure(self.recovery_throttle, self.clock())
+            self._dirty()
+            raise RequestRefused(m.ErrorCode.INVALID_CREDENTIALS, "Wrong recovery secret.")
+        credentials.record_success(self.recovery_throttle)
+        system_user = next(
+            (u for u in self.users.values() if u.level is UserLevel.SYSTEM), None
+        )
+        if system_user is None:
+            raise RequestRefused(m.ErrorCode.NOT_FOUND, "There is no System user to recover.")
+        self._policy_refusal(request.new_password, system_user.name)
+        system_user.verifier = credentials.make_verifier(request.new_password, n=self.scrypt_n)
+        system_user.must_change = False
+        system_user.policy_version = POLICY_VERSION
+        credentials.record_success(system_user.throttle)
+        self._dirty()
+        return m.Ok()
+
+    def _add_user(self, request: m.AddUser) -> m.Response:
+        name = request.name.strip()
+        if not 1 <= len(name) <= 32 or not name.isprintable():
+            raise RequestRefused(
+                m.ErrorCode.BAD_REQUEST, "User names have 1 to 32 printable characters."
+            )
+        if name in self.users:
+            raise RequestRefused(m.ErrorCode.CONFLICT, f"User {name!r} already exists.")
+        if request.level is UserLevel.UTILITY and any(
+            u.level is UserLevel.UTILITY for u in self.users.values()
+        ):
+            raise RequestRefused(m.ErrorCode.CONFLICT, "The site already has a Utility user.")
+        self._policy_refusal(request.password, name)
+        self.users[name] = UserAccount(
+            name, request.level, credentials.make_verifier(request.password, n=self.scrypt_n)
+        )
+        self._dirty()
+        return m.Ok()
+
+    def _delete_user(self, level: UserLevel, request: m.DeleteUser) -> m.Response:
+        account = self.users.get(request.name)
+        if account is None:
+            raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
+        if not allowed(level, permission_to_manage(account.level)):
+            raise RequestRefused(
+                m.ErrorCode.PERMISSION_DENIED,
+                f"The {level.name.title()} level cannot delete a "
+                f"{account.level.name.title()} user.",
+            )
+        if account.level is UserLevel.SYSTEM and not any(
+            u.level is UserLevel.SYSTEM and u.name != account.name for u in self.users.values()
+        ):
+            raise RequestRefused(m.ErrorCode.CONFLICT, "The last System user cannot be deleted.")
+        del self.users[account.name]
+        for client_id in [c.client_id for c in self.clients.values() if c.user == account.name]:
+            del self.clients[client_id]
+        self._revoke_sessions(lambda c: c.user == account.name)
+        self._dirty()
+        return m.Ok()
+
+
+class GatewayConnection:
+    """One link to the gateway: handshake, then the secure channel (PROTOCOL.md §3)."""
+
+    def __init__(
+        self,
+        gateway: VirtualGateway,
+        send_frame: Callable[[bytes], None],
+        close: Callable[[], None],
+    ) -> None:
+        self._gateway = gateway
+        self._send_frame = send_frame
+        self._close = close
+        self._handshake = ResponderHandshake(
+            static_private=gateway._static_private,  # noqa: SLF001 - the gateway's own key
+            hello_for=gateway.hello_for,
+        )
+        self._channel: SecureChannel | None = None
+        self.peer_key = b""
+        self.client: ClientRecord | None = None
+        self.close_after_reply = False
+        self.closed = False
+
+    @property
+    def level(self) -> UserLevel | None:
+        """The authenticated user's level, None before pairing or in factory state."""
+        if self.client is None:
+            return None
+        account = self._gateway.users.get(self.client.user)
+        if account is None or account.must_change:
+            return None
+        return account.level
+
+    def frame_received(self, raw: bytes) -> None:
+        """Process one frame from the link; protocol violations close this link only."""
+        if self.closed:
+            return
+        try:
+            if self._channel is None:
+                self._handshake_step(raw)
+                return
+            envelope = self._channel.open(raw)
+            if not isinstance(envelope.message, m.Request):
+                raise ProtocolError("clients may only send requests")
+            response = self._gateway.handle(self, envelope.request_id, envelope.message)
+            self._send_frame(self._channel.seal(envelope.request_id, response))
+            if self.close_after_reply:
+                self.close()
+        except (ProtocolError, SessionClosedError) as err:
+            _LOGGER.debug("Closing link after protocol error: %s", err)
+            self.close()
+
+    def _handshake_step(self, raw: bytes) -> None:
+        reply = self._handshake.receive(raw)
+        if reply is not None:
+            self._send_frame(reply)
+        if self._handshake.complete:
+            self._channel = self._handshake.channel()
+            self.peer_key = self._channel.remote_static
+            self.client = self._gateway.client_by_key(self.peer_key)
+
+    def notify(self, notice: m.Notification) -> None:
+        """Push a notification on this link, if its session is up."""
+        if self._channel is None or self.closed:
+            return
+        try:
+            self._send_frame(self._channel.seal(0, notice))
+        except (ProtocolError, SessionClosedError):
+            self.close()
+
+    def close(self) -> None:
+        """End the session and the link; keys are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._channel is not None:
+            self._channel.close()
+        self._gateway.detach(self)
+        self._close()
+
+    def connection_lost(self) -> None:
+        """The transport went away."""
+        if not self.closed:
+            self.closed = True
+            if self._channel is not None:
+                self._channel.close()
+            self._gateway.detach(self)

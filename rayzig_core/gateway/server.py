@@ -1,0 +1,199 @@
+"""Serving the virtual gateway over TCP, with its state persisted to a file (PROTOCOL.md §2.2, §12).
+
+One asyncio server; each TCP connection is a link attached to the :class:`VirtualGateway`. A client
+that sends garbage loses only its own link. State is saved atomically (0600) shortly after every
+change and on stop, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rayzig_core.errors import FrameError
+from rayzig_core.gateway.gateway import FactorySecrets, GatewayConnection, VirtualGateway
+from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
+
+_LOGGER = logging.getLogger(__name__)
+
+SAVE_DELAY = 0.2
+"""Seconds to gather changes before one state write."""
+
+
+def load_state(path: Path) -> VirtualGateway | None:
+    """Load a saved gateway, or None when the file does not exist yet (factory state)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"state file {path} is not valid JSON: {err}") from err
+    return VirtualGateway.from_json(data)
+
+
+def save_state(gateway: VirtualGateway, path: Path) -> None:
+    """Write the gateway's state atomically, readable by its owner only (it holds secrets)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rayzig-state-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(gateway.to_json(), handle, separators=(",", ":"))
+        os.chmod(tmp, 0o600)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def open_gateway(
+    state_path: Path | None, *, module_count: int = 12, scrypt_n: int = 2**15, seed: int = 1,
+    trusted_update_keys: tuple[bytes, ...] = (),
+) -> tuple[VirtualGateway, FactorySecrets | None]:
+    """Load the gateway from its state file, or make a factory-new one (and save it)."""
+    if state_path is not None:
+        loaded = load_state(state_path)
+        if loaded is not None:
+            return loaded, None
+    from rayzig_core.gateway.site import Site  # noqa: PLC0415 - keeps import graph simple
+
+    gateway, factory = VirtualGateway.factory_new(
+        site=Site.generate(module_count=module_count, seed=seed),
+        scrypt_n=scrypt_n,
+        trusted_update_keys=trusted_update_keys,
+    )
+    if state_path is not None:
+        save_state(gateway, state_path)
+    return gateway, factory
+
+
+class _LinkProtocol(asyncio.Protocol):
+    """One TCP connection: length-prefixed frames in and out of a gateway link."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self._server = server
+        self._deframer = StreamDeframer()
+        self._transport: asyncio.Transport | None = None
+        self._link: GatewayConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._link = self._server.gateway.attach(self._send, transport.close)
+        self._server.transports.add(transport)
+
+    def _send(self, frame: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(length_prefixed(frame))
+
+    def data_received(self, data: bytes) -> None:
+        assert self._link is not None
+        try:
+            for frame in self._deframer.feed(data):
+                self._link.frame_received(frame)
+        except FrameError as err:
+            _LOGGER.debug("Dropping link with bad framing: %s", err)
+            self._link.close()
+        except Exception:
+            _LOGGER.exception("Unexpected error on a gateway link; closing it")
+            self._link.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._link is not None:
+            self._link.connection_lost()
+        if self._transport is not None:
+            self._server.transports.discard(self._transport)
+
+
+class GatewayServer:
+    """The virtual gateway on a TCP port, with persistence and optional simulated activity."""
+
+    def __init__(
+        self,
+        gateway: VirtualGateway,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 7780,
+        state_path: Path | None = None,
+        simulate_interval: float | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.host = host
+        self.port = port
+        self.state_path = state_path
+        self.simulate_interval = simulate_interval
+        self.transports: set[asyncio.Transport] = set()
+        self._server: asyncio.Server | None = None
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._simulation: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Listen; a port in use raises OSError with a message naming it."""
+        self._loop = asyncio.get_running_loop()
+        self.gateway.on_dirty = self._schedule_save
+        try:
+            self._server = await self._loop.create_server(
+                lambda: _LinkProtocol(self), self.host, self.port
+            )
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"Cannot listen on {self.host}:{self.port} ({err.strerror}); choose another "
+                "port with --port or stop the program using it.",
+            ) from err
+        sockets = self._server.sockets
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        if self.simulate_interval:
+            self._simulation = self._loop.create_task(self._simulate(self.simulate_interval))
+
+    async def _simulate(self, interval: float) -> None:
+        rng = random.Random()  # noqa: S311 - simulation timing, not security
+        while True:
+            await asyncio.sleep(interval * rng.uniform(0.5, 1.5))
+            self.gateway.site.simulate_step()
+
+    def _schedule_save(self) -> None:
+        if self.state_path is None or self._loop is None or self._save_handle is not None:
+            return
+        self._save_handle = self._loop.call_later(SAVE_DELAY, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_handle = None
+        if self.state_path is not None:
+            save_state(self.gateway, self.state_path)
+
+    async def stop(self) -> None:
+        """Close every link, stop listening and flush state to disk."""
+        if self._simulation is not None:
+            self._simulation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._simulation
+            self._simulation = None
+        self.gateway.close_all()
+        for transport in list(self.transports):
+            transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if self.state_path is not None:
+            save_state(self.gateway, self.state_path)
+        self.gateway.on_dirty = lambda: None
+
+    def call(self, function: Callable[[VirtualGateway], Any]) -> Any:
+        """Run ``function(gateway)`` on the server's loop thread (simulation hooks, tests)."""
+        return function(self.gateway)
