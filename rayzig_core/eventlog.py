@@ -1,0 +1,79 @@
+"""Incremental event-log sync from a cursor the caller persists (PROTOCOL.md §8.2).
+
+The cursor of a module is the sequence number of the last record the caller has imported. A pull
+returns everything newer, oldest first; when the ring overwrote records the caller never read, the
+pull starts with one GAP record stating exactly how many were lost. The caller stores
+:attr:`EventLogSync.cursors` after handling a pull, so nothing is imported twice across reconnects
+or restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rayzig_core.client import RayzigClient
+from rayzig_core.models import MAX_EVENTS_PER_MODULE, Event, EventKind
+
+BATCH_SIZE = 512
+
+
+class EventLogSync:
+    """Pulls new event-log records per module and keeps the cursors."""
+
+    def __init__(
+        self,
+        client: RayzigClient,
+        cursors: Mapping[int, int] | None = None,
+        *,
+        initial_backlog: int = 0,
+    ) -> None:
+        """Start from saved ``cursors``; a module without one imports its last ``initial_backlog``."""
+        self._client = client
+        self._cursors = dict(cursors or {})
+        self.initial_backlog = max(0, min(initial_backlog, MAX_EVENTS_PER_MODULE))
+
+    @property
+    def cursors(self) -> dict[int, int]:
+        """Module id → last imported sequence number (persist this)."""
+        return dict(self._cursors)
+
+    def forget(self, module_id: int) -> None:
+        """Drop the cursor of a module that left the mesh."""
+        self._cursors.pop(module_id, None)
+
+    async def pull(self, module_id: int) -> list[Event]:
+        """Return every record after the module's cursor (with a leading GAP if any were lost)."""
+        cursor = self._cursors.get(module_id)
+        events: list[Event] = []
+        first = await self._client.read_events(module_id, cursor or 0, BATCH_SIZE)
+        if cursor is None:
+            cursor = max(first.newest_seq - self.initial_backlog, 0)
+            if cursor > 0:
+                first = await self._client.read_events(module_id, cursor, BATCH_SIZE)
+        elif first.newest_seq < cursor:
+            # The module's log restarted (replaced or reset): its sequence began again.
+            cursor = 0
+            first = await self._client.read_events(module_id, 0, BATCH_SIZE)
+        batch = first
+        if batch.events and batch.events[0].seq > cursor + 1 and cursor > 0:
+            events.append(
+                Event(
+                    module_id,
+                    batch.events[0].seq - 1,
+                    batch.events[0].timestamp,
+                    EventKind.GAP,
+                    None,
+                    None,
+                    None,
+                    lost=batch.events[0].seq - 1 - cursor,
+                )
+            )
+        while True:
+            events.extend(batch.events)
+            if batch.events:
+                cursor = batch.events[-1].seq
+            if not batch.events or cursor >= batch.newest_seq:
+                break
+            batch = await self._client.read_events(module_id, cursor, BATCH_SIZE)
+        self._cursors[module_id] = cursor
+        return events
