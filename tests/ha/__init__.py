@@ -1,0 +1,1 @@
+"""Tests of the Rayzig Home Assistant integration against the real virtual gateway."""
