@@ -167,7 +167,7 @@ def decoder_for(tp: Any) -> Decoder:
         )
         total = len(fields)
         cls: Any = tp
-        cls_name = tp.__name__
+        cls_name = str(cls.__name__)
 
         def result(value: Any) -> Any:
             if type(value) is not list or not required <= len(value) <= total:
