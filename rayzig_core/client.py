@@ -513,6 +513,10 @@ class RayzigClient:
                 self.stats.last_error = str(reason)
                 _LOGGER.debug("Session to %s ended: %s", self.connector.description, reason)
                 delay = self.backoff_initial
+            if self._auth_error is not None:
+                # e.g. this client revoked its own key: reconnecting would retry a known failure.
+                self._set_state(ConnectionState.AUTH_FAILED)
+                return
             self._set_state(ConnectionState.BACKOFF)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
             delay = min(delay * 2, self.backoff_max)
