@@ -1,0 +1,429 @@
+"""Event-log import: bus events with the module's timestamp, exactly once, gaps, coalescing.
+
+These tests drive :class:`RayzigEventImporter` directly against the real virtual gateway (the
+integration-level tests with the whole entry loaded are further down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from homeassistant.core import Event as HaEvent
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+
+from custom_components.rayzig.const import (
+    CONF_EVENT_IMPORT_WINDOW,
+    DOMAIN,
+    EVENT_RAYZIG,
+)
+from custom_components.rayzig.events import (
+    EVENT_KINDS,
+    RayzigEventImporter,
+    kind_name,
+    signal_new_event,
+)
+from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.gateway.gateway import VirtualGateway
+from rayzig_core.models import MAX_EVENTS_PER_MODULE, Event, EventKind, ModuleKind
+from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpConnector
+
+MODULES = 12
+
+
+@pytest.fixture
+async def client(
+    gateway: GatewayThread, credentials: ClientCredentials
+) -> AsyncIterator[RayzigClient]:
+    """A connected client of the gateway (System level), closed after the test."""
+    client = RayzigClient(
+        TcpConnector("127.0.0.1", gateway.port),
+        credentials,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        request_timeout=1.0,
+    )
+    await client.connect()
+    yield client
+    await client.close()
+
+
+def capture(hass: HomeAssistant) -> list[HaEvent[dict[str, Any]]]:
+    """Collect every rayzig_event fired from now on."""
+    seen: list[HaEvent[dict[str, Any]]] = []
+
+    @callback
+    def listener(event: HaEvent[dict[str, Any]]) -> None:
+        seen.append(event)
+
+    hass.bus.async_listen(EVENT_RAYZIG, listener)
+    return seen
+
+
+def switch(gateway: GatewayThread, module_id: int, times: int, user: str = "automation") -> None:
+    """Toggle output 0 of a module ``times`` times on the gateway (logs COMMAND events)."""
+
+    def run(gw: VirtualGateway) -> None:
+        for n in range(times):
+            gw.site.set_output(module_id, 0, n % 2 == 0, user=user)
+
+    gateway.call(run)
+
+
+def flood(gateway: GatewayThread, module_id: int, count: int) -> None:
+    """Log ``count`` records straight into a module's ring (no notifications, fast)."""
+
+    def run(gw: VirtualGateway) -> None:
+        ring = gw.site.ring(module_id)
+        for n in range(count):
+            ring.append(
+                module_id=module_id,
+                timestamp=1_700_000_000.0 + n,
+                kind=EventKind.COMMAND,
+                output=0,
+                user="automation",
+                is_on=n % 2 == 0,
+            )
+
+    gateway.call(run)
+
+
+async def new_importer(
+    hass: HomeAssistant, entry: MockConfigEntry, client: RayzigClient
+) -> RayzigEventImporter:
+    importer = RayzigEventImporter(hass, entry, client)
+    await importer.async_load()
+    return importer
+
+
+def test_kind_names() -> None:
+    assert kind_name(EventKind.PRESET_APPLIED) == "preset_applied"
+    assert kind_name(EventKind.GAP) == "gap"
+    assert EVENT_KINDS == (
+        "power_on",
+        "command",
+        "repower",
+        "preset_applied",
+        "battery_low",
+        "joined",
+        "left",
+        "gap",
+    )
+    assert signal_new_event("abc", 3) != signal_new_event("abc", 4)
+
+
+async def test_import_fires_with_module_timestamp(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Each record becomes one rayzig_event at the module's own time, with its device."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    dispatched: list[Event] = []
+    async_dispatcher_connect(hass, signal_new_event(config_entry.entry_id, 1), dispatched.append)
+    importer = await new_importer(hass, config_entry, client)
+
+    assert await importer.async_sync() == MODULES
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert len(seen) == MODULES
+
+    ring = gateway.call(lambda gw: list(gw.site.ring(1)))
+    module = gateway.call(lambda gw: gw.site.module(1))
+    first = next(e for e in seen if e.data["module_id"] == 1)
+    assert first.time_fired_timestamp == ring[0].timestamp
+    device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, module.serial)})
+    assert device is not None
+    assert first.data == {
+        "device_id": device.id,
+        "module_id": 1,
+        "module_name": module.name,
+        "output": None,
+        "kind": "power_on",
+        "user": None,
+        "is_on": None,
+        "seq": 1,
+        "lost": 0,
+    }
+    assert dispatched == ring
+
+    # A command: output shown 1-based, the acting user and the new state.
+    switch(gateway, 1, 1, user="installer")
+    assert await importer.async_sync([1]) == 1
+    await hass.async_block_till_done(wait_background_tasks=True)
+    command = seen[-1]
+    assert command.data["kind"] == "command"
+    assert command.data["output"] == 1
+    assert command.data["user"] == "installer"
+    assert command.data["is_on"] is True
+    assert command.data["seq"] == 2
+    assert (
+        command.time_fired_timestamp == gateway.call(lambda gw: list(gw.site.ring(1))[-1]).timestamp
+    )
+    assert dispatched[-1].kind is EventKind.COMMAND
+
+    # Nothing new: nothing fired.
+    assert await importer.async_sync() == 0
+    assert importer.imported == MODULES + 1
+    await importer.async_stop()
+
+
+async def test_import_window_limits_backlog(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """A module seen for the first time imports only its last ``event_import_window`` records."""
+    config_entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(config_entry, options={CONF_EVENT_IMPORT_WINDOW: 3})
+    switch(gateway, 2, 10)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    assert await importer.async_sync([2]) == 3
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [e.data["seq"] for e in seen] == [9, 10, 11]
+    await importer.async_stop()
+
+
+async def test_exactly_once_across_restart(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Cursors survive in HA storage: a new importer imports only what came after."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync()
+    await importer.async_stop()
+    key = f"{DOMAIN}.{config_entry.entry_id}.events"
+    stored = hass_storage[key]["data"]["modules"]
+    assert stored["1"]["seq"] == 1
+    assert stored["1"]["serial"] == gateway.call(lambda gw: gw.site.module(1).serial)
+
+    # Events while "Home Assistant was down".
+    switch(gateway, 1, 4)
+    switch(gateway, 5, 2)
+    importer = await new_importer(hass, config_entry, client)
+    assert importer.cursors[1] == 1
+    assert await importer.async_sync() == 6
+    await hass.async_block_till_done(wait_background_tasks=True)
+    seqs = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert len(seqs) == len(set(seqs)) == MODULES + 6
+    await importer.async_stop()
+
+    await importer.async_remove()
+    assert key not in hass_storage
+
+
+async def test_delayed_save_after_each_batch(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Cursors are written shortly after a batch even without an unload."""
+    config_entry.add_to_hass(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync([3])
+    key = f"{DOMAIN}.{config_entry.entry_id}.events"
+    assert key not in hass_storage
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=5))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert hass_storage[key]["data"]["modules"]["3"]["seq"] == 1
+    await importer.async_stop()
+
+
+async def test_overrun_reports_one_gap(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Records overwritten before they were read arrive as one gap event with the exact count."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync([4])
+    flood(gateway, 4, MAX_EVENTS_PER_MODULE + 312)
+    imported = await importer.async_sync([4])
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert imported == MAX_EVENTS_PER_MODULE + 1
+    gaps = [e for e in seen if e.data["kind"] == "gap"]
+    assert len(gaps) == 1
+    assert gaps[0].data["lost"] == 312
+    assert gaps[0].data["output"] is None
+    # The gap sits just before the oldest record still held and carries its time.
+    after = seen[seen.index(gaps[0]) + 1]
+    assert after.data["seq"] == gaps[0].data["seq"] + 1
+    assert gaps[0].time_fired_timestamp == after.time_fired_timestamp
+    assert importer.cursors[4] == MAX_EVENTS_PER_MODULE + 313
+    await importer.async_stop()
+
+
+async def test_schedule_coalesces(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Many schedule requests make one background task; no record is imported twice."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync()
+    switch(gateway, 1, 3)
+    switch(gateway, 2, 3)
+    for _ in range(5):
+        importer.async_schedule_sync(1)
+        importer.async_schedule_sync(2)
+    task = importer._task
+    importer.async_schedule_sync(1)
+    assert importer._task is task
+    # A direct sync while the scheduled one runs waits for it (one lock): no duplicates.
+    direct = asyncio.create_task(importer.async_sync([1, 2]))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    await direct
+    assert task is not None
+    assert task.done()
+    seqs = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert len(seqs) == len(set(seqs)) == MODULES + 6
+    # A full sync (None) after a per-module request.
+    switch(gateway, 3, 1)
+    importer.async_schedule_sync(2)
+    importer.async_schedule_sync()
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert len(seen) == MODULES + 7
+    await importer.async_stop()
+    # Stopped: schedule requests are ignored.
+    importer.async_schedule_sync()
+    assert importer._task is None
+
+
+async def test_sync_after_reconnect(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Across a gateway outage every missed record is imported once when the link returns."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync()
+    gateway.stop()
+    # While the gateway is down a scheduled sync fails quietly and is retried later.
+    importer.async_schedule_sync()
+    await hass.async_block_till_done(wait_background_tasks=True)
+    gateway.start()
+    switch(gateway, 6, 2)
+    switch(gateway, 7, 1)
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        if len(seen) >= MODULES + 3:
+            break
+    await asyncio.sleep(0.2)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    seqs = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert len(seqs) == len(set(seqs)) == MODULES + 3
+    await importer.async_stop()
+
+
+async def test_replaced_and_removed_modules(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    """A module id taken by another module starts afresh; a vanished module loses its cursor."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    switch(gateway, 8, 20)
+    await importer.async_sync([8])
+    assert importer.cursors[8] == 21
+
+    def replace_module(gw: VirtualGateway) -> None:
+        gw.site.remove_module(8)
+        module = gw.site.add_module(kind=ModuleKind.MAINS, name="Workshop", outputs=2)
+        assert module.module_id == 8
+        for n in range(25):
+            gw.site.set_output(8, 1, n % 2 == 0, user="installer")
+
+    gateway.call(replace_module)
+    seen.clear()
+    assert await importer.async_sync([8]) == 26
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert seen[0].data["kind"] == "joined"
+    assert seen[0].data["module_name"] == "Workshop"
+    assert not [e for e in seen if e.data["kind"] == "gap"]
+
+    # The coordinator still lists a module the gateway no longer knows: its cursor goes.
+    stale = gateway.call(lambda gw: gw.site.module(9))
+    gateway.call(lambda gw: gw.site.remove_module(9))
+    config_entry.runtime_data = SimpleNamespace(  # type: ignore[assignment]
+        coordinator=SimpleNamespace(data=SimpleNamespace(modules={9: stale}))
+    )
+    await importer.async_sync([9])
+    assert 9 not in importer.cursors
+    # Unknown ids are skipped (the coordinator and the gateway do not know them).
+    assert await importer.async_sync([99]) == 0
+    await importer.async_stop()
+    assert "9" not in hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"]["data"]["modules"]
+
+
+async def test_damaged_store(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    hass_storage: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config_entry.add_to_hass(hass)
+    hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": f"{DOMAIN}.{config_entry.entry_id}.events",
+        "data": {"modules": {"1": {"seq": 5, "serial": "X"}, "two": {"seq": 1}, "3": {}}},
+    }
+    with caplog.at_level(logging.WARNING):
+        importer = await new_importer(hass, config_entry, client)
+    assert importer.cursors == {1: 5}
+    assert "damaged event-log cursor" in caplog.text
+    await importer.async_stop()
+
+
+async def test_stop_cancels_running_sync(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Unloading cancels a sync in flight without importing anything twice later."""
+    config_entry.add_to_hass(hass)
+    importer = await new_importer(hass, config_entry, client)
+    gateway.stop()
+    importer.async_schedule_sync()
+    await asyncio.sleep(0)
+    task = importer._task
+    assert task is not None
+    assert not task.done()
+    await importer.async_stop()
+    assert task.cancelled()
+    gateway.start()
