@@ -56,6 +56,9 @@ _LOGGER = logging.getLogger(__name__)
 FACTORY_USER = "installer"
 """The System-level account a gateway ships with (PROTOCOL.md §6.1)."""
 MODEL = "Rayzig Gateway RG-1"
+HARDWARE = "RZ-GW1"
+"""Hardware name signed firmware manifests must name (PROTOCOL.md §10); the manifest grammar
+allows no spaces, so the display MODEL cannot serve."""
 POLICY_VERSION = 1
 """Version of the password policy; passwords set under an older one are reported weak (§6.2)."""
 REPLAY_CACHE_SIZE = 1024
@@ -182,7 +185,7 @@ class VirtualGateway:
             # Trust no publisher: an unknown key whose private half is discarded at once.
             trusted_update_keys = (generate_signing_key()[1],)
         firmware = FirmwareStore(
-            hardware=MODEL,
+            hardware=HARDWARE,
             trusted_keys=trusted_update_keys,
             installed={
                 part: FirmwareVersion(part, version, sv)
