@@ -1,0 +1,255 @@
+"""The Rayzig integration: power outputs, telemetry and event logs of a Rayzig mesh.
+
+Setup opens one keyed session to the gateway (failing fast with a clear reason), then hands
+reconnection to the client: entities follow its connection state, and Home Assistant start is
+never blocked by an absent gateway (ConfigEntryNotReady retries in the background).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Any
+
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.typing import ConfigType
+
+from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.errors import (
+    AuthenticationError,
+    ClientRevokedError,
+    GatewayKeyChangedError,
+    RayzigError,
+)
+from rayzig_core.transport.base import Connector
+from rayzig_core.transport.tcp import TcpConnector
+
+from .const import (
+    CONF_CONNECTION,
+    CONF_CREDENTIALS,
+    CONF_HOST,
+    CONF_I2C_ADDRESS,
+    CONF_I2C_BUS,
+    CONF_PORT,
+    CONF_UPDATE_SERVER_URL,
+    CONF_UPDATE_SIGNING_KEY,
+    CONNECT_TIMEOUT,
+    CONNECTION_I2C,
+    DEFAULT_I2C_ADDRESS,
+    DEFAULT_I2C_BUS,
+    DEFAULT_PORT,
+    DOMAIN,
+    MANUFACTURER,
+)
+from .coordinator import (
+    RayzigCoordinator,
+    gateway_device_identifier,
+    module_device_identifier,
+    rayzig_firmware,
+)
+from .data import RayzigConfigEntry, RayzigData
+from .events import RayzigEventImporter
+from .firmware import RayzigFirmwareCoordinator
+from .repairs import (
+    async_clear_gateway_key_changed,
+    async_delete_entry_issues,
+    async_raise_gateway_key_changed,
+    async_raise_revoke_client,
+)
+from .services import async_setup_services
+
+_LOGGER = logging.getLogger(__name__)
+
+CLIENT_NAME = "Home Assistant"
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.EVENT,
+    Platform.SELECT,
+    Platform.SENSOR,
+    Platform.SWITCH,
+    Platform.UPDATE,
+]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's actions (they check the config entry when called)."""
+    async_setup_services(hass)
+    return True
+
+
+def build_connector(data: dict[str, Any]) -> Connector:
+    """Build the connector an entry's data describes: I2C on this machine, or TCP to a bridge."""
+    if data.get(CONF_CONNECTION) == CONNECTION_I2C:
+        # Only installations wired to the gateway's I2C bus need (and load) the I2C transport.
+        i2c = importlib.import_module("rayzig_core.transport.i2c")
+        connector: Connector = i2c.I2CConnector(
+            int(data.get(CONF_I2C_BUS, DEFAULT_I2C_BUS)),
+            int(data.get(CONF_I2C_ADDRESS, DEFAULT_I2C_ADDRESS)),
+        )
+        return connector
+    return TcpConnector(str(data[CONF_HOST]), int(data.get(CONF_PORT, DEFAULT_PORT)))
+
+
+def build_client(data: dict[str, Any]) -> RayzigClient:
+    """Build a client for an entry's data; ValueError if the stored credentials are damaged."""
+    credentials = ClientCredentials.from_dict(data[CONF_CREDENTIALS])
+    return RayzigClient(build_connector(data), credentials, client_name=CLIENT_NAME)
+
+
+async def _async_connect(hass: HomeAssistant, entry: RayzigConfigEntry) -> RayzigClient:
+    """Open the keyed session, or raise what Home Assistant should do about the failure."""
+    try:
+        client = await hass.async_add_executor_job(build_client, dict(entry.data))
+    except (KeyError, ValueError) as err:
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="credentials_damaged"
+        ) from err
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT.total_seconds()):
+            await client.connect()
+    except GatewayKeyChangedError as err:
+        await client.close()
+        async_raise_gateway_key_changed(
+            hass, entry, err.pinned_fingerprint, err.presented_fingerprint
+        )
+        raise ConfigEntryError(
+            translation_domain=DOMAIN, translation_key="gateway_key_changed"
+        ) from err
+    except AuthenticationError as err:
+        await client.close()
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="auth_failed"
+        ) from err
+    except (RayzigError, TimeoutError) as err:
+        await client.close()
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err) or "timeout"},
+        ) from err
+    except BaseException:
+        await client.close()
+        raise
+    async_clear_gateway_key_changed(hass, entry)
+    return client
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bool:
+    """Connect to the gateway, load the site and set up the platforms."""
+    client = await _async_connect(hass, entry)
+    try:
+        coordinator = RayzigCoordinator(hass, entry, client)
+        await coordinator.async_config_entry_first_refresh()
+        events = RayzigEventImporter(hass, entry, client)
+        await events.async_load()
+    except BaseException:
+        await client.close()
+        raise
+    coordinator.events = events
+    firmware: RayzigFirmwareCoordinator | None = None
+    if url := entry.options.get(CONF_UPDATE_SERVER_URL):
+        firmware = RayzigFirmwareCoordinator(
+            hass,
+            entry,
+            client,
+            str(url),
+            bytes.fromhex(str(entry.options.get(CONF_UPDATE_SIGNING_KEY, ""))),
+        )
+    entry.runtime_data = RayzigData(client, coordinator, events, firmware)
+
+    async def _async_close() -> None:
+        await events.async_stop()
+        await client.close()
+
+    async def _async_on_stop(_: Event) -> None:
+        unsub_stop.clear()  # fired listeners are gone: nothing to remove on unload
+        await _async_close()
+
+    unsub_stop = [hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, _async_on_stop)]
+
+    @callback
+    def _async_remove_stop_listener() -> None:
+        while unsub_stop:
+            unsub_stop.pop()()
+
+    # On unload these run last-registered first: the client closes after everything else.
+    entry.async_on_unload(_async_close)
+    entry.async_on_unload(_async_remove_stop_listener)
+
+    info = coordinator.data.info
+    gateway = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id,
+        identifiers={gateway_device_identifier(info.serial)},
+        manufacturer=MANUFACTURER,
+        model=info.model,
+        name=entry.title,
+        serial_number=info.serial,
+        sw_version=rayzig_firmware(info),
+    )
+    coordinator.gateway_device_id = gateway.id
+    coordinator.async_remove_stale_devices()
+    coordinator.async_start_push()
+    if firmware is not None:
+        await firmware.async_refresh()
+
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    events.async_schedule_sync()
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bool:
+    """Unload the platforms; the importer and the client stop through ``async_on_unload``."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: RayzigConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Let the user delete a module device only once the module has left the mesh."""
+    data = entry.runtime_data.coordinator.data
+    in_use = {gateway_device_identifier(data.info.serial)} | {
+        module_device_identifier(module.serial) for module in data.modules.values()
+    }
+    return not device.identifiers & in_use
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> None:
+    """Revoke this installation's client key on the gateway, and delete the event cursors.
+
+    Personal-data deletion (ETSI EN 303 645, provision 5.11): when the gateway cannot be reached,
+    a repair issue tells the user how to revoke the key on the gateway itself.
+    """
+    async_delete_entry_issues(hass, entry)
+    try:
+        client = await hass.async_add_executor_job(build_client, dict(entry.data))
+    except (KeyError, ValueError):
+        _LOGGER.warning("Stored credentials of %s are damaged: nothing to revoke", entry.title)
+        return
+    try:
+        if not await _async_revoke(client):
+            credentials = client.credentials
+            assert credentials is not None
+            async_raise_revoke_client(hass, entry, credentials.client_id, credentials.user)
+    finally:
+        await client.close()
+    await RayzigEventImporter(hass, entry, client).async_remove()
+
+
+async def _async_revoke(client: RayzigClient) -> bool:
+    """Revoke the client's own key; False if the gateway could not be asked."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT.total_seconds()):
+            await client.connect()
+            await client.revoke_client(0)
+    except ClientRevokedError:
+        return True  # already revoked on the gateway
+    except (RayzigError, TimeoutError) as err:
+        _LOGGER.warning("Could not revoke the client key on the gateway: %s", err)
+        return False
+    return True

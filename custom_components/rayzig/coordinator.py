@@ -1,0 +1,379 @@
+"""Push-first coordinator of one Rayzig gateway.
+
+Gateway notifications (output, telemetry, event-log, membership and firmware changes) update
+the data at once through ``async_set_updated_data``; a slow poll (``list_modules`` +
+``get_info``, interval from the options) is only the safety net. Reconnecting is the client's
+job: the coordinator follows its connection state to mark entities unavailable, logs the loss
+once and the recovery once, and starts reauthentication when the gateway no longer accepts this
+client's key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from rayzig_core.errors import (
+    AuthenticationError,
+    ConnectionFailedError,
+    GatewayBusyError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RayzigError,
+)
+from rayzig_core.models import (
+    MAX_EVENTS_PER_MODULE,
+    ConnectionState,
+    FirmwarePart,
+    GatewayInfo,
+    Module,
+    Output,
+    UserLevel,
+)
+from rayzig_core.permissions import PERMISSIONS, Permission
+from rayzig_core.protocol import messages as m
+
+from .const import CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
+from .repairs import async_update_weak_password_issue
+
+if TYPE_CHECKING:
+    from rayzig_core.client import RayzigClient
+
+    from .data import RayzigConfigEntry
+    from .events import RayzigEventImporter
+
+_LOGGER = logging.getLogger(__package__)
+
+LEVEL_NAMES: dict[UserLevel, str] = {
+    UserLevel.USER: "User",
+    UserLevel.ADMINISTRATOR: "Administrator",
+    UserLevel.SYSTEM: "System",
+    UserLevel.UTILITY: "Utility",
+}
+"""Level names as the gateway, its display and its manual spell them."""
+
+
+@dataclass(frozen=True, slots=True)
+class RayzigSiteData:
+    """What the coordinator knows about the site: the gateway and its modules by id."""
+
+    info: GatewayInfo
+    modules: dict[int, Module]
+
+
+def module_device_identifier(serial: str) -> tuple[str, str]:
+    """Device-registry identifier of a module."""
+    return (DOMAIN, serial)
+
+
+def gateway_device_identifier(serial: str) -> tuple[str, str]:
+    """Device-registry identifier of the gateway."""
+    return (DOMAIN, serial)
+
+
+def rayzig_firmware(info: GatewayInfo) -> str | None:
+    """Version of the gateway's main (Rayzig) firmware."""
+    for version in info.firmware:
+        if version.part is FirmwarePart.RAYZIG:
+            return version.version
+    return None
+
+
+def required_level(permission: Permission) -> UserLevel:
+    """Lowest level in the hierarchy (User < Administrator < System) holding ``permission``."""
+    for level in (UserLevel.USER, UserLevel.ADMINISTRATOR, UserLevel.SYSTEM):
+        if permission in PERMISSIONS[level]:
+            return level
+    return UserLevel.SYSTEM  # pragma: no cover - every permission is held by System
+
+
+class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
+    """Keeps :class:`RayzigSiteData` current, mostly from the gateway's push notifications."""
+
+    config_entry: RayzigConfigEntry
+
+    def __init__(self, hass: HomeAssistant, entry: RayzigConfigEntry, client: RayzigClient) -> None:
+        """Set up the coordinator; :meth:`async_start_push` subscribes to the client."""
+        interval = max(
+            MIN_POLL_INTERVAL, int(entry.options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
+        )
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} {entry.title}",
+            update_interval=timedelta(seconds=interval),
+            always_update=False,
+        )
+        self.client = client
+        self.events: RayzigEventImporter | None = None
+        """Set by setup once the importer is loaded; EventsAvailable schedules a sync on it."""
+        self.gateway_device_id: str | None = None
+        """Device-registry id of the gateway device (modules are linked to it)."""
+        self._connection_lost = False
+
+    # --- state ----------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client holds an open session to the gateway."""
+        return self.client.state is ConnectionState.CONNECTED
+
+    @callback
+    def async_start_push(self) -> None:
+        """Follow notifications and connection state until the entry unloads."""
+        entry = self.config_entry
+        entry.async_on_unload(self.client.subscribe(self._handle_notification))
+        entry.async_on_unload(self.client.subscribe_state(self._handle_state))
+
+    @callback
+    def _handle_state(self, state: ConnectionState) -> None:
+        if state is ConnectionState.CLOSED:
+            return
+        if state is ConnectionState.CONNECTED:
+            if self._connection_lost:
+                self._connection_lost = False
+                _LOGGER.info("Connection to Rayzig gateway %s restored", self.config_entry.title)
+                # Nothing was pushed while the link was down: catch up now.
+                self.config_entry.async_create_background_task(
+                    self.hass, self.async_request_refresh(), f"{DOMAIN} catch-up refresh"
+                )
+        elif not self._connection_lost:
+            self._connection_lost = True
+            _LOGGER.warning(
+                "Lost connection to Rayzig gateway %s; its entities are unavailable until it "
+                "is back (reconnecting in the background)",
+                self.config_entry.title,
+            )
+        if state is ConnectionState.AUTH_FAILED:
+            self.config_entry.async_start_reauth(self.hass)
+        self.async_update_listeners()
+
+    # --- polling (safety net) -------------------------------------------------------------------
+
+    async def _async_update_data(self) -> RayzigSiteData:
+        if self.data is not None and not self.connected:
+            # Entities already show the outage; the client reconnects by itself.
+            return self.data
+        try:
+            info = await self.client.get_info()
+            modules = await self.client.list_modules()
+        except AuthenticationError as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="auth_failed"
+            ) from err
+        except RayzigError as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="update_failed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        data = RayzigSiteData(info, {module.module_id: module for module in modules})
+        self._async_track_changes(self.data, data)
+        return data
+
+    # --- push -----------------------------------------------------------------------------------
+
+    @callback
+    def _handle_notification(self, notice: m.Notification) -> None:
+        data = self.data
+        if data is None:
+            return
+        if isinstance(notice, m.OutputChanged):
+            self.async_apply_output(notice.module_id, notice.output)
+        elif isinstance(notice, m.TelemetryChanged):
+            module = data.modules.get(notice.module_id)
+            if module is not None:
+                self._async_publish_module(replace(module, telemetry=notice.telemetry))
+        elif isinstance(notice, m.EventsAvailable):
+            self._handle_events_available(data, notice)
+        elif isinstance(notice, m.ModuleJoined):
+            modules = {**data.modules, notice.module.module_id: notice.module}
+            self._async_publish(replace(data, modules=modules))
+        elif isinstance(notice, m.ModuleLeft):
+            modules = {k: v for k, v in data.modules.items() if k != notice.module_id}
+            self._async_publish(replace(data, modules=modules))
+        elif isinstance(notice, m.FirmwareChanged):
+            self._async_publish(replace(data, info=replace(data.info, firmware=notice.versions)))
+
+    @callback
+    def _handle_events_available(self, data: RayzigSiteData, notice: m.EventsAvailable) -> None:
+        module = data.modules.get(notice.module_id)
+        if module is not None and notice.newest_seq > module.event_seq:
+            added = notice.newest_seq - module.event_seq
+            self._async_publish_module(
+                replace(
+                    module,
+                    event_seq=notice.newest_seq,
+                    event_count=min(MAX_EVENTS_PER_MODULE, module.event_count + added),
+                )
+            )
+        if self.events is not None:
+            self.events.async_schedule_sync(notice.module_id)
+
+    @callback
+    def async_apply_output(self, module_id: int, output: Output) -> None:
+        """Take an output state the gateway acknowledged or pushed."""
+        module = self.data.modules.get(module_id)
+        if module is None or not 0 <= output.index < len(module.outputs):
+            return
+        outputs = list(module.outputs)
+        outputs[output.index] = output
+        self._async_publish_module(replace(module, outputs=tuple(outputs)))
+
+    @callback
+    def async_apply_module(self, module: Module) -> None:
+        """Take a fresher snapshot or telemetry of a known module."""
+        if module.module_id in self.data.modules:
+            self._async_publish_module(module)
+
+    @callback
+    def _async_publish_module(self, module: Module) -> None:
+        data = self.data
+        self._async_publish(replace(data, modules={**data.modules, module.module_id: module}))
+
+    @callback
+    def _async_publish(self, data: RayzigSiteData) -> None:
+        self._async_track_changes(self.data, data)
+        self.async_set_updated_data(data)
+
+    # --- device registry and repairs ------------------------------------------------------------
+
+    @callback
+    def _async_track_changes(self, old: RayzigSiteData | None, new: RayzigSiteData) -> None:
+        """Mirror membership, names and firmware in the device registry; raise repairs."""
+        async_update_weak_password_issue(self.hass, self.config_entry, new.info)
+        if old is None:
+            return
+        registry = dr.async_get(self.hass)
+        if old.info.firmware != new.info.firmware and self.gateway_device_id is not None:
+            registry.async_update_device(
+                self.gateway_device_id, sw_version=rayzig_firmware(new.info)
+            )
+        new_by_serial = {module.serial: module for module in new.modules.values()}
+        old_by_serial = {module.serial: module for module in old.modules.values()}
+        for serial, module in old_by_serial.items():
+            current = new_by_serial.get(serial)
+            if current is None:
+                _LOGGER.info("Module %s left the mesh; removing its device", module.name)
+                self._async_remove_module_device(registry, serial)
+            elif (current.name, current.model, current.firmware) != (
+                module.name,
+                module.model,
+                module.firmware,
+            ):
+                self._async_update_module_device(registry, current)
+
+    @callback
+    def _device_for(self, registry: dr.DeviceRegistry, serial: str) -> dr.DeviceEntry | None:
+        identifier = module_device_identifier(serial)
+        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
+            if identifier in device.identifiers:
+                return device
+        return None
+
+    @callback
+    def _async_remove_module_device(self, registry: dr.DeviceRegistry, serial: str) -> None:
+        device = self._device_for(registry, serial)
+        if device is not None:
+            registry.async_remove_device(device.id)
+
+    @callback
+    def _async_update_module_device(self, registry: dr.DeviceRegistry, module: Module) -> None:
+        device = self._device_for(registry, module.serial)
+        if device is not None:
+            registry.async_update_device(
+                device.id, name=module.name, model=module.model, sw_version=module.firmware
+            )
+
+    @callback
+    def async_remove_stale_devices(self) -> None:
+        """Remove devices of modules that left the mesh while Home Assistant was not looking."""
+        registry = dr.async_get(self.hass)
+        wanted = {gateway_device_identifier(self.data.info.serial)} | {
+            module_device_identifier(module.serial) for module in self.data.modules.values()
+        }
+        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
+            if not device.identifiers & wanted:
+                registry.async_remove_device(device.id)
+
+    # --- commands -------------------------------------------------------------------------------
+
+    def module_name(self, module_id: int) -> str:
+        """Return a module's name for messages (its id if unknown)."""
+        module = self.data.modules.get(module_id)
+        return module.name if module is not None else str(module_id)
+
+    async def async_command[T](
+        self,
+        command: Awaitable[T],
+        *,
+        permission: Permission,
+        module_id: int | None = None,
+    ) -> T:
+        """Run a gateway command; raise a translated HomeAssistantError if it is refused."""
+        try:
+            return await command
+        except RayzigError as err:
+            if isinstance(err, InvalidRequestError) and module_id is not None:
+                await self._async_check_reachable(module_id, err)
+            raise self.translate_error(err, permission=permission, module_id=module_id) from err
+
+    async def _async_check_reachable(self, module_id: int, err: InvalidRequestError) -> None:
+        """Turn a refusal for a module that dropped out of reach into a clear message."""
+        try:
+            telemetry = await self.client.get_telemetry(module_id)
+        except RayzigError:
+            return
+        module = self.data.modules.get(module_id)
+        if module is not None:
+            self.async_apply_module(replace(module, telemetry=telemetry))
+        if not telemetry.reachable:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="module_unreachable",
+                translation_placeholders={"module": self.module_name(module_id)},
+            ) from err
+
+    def translate_error(
+        self,
+        err: RayzigError,
+        *,
+        permission: Permission | None = None,
+        module_id: int | None = None,
+    ) -> HomeAssistantError:
+        """Return the translated exception for an error of the gateway or the link."""
+        placeholders: dict[str, str] = {"error": str(err)}
+        if isinstance(err, PermissionDeniedError):
+            info = self.data.info
+            needed = LEVEL_NAMES[required_level(permission)] if permission is not None else "higher"
+            key = "permission_denied"
+            placeholders = {
+                "user": info.user,
+                "level": LEVEL_NAMES[info.level],
+                "required": needed,
+            }
+        elif isinstance(err, AuthenticationError):
+            key = "auth_failed"
+        elif isinstance(err, ConnectionFailedError):
+            key = "not_connected"
+        elif isinstance(err, NotFoundError):
+            key = "not_found"
+        elif isinstance(err, GatewayBusyError):
+            key = "gateway_busy"
+        else:
+            key = "request_failed"
+        if module_id is not None:
+            placeholders["module"] = self.module_name(module_id)
+        return HomeAssistantError(
+            translation_domain=DOMAIN, translation_key=key, translation_placeholders=placeholders
+        )

@@ -1,0 +1,122 @@
+"""Base entity of the Rayzig integration: one device per module, linked to the gateway device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Final, cast
+
+from homeassistant.core import callback
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from rayzig_core.models import Module, Output
+
+from .const import MANUFACTURER
+from .coordinator import RayzigCoordinator, gateway_device_identifier, module_device_identifier
+from .data import RayzigConfigEntry
+
+VIA_DEVICE_ID_SUPPORTED: Final = "via_device_id" in getattr(DeviceInfo, "__annotations__", {})
+"""HA 2026.8+ links devices by registry id; ``via_device`` (identifiers) is deprecated there."""
+
+
+def module_device_info(coordinator: RayzigCoordinator, module: Module) -> DeviceInfo:
+    """Device of a module, linked to the gateway device."""
+    info = DeviceInfo(
+        identifiers={module_device_identifier(module.serial)},
+        manufacturer=MANUFACTURER,
+        model=module.model,
+        name=module.name,
+        serial_number=module.serial,
+        sw_version=module.firmware,
+    )
+    if VIA_DEVICE_ID_SUPPORTED:
+        if coordinator.gateway_device_id is not None:  # pragma: no cover - HA 2026.8+
+            info.update(cast("DeviceInfo", {"via_device_id": coordinator.gateway_device_id}))
+    else:
+        info["via_device"] = gateway_device_identifier(coordinator.data.info.serial)
+    return info
+
+
+def output_label(output: Output) -> str | None:
+    """Return the output's own name, or None while it has the generic "Output N" name."""
+    name = output.name.strip()
+    if not name or name == f"Output {output.index + 1}":
+        return None
+    return name
+
+
+class RayzigModuleEntity(CoordinatorEntity[RayzigCoordinator]):
+    """An entity of one module (and one of its outputs, where ``output`` is given)."""
+
+    _attr_has_entity_name = True
+    _requires_reachable = False
+    """Commands need the module in reach: such entities are unavailable while it is not."""
+
+    def __init__(
+        self, coordinator: RayzigCoordinator, module: Module, key: str, output: int | None = None
+    ) -> None:
+        """Bind the entity to ``module`` (and ``output``); ``key`` names what it shows."""
+        super().__init__(coordinator)
+        self.module_id = module.module_id
+        self.serial = module.serial
+        self.output_index = output
+        suffix = "" if output is None else f"_{output}"
+        self._attr_unique_id = f"{module.serial}_{key}{suffix}"
+        self._attr_device_info = module_device_info(coordinator, module)
+
+    @property
+    def module(self) -> Module | None:
+        """The module's current snapshot (None once it left the mesh)."""
+        module = self.coordinator.data.modules.get(self.module_id)
+        if module is None or module.serial != self.serial:
+            return None
+        return module
+
+    @property
+    def output(self) -> Output | None:
+        """The output this entity stands for, if any."""
+        module = self.module
+        if module is None or self.output_index is None:
+            return None
+        if self.output_index >= len(module.outputs):
+            return None
+        return module.outputs[self.output_index]
+
+    @property
+    def available(self) -> bool:
+        """Available while the gateway is connected and the module (if needed) in reach."""
+        module = self.module
+        if module is None or not super().available or not self.coordinator.connected:
+            return False
+        if self.output_index is not None and self.output is None:
+            return False
+        return module.telemetry.reachable or not self._requires_reachable
+
+
+@callback
+def async_add_module_entities(
+    entry: RayzigConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    factory: Callable[[RayzigCoordinator, Module], Iterable[Entity]],
+) -> None:
+    """Add ``factory``'s entities for every module now and for each module that joins later."""
+    coordinator = entry.runtime_data.coordinator
+    known: set[tuple[int, str]] = set()
+
+    @callback
+    def add_new_modules() -> None:
+        current = {
+            (module.module_id, module.serial): module
+            for module in coordinator.data.modules.values()
+        }
+        known.intersection_update(current)
+        new = [module for key, module in current.items() if key not in known]
+        if not new:
+            return
+        known.update((module.module_id, module.serial) for module in new)
+        async_add_entities([entity for module in new for entity in factory(coordinator, module)])
+
+    add_new_modules()
+    entry.async_on_unload(coordinator.async_add_listener(add_new_modules))

@@ -1,0 +1,76 @@
+"""Helpers of the runtime tests: load an entry with a fast-retrying real client, wait for things."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+import custom_components.rayzig as integration
+from rayzig_core.client import RayzigClient
+from rayzig_core.gateway.gateway import VirtualGateway
+from rayzig_core.models import Module
+from rayzig_core.testing.gateway import GatewayThread
+
+FastClient = functools.partial(
+    RayzigClient, backoff_initial=0.05, backoff_max=0.2, request_timeout=2.0
+)
+"""The real client with short back-off and timeouts, so outage tests take seconds."""
+
+
+async def wait_for(
+    hass: HomeAssistant, predicate: Callable[[], bool], seconds: float = 15.0
+) -> None:
+    """Let Home Assistant run until ``predicate()`` holds (AssertionError after ``seconds``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+        await hass.async_block_till_done()
+
+
+@asynccontextmanager
+async def loaded_entry(
+    hass: HomeAssistant, entry: MockConfigEntry, monkeypatch: object
+) -> AsyncIterator[MockConfigEntry]:
+    """Set ``entry`` up with the fast client; unload it afterwards if still loaded."""
+    monkeypatch.setattr(integration, "RayzigClient", FastClient)  # type: ignore[attr-defined]
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    try:
+        yield entry
+    finally:
+        if entry.state is ConfigEntryState.LOADED:
+            await hass.config_entries.async_unload(entry.entry_id)
+            await hass.async_block_till_done()
+
+
+def site_modules(gateway: GatewayThread) -> list[Module]:
+    """The gateway's modules, read on its own thread."""
+    return gateway.call(lambda gw: gw.site.modules())
+
+
+def entity_id(hass: HomeAssistant, platform: str, unique_id: str) -> str:
+    """Entity id of a Rayzig entity by its unique id."""
+    found = er.async_get(hass).async_get_entity_id(platform, "rayzig", unique_id)
+    assert found is not None, unique_id
+    return found
+
+
+def first_module(gateway: GatewayThread, predicate: Callable[[Module], bool]) -> Module:
+    """The first module of the site matching ``predicate``."""
+    return next(module for module in site_modules(gateway) if predicate(module))
+
+
+def on_gateway(gateway: GatewayThread, function: Callable[[VirtualGateway], object]) -> object:
+    """Run ``function`` on the gateway's thread."""
+    return gateway.call(function)
