@@ -1,0 +1,77 @@
+"""Switches: one per power output, the primary entities of a Rayzig module.
+
+Not optimistic: a switch changes state only when the gateway acknowledges the command (its
+``OutputResponse``) or pushes an ``OutputChanged`` notification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from homeassistant.components.switch import SwitchEntity
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from rayzig_core.models import Module
+from rayzig_core.permissions import Permission
+
+from .coordinator import RayzigCoordinator
+from .data import RayzigConfigEntry
+from .entity import RayzigModuleEntity, async_add_module_entities, output_label
+
+PARALLEL_UPDATES = 0
+"""Commands go through one gateway session that serialises them itself."""
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: RayzigConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add a switch per output of every module, now and when modules join."""
+
+    def entities(coordinator: RayzigCoordinator, module: Module) -> Iterable[RayzigOutputSwitch]:
+        return (RayzigOutputSwitch(coordinator, module, output.index) for output in module.outputs)
+
+    async_add_module_entities(entry, async_add_entities, entities)
+
+
+class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
+    """A power output."""
+
+    _attr_translation_key = "output"
+    _requires_reachable = True
+
+    def __init__(self, coordinator: RayzigCoordinator, module: Module, index: int) -> None:
+        """Bind to output ``index`` (0-based) of ``module``."""
+        super().__init__(coordinator, module, "output", index)
+        label = output_label(module.outputs[index])
+        if label is not None:
+            self._attr_name = label
+        else:
+            self._attr_translation_placeholders = {"number": str(index + 1)}
+
+    @property
+    def is_on(self) -> bool | None:
+        """Output state as last acknowledged or pushed by the gateway."""
+        output = self.output
+        return None if output is None else output.is_on
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Switch the output on; the state follows the gateway's acknowledgement."""
+        await self._async_set(on=True)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Switch the output off; the state follows the gateway's acknowledgement."""
+        await self._async_set(on=False)
+
+    async def _async_set(self, *, on: bool) -> None:
+        assert self.output_index is not None
+        index = self.output_index
+        output = await self.coordinator.async_command(
+            self.coordinator.client.set_output(self.module_id, index, on),
+            permission=Permission.SWITCH,
+            module_id=self.module_id,
+        )
+        self.coordinator.async_apply_output(self.module_id, output)
