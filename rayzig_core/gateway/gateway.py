@@ -341,10 +341,16 @@ class VirtualGateway:
         for connection in list(self._connections):
             connection.close()
 
-    def _revoke_sessions(self, predicate: Callable[[ClientRecord], bool]) -> None:
+    def _revoke_sessions(
+        self, predicate: Callable[[ClientRecord], bool], requester: GatewayConnection
+    ) -> None:
+        """End the links of matching clients now; the requesting link right after its reply."""
         for connection in list(self._connections):
             if connection.client is not None and predicate(connection.client):
-                connection.close()
+                if connection is requester:
+                    connection.close_after_reply = True
+                else:
+                    connection.close()
 
     def _site_changed(self, change: SiteChange) -> None:
         notice: m.Notification
@@ -405,7 +411,7 @@ class VirtualGateway:
         if isinstance(request, m.RecoverPassword):
             return self._recover(request)
         client = connection.client
-        if client is None:
+        if client is None or self.clients.get(client.client_id) is not client:
             raise RequestRefused(
                 m.ErrorCode.NOT_AUTHENTICATED, "This client is not paired: pair it first."
             )
@@ -496,7 +502,7 @@ class VirtualGateway:
             need(permission_to_manage(request.level))
             return self._add_user(request)
         if isinstance(request, m.DeleteUser):
-            return self._delete_user(level, request)
+            return self._delete_user(connection, level, request)
         if isinstance(request, m.ListClients):
             need(Permission.MANAGE_CLIENTS)
             return m.ClientList(
@@ -513,10 +519,7 @@ class VirtualGateway:
                 raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No client with id {target_id}.")
             del self.clients[target_id]
             self._dirty()
-            connection.close_after_reply = target_id == client.client_id
-            self._revoke_sessions(
-                lambda c: c.client_id == target_id and c is not connection.client
-            )
+            self._revoke_sessions(lambda c: c.client_id == target_id, connection)
             return m.Ok()
         if isinstance(request, m.GetFirmware):
             need(Permission.READ)
@@ -691,7 +694,9 @@ class VirtualGateway:
         self._dirty()
         return m.Ok()
 
-    def _delete_user(self, level: UserLevel, request: m.DeleteUser) -> m.Response:
+    def _delete_user(
+        self, connection: GatewayConnection, level: UserLevel, request: m.DeleteUser
+    ) -> m.Response:
         account = self.users.get(request.name)
         if account is None:
             raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
@@ -708,7 +713,7 @@ class VirtualGateway:
         del self.users[account.name]
         for client_id in [c.client_id for c in self.clients.values() if c.user == account.name]:
             del self.clients[client_id]
-        self._revoke_sessions(lambda c: c.user == account.name)
+        self._revoke_sessions(lambda c: c.user == account.name, connection)
         self._dirty()
         return m.Ok()
 
