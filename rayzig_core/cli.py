@@ -1382,18 +1382,22 @@ def _load_signing_key(path: Path) -> bytes:
 def cmd_firmware_publish(args: argparse.Namespace, out: _Out) -> int:
     """Sign an image and add it to a catalogue directory."""
     from rayzig_core.firmware import CATALOGUE_FILE, publish_image  # noqa: PLC0415
+    from rayzig_core.gateway.gateway import HARDWARE as GATEWAY_HARDWARE  # noqa: PLC0415
 
     directory = Path(args.directory)
     private = _load_signing_key(Path(args.signing_key_file).expanduser())
     hardware = args.hardware
-    if hardware is None:
+    if hardware is None and not (directory / CATALOGUE_FILE).exists():
+        hardware = GATEWAY_HARDWARE
+    elif hardware is None:
         try:
             hardware = json.loads((directory / CATALOGUE_FILE).read_text(encoding="utf-8"))[
                 "hardware"
             ]
         except (OSError, ValueError, KeyError, TypeError):
             raise CliError(
-                f"{directory} has no readable catalogue yet: name the hardware with --hardware."
+                f"The catalogue in {directory} is unreadable: repair it, or name the hardware "
+                "with --hardware."
             ) from None
     try:
         image = Path(args.image).read_bytes()
@@ -1890,7 +1894,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="anti-rollback counter",
     )
-    p.add_argument("--hardware", help="hardware name (default: the catalogue's)")
+    p.add_argument(
+        "--hardware", help="hardware name (default: the catalogue's; for a new one RZ-GW1)"
+    )
     p.add_argument("--release-notes", default="", metavar="TEXT")
     p.add_argument("--security-fix", action="store_true", help="mark the image as a security fix")
 

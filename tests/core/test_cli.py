@@ -28,7 +28,7 @@ from rayzig_core import cli
 from rayzig_core.cli import main
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.firmware import CHUNK_SIZE, CatalogueEntry, crc32, parse_catalogue
-from rayzig_core.gateway.gateway import VirtualGateway
+from rayzig_core.gateway.gateway import HARDWARE, VirtualGateway
 from rayzig_core.models import MAX_EVENTS_PER_MODULE, FirmwarePart
 from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.protocol import messages as m
@@ -38,9 +38,6 @@ from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, switchab
 
 WEAK = "password12345678"
 NEW_PASSWORD = "copper lantern whistles beneath autumn rain"
-HARDWARE = "RZ-GW1"
-"""Hardware name for test images (the virtual gateway's model name has spaces, which manifests
-do not allow, so the firmware test gives the gateway this name through its saved state)."""
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -704,15 +701,12 @@ def signing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Pat
 
 @pytest.fixture
 def firmware_gateway(tmp_path: Path, signing_key: tuple[Path, str]) -> Iterator[GatewayThread]:
-    """A gateway out of factory state that trusts the test signing key, named HARDWARE."""
+    """A gateway out of factory state that trusts the test signing key."""
     gw = GatewayThread(
         tmp_path / "fw-gw.json", trusted_update_keys=(bytes.fromhex(signing_key[1]),)
     ).start()
     try:
         gw.setup_owner(OWNER_PASSWORD)
-        gw.stop()
-        gw.edit_state(lambda data: data["firmware"].update(hardware=HARDWARE))
-        gw.start()
         yield gw
     finally:
         gw.stop()
@@ -733,14 +727,15 @@ def test_firmware_publish_serve_check_install(
     (tmp_path / "tft.bin").write_bytes(image)
     publish = ["firmware-publish", str(catalogue), str(tmp_path / "tft.bin"),
                "--signing-key-file", str(key_path), "--part", "tft"]  # fmt: skip
-    code, _, err = run(capsys, *publish, "--version", "1.0.8", "--security-version", "1")
-    assert code == cli.EXIT_USAGE  # a new catalogue needs --hardware
-    assert "--hardware" in err
-    data = run_json(
-        capsys, *publish, "--version", "1.0.8", "--security-version", "1", "--hardware", HARDWARE
-    )
+    data = run_json(capsys, *publish, "--version", "1.0.8", "--security-version", "1")
     assert data["size"] == len(image)
-    # A later image for the same catalogue takes its hardware; this one would be a downgrade.
+    assert data["hardware"] == HARDWARE  # the virtual gateway's, by default
+    code, _, err = run(
+        capsys, *publish, "--version", "1.0.9", "--security-version", "1", "--hardware", "RZ-GW2"
+    )
+    assert code == cli.EXIT_USAGE  # one catalogue, one hardware
+    assert "RZ-GW1" in err
+    # This one would be a downgrade.
     run_json(capsys, *publish, "--version", "1.0.6", "--security-version", "0")
 
     server = spawn("update-server", str(catalogue), "--port", "0", "--json")
