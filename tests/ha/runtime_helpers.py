@@ -6,6 +6,7 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
@@ -13,10 +14,21 @@ from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 import custom_components.rayzig as integration
-from rayzig_core.client import RayzigClient
+from custom_components.rayzig.const import (
+    CONF_CONNECTION,
+    CONF_CREDENTIALS,
+    CONF_HOST,
+    CONF_PORT,
+    CONNECTION_TCP,
+    DOMAIN,
+)
+from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.gateway.gateway import VirtualGateway
-from rayzig_core.models import Module
+from rayzig_core.models import Module, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpConnector
+
+from .conftest import OWNER, OWNER_PASSWORD
 
 FastClient = functools.partial(
     RayzigClient, backoff_initial=0.05, backoff_max=0.2, request_timeout=2.0
@@ -74,3 +86,39 @@ def first_module(gateway: GatewayThread, predicate: Callable[[Module], bool]) ->
 def on_gateway(gateway: GatewayThread, function: Callable[[VirtualGateway], object]) -> object:
     """Run ``function`` on the gateway's thread."""
     return gateway.call(function)
+
+
+async def pair_user(
+    gateway: GatewayThread, name: str, level: UserLevel, password: str
+) -> ClientCredentials:
+    """Create a gateway user (as the installer) and pair a client as that user."""
+    admin = RayzigClient(TcpConnector("127.0.0.1", gateway.port), client_name="admin tool")
+    identity = await admin.identify()
+    await admin.pair(identity, OWNER, OWNER_PASSWORD)
+    await admin.connect()
+    try:
+        await admin.add_user(name, level, password)
+    finally:
+        await admin.close()
+    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), client_name="Home Assistant")
+    credentials = await client.pair(identity, name, password)
+    await client.close()
+    return credentials
+
+
+def entry_for(
+    gateway: GatewayThread, credentials: ClientCredentials, options: dict[str, Any] | None = None
+) -> MockConfigEntry:
+    """A config entry for the gateway with ``credentials``."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"Rayzig {credentials.serial}",
+        unique_id=credentials.serial,
+        data={
+            CONF_CONNECTION: CONNECTION_TCP,
+            CONF_HOST: "127.0.0.1",
+            CONF_PORT: gateway.port,
+            CONF_CREDENTIALS: credentials.to_dict(),
+        },
+        options=options or {},
+    )
