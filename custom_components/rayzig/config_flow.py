@@ -112,6 +112,11 @@ _TEXT_SELECTOR = TextSelector()
 _POLICY_CODES: Final = frozenset(str(violation) for violation in PolicyViolation)
 
 
+_CONNECTION_KEYS: Final = frozenset(
+    {CONF_CONNECTION, CONF_HOST, CONF_PORT, CONF_I2C_BUS, CONF_I2C_ADDRESS}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Refusal:
     """Why the new-password form is shown again."""
@@ -307,7 +312,9 @@ class RayzigConfigFlow(ConfigFlow, domain=DOMAIN):
             entry = self._get_reconfigure_entry()
             if identity.public_key != _pinned_key(entry):
                 return self.async_abort(reason="gateway_key_changed")
-            return self.async_update_reload_and_abort(entry, data_updates=data)
+            # Keep the keys; replace the connection fields (no stale host/port after a move to I2C).
+            kept = {key: value for key, value in entry.data.items() if key not in _CONNECTION_KEYS}
+            return self.async_update_reload_and_abort(entry, data={**kept, **data})
         self._abort_if_unique_id_configured()
         self._connection = data
         self._identity = identity

@@ -704,6 +704,31 @@ async def test_reconfigure_to_i2c_prefills(
     assert entry.data[CONF_I2C_ADDRESS] == 0x42
 
 
+async def test_reconfigure_bridge_to_i2c(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Moving to I2C keeps the keys and drops the bridge's host and port."""
+    config_entry.add_to_hass(hass)
+    credentials = dict(config_entry.data[CONF_CREDENTIALS])
+    monkeypatch.setattr(
+        config_flow, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
+    )
+    result = await config_entry.start_reconfigure_flow(hass)
+    result = await configure(hass, result, {"next_step_id": "i2c"})
+    assert defaults(result, {}) == {CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: "0x42"}
+    result = await configure(hass, result, {CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: "0x42"})
+    assert result["reason"] == "reconfigure_successful"
+    assert dict(config_entry.data) == {
+        CONF_CONNECTION: CONNECTION_I2C,
+        CONF_I2C_BUS: 1,
+        CONF_I2C_ADDRESS: 0x42,
+        CONF_CREDENTIALS: credentials,
+    }
+
+
 async def test_reconfigure_other_gateway_aborts(
     hass: HomeAssistant, gateway: GatewayThread, config_entry: MockConfigEntry, tmp_path: Path
 ) -> None:
