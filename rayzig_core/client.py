@@ -300,6 +300,8 @@ class RayzigClient:
         self._state = ConnectionState.DISCONNECTED
         self._session: _Session | None = None
         self._connected = asyncio.Event()
+        """Set while a session is up, and for good once the client can never connect again
+        (authentication failure, closed), so that waiting requests wake up and fail at once."""
         self._supervisor: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
         self._state_listeners: list[StateListener] = []
@@ -474,6 +476,9 @@ class RayzigClient:
         """Open the keyed session (raising if that fails), then keep it up in the background."""
         if self._closed:
             raise RayzigInternalError("client is closed")
+        # A new attempt (e.g. after pairing again): forget an earlier authentication failure.
+        self._auth_error = None
+        self._connected.clear()
         self._set_state(ConnectionState.CONNECTING)
         try:
             session = await self._open_keyed()
@@ -516,6 +521,7 @@ class RayzigClient:
             if self._auth_error is not None:
                 # e.g. this client revoked its own key: reconnecting would retry a known failure.
                 self._set_state(ConnectionState.AUTH_FAILED)
+                self._connected.set()
                 return
             self._set_state(ConnectionState.BACKOFF)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
@@ -527,6 +533,7 @@ class RayzigClient:
                 self._auth_error = err
                 self.stats.last_error = str(err)
                 self._set_state(ConnectionState.AUTH_FAILED)
+                self._connected.set()  # requests waiting for a reconnection raise err now
                 return
             except RayzigError as err:
                 self.stats.connect_failures += 1
@@ -568,7 +575,8 @@ class RayzigClient:
                 self.stats.retries += 1
                 if isinstance(err, RequestTimeoutError):
                     continue
-                self._connected.clear()
+                if self._session is session and self._auth_error is None and not self._closed:
+                    self._connected.clear()  # not yet replaced (nor terminal): wait for it
                 continue
             if isinstance(response, m.ErrorResponse):
                 self.stats.errors += 1
@@ -670,7 +678,7 @@ class RayzigClient:
                 await self._supervisor
             self._supervisor = None
         session, self._session = self._session, None
-        self._connected.clear()
+        self._connected.set()  # requests waiting for a reconnection fail with "client is closed"
         if session is not None:
             await session.close()
         self._set_state(ConnectionState.CLOSED)
