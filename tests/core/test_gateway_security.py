@@ -795,3 +795,20 @@ async def test_client_retry_after_a_dropped_link_acts_once(
     assert len(proxy.links) == 2
     assert len(commands(owned, module_id)) == count + 1
     await client.close()
+
+
+async def test_revocation_ends_every_link_of_the_client_not_just_the_requesting_one(
+    owned: GatewayThread,
+) -> None:
+    _, credentials = await pair(owned)
+    first = await RawSession.keyed(owned.port, credentials)
+    second = await RawSession.keyed(owned.port, credentials)  # the same client, twice
+    try:
+        assert await second.request(1, m.GetInfo()) != m.Ok()
+        assert await first.request(1, m.RevokeClient(0)) == m.Ok()
+        await closed_by_gateway(first)
+        await closed_by_gateway(second)
+    finally:
+        await first.close()
+        await second.close()
+    assert live_links(owned, OWNER) == 0
