@@ -39,6 +39,7 @@ from custom_components.rayzig.const import (
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.password_policy import PolicyViolation
+from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 
@@ -338,25 +339,24 @@ async def test_i2c_address_validated(hass: HomeAssistant, address: str) -> None:
     assert result["errors"] == {CONF_I2C_ADDRESS: "invalid_i2c_address"}
 
 
-async def test_i2c_bus_absent(hass: HomeAssistant) -> None:
-    """The real I2C connector on a bus that does not exist: tell the user to enable I2C."""
-    result = await start_i2c(hass, 250, "0x42")
+@pytest.mark.parametrize(
+    ("bus", "address"),
+    [(5, "0x42"), (1, "0x43")],
+    ids=["no-such-bus", "nothing-at-address"],
+)
+async def test_i2c_device_not_found(hass: HomeAssistant, bus: int, address: str) -> None:
+    """The real I2C connector and smbus2 on the fake kernel: tell the user to enable I2C."""
+    fake_bus = FakeI2CBus(1)
+    fake_bus.add_device(FakeI2CDevice(0x42))
+    with fake_bus.installed():
+        result = await start_i2c(hass, bus, address)
     assert result["errors"] == {"base": "device_not_found"}
 
 
-async def test_i2c_permission(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real I2C connector when the OS refuses /dev/i2c-N."""
-    from rayzig_core.transport.i2c import I2CConnector  # noqa: PLC0415
-
-    def refuse(bus: int) -> Any:
-        raise PermissionError(13, "Permission denied", f"/dev/i2c-{bus}")
-
-    monkeypatch.setattr(
-        config_flow,
-        "_i2c_connector",
-        lambda bus, address: I2CConnector(bus, address, smbus_factory=refuse),
-    )
-    result = await start_i2c(hass, 1, "0x42")
+async def test_i2c_permission(hass: HomeAssistant) -> None:
+    """The real I2C connector when the OS refuses /dev/i2c-1."""
+    with FakeI2CBus(1, open_error="permission").installed():
+        result = await start_i2c(hass, 1, "0x42")
     assert result["errors"] == {"base": "permission"}
 
 
@@ -384,7 +384,8 @@ async def test_i2c_unexpected_error(
 async def test_i2c_happy_path(
     hass: HomeAssistant, gateway: GatewayThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The I2C path end to end; the link itself is the gateway's TCP port (no I2C bus here)."""
+    """The I2C path end to end; the link is the gateway's TCP port (no virtual gateway on the
+    fake I2C bus yet)."""
     opened: list[tuple[int, int]] = []
 
     def connector(bus: int, address: int) -> TcpConnector:
