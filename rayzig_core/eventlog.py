@@ -55,20 +55,22 @@ class EventLogSync:
             cursor = 0
             first = await self._client.read_events(module_id, 0, BATCH_SIZE)
         batch = first
-        if batch.events and batch.events[0].seq > cursor + 1 and cursor > 0:
-            events.append(
-                Event(
-                    module_id,
-                    batch.events[0].seq - 1,
-                    batch.events[0].timestamp,
-                    EventKind.GAP,
-                    None,
-                    None,
-                    None,
-                    lost=batch.events[0].seq - 1 - cursor,
-                )
-            )
         while True:
+            # Checked on every batch: records can also be overwritten while a pull is under way.
+            # A cursor of 0 is a cursor too (nothing imported yet, e.g. the log was empty).
+            if batch.events and batch.events[0].seq > cursor + 1:
+                events.append(
+                    Event(
+                        module_id,
+                        batch.events[0].seq - 1,
+                        batch.events[0].timestamp,
+                        EventKind.GAP,
+                        None,
+                        None,
+                        None,
+                        lost=batch.events[0].seq - 1 - cursor,
+                    )
+                )
             events.extend(batch.events)
             if batch.events:
                 cursor = batch.events[-1].seq
