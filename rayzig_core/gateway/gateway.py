@@ -570,11 +570,15 @@ class VirtualGateway:
         wanted = max(1, min(request.max_count, MAX_EVENTS_PER_BATCH))
         events = ring.read(max(request.after_seq, 0), wanted)
         batch = m.EventBatch(request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq)
-        while events and len(m.encode(2**62, batch)) > MAX_PLAINTEXT:
-            events = events[: max(1, len(events) * 3 // 4)]
+        size = len(m.encode(2**62, batch))
+        while len(events) > 1 and size > MAX_PLAINTEXT:
+            # Shrink in proportion to the overshoot: one or two encodings instead of six.
+            keep = len(events) * MAX_PLAINTEXT // size
+            events = events[: max(1, min(keep, len(events) - 1))]
             batch = m.EventBatch(
                 request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq
             )
+            size = len(m.encode(2**62, batch))
         return batch
 
     # --- passwords and pairing (PROTOCOL.md §6) --------------------------------------------
