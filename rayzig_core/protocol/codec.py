@@ -190,8 +190,78 @@ def dumps(data: Any) -> bytes:
     return cbor2.dumps(data)
 
 
+MAX_DEPTH = 16
+"""Deepest nesting of arrays accepted (a ModulePage needs 5: envelope to Output)."""
+
+_SIMPLE_VALUES = frozenset({0xF4, 0xF5, 0xF6})
+"""The only simple values a message may hold: false, true, null (floats are checked apart)."""
+
+_SHORTEST = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x1_0000_0000}
+"""Per additional-information value, the least argument that needs that many bytes."""
+
+
+def check_strict(data: bytes) -> None:
+    """Refuse anything but exactly one well-formed, deterministically encoded data item.
+
+    PROTOCOL.md §5.1: definite lengths only, integers and lengths in their shortest form, no
+    tags, no maps, no simple values but false/true/null, floats of any width, at most
+    :data:`MAX_DEPTH` nested arrays and no trailing bytes. Only the item heads are walked (text
+    and byte strings are skipped), so this is cheap next to decoding; DecodeError names the
+    first violation.
+    """
+    size = len(data)
+    pos = 0
+    remaining = [1]  # items still to read at each open nesting level
+    while remaining:
+        if remaining[-1] == 0:
+            remaining.pop()
+            continue
+        remaining[-1] -= 1
+        if pos >= size:
+            raise DecodeError("CBOR item is truncated")
+        initial = data[pos]
+        pos += 1
+        major, info = initial >> 5, initial & 0x1F
+        if major == 7:
+            if info in (25, 26, 27):  # half, single or double precision float
+                pos += 1 << (info - 24)
+                continue
+            if initial not in _SIMPLE_VALUES:
+                raise DecodeError("CBOR simple value other than false, true or null")
+            continue
+        if major == 5:
+            raise DecodeError("CBOR maps are not used by the protocol")
+        if major == 6:
+            raise DecodeError("CBOR tags are not allowed")
+        if info < 24:
+            argument = info
+        elif info <= 27:
+            width = 1 << (info - 24)
+            if pos + width > size:
+                raise DecodeError("CBOR item is truncated")
+            argument = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+            if argument < _SHORTEST[info]:
+                raise DecodeError("CBOR integer or length is not in its shortest form")
+        elif info == 31:
+            raise DecodeError("CBOR indefinite-length items are not allowed")
+        else:
+            raise DecodeError("CBOR head uses a reserved value")
+        if major in (2, 3):  # byte or text string: skip its content
+            pos += argument
+        elif major == 4:
+            if len(remaining) > MAX_DEPTH:
+                raise DecodeError("CBOR arrays are nested too deeply")
+            remaining.append(argument)
+    if pos != size:
+        raise DecodeError(
+            "trailing bytes after the CBOR item" if pos < size else "CBOR item is truncated"
+        )
+
+
 def loads(data: bytes) -> Any:
-    """Parse one CBOR item, mapping every parser failure to DecodeError."""
+    """Parse exactly one strictly encoded CBOR item (:func:`check_strict`), else DecodeError."""
+    check_strict(data)
     try:
         return cbor2.loads(data)
     except Exception as err:  # noqa: BLE001 - cbor2 raises many types on hostile input

@@ -1,0 +1,109 @@
+"""Regression tests for the spec-review findings of PROTOCOL.md Appendix C, fixed in the reference.
+
+Everything that involves the gateway runs against the real virtual gateway over loopback sockets
+(:class:`~rayzig_core.testing.gateway.GatewayThread`), or drives the sans-I/O pieces directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rayzig_core.errors import DecodeError, FirmwareIntegrityError, TransportError
+from rayzig_core.firmware import FirmwareManifest, build_manifest
+from rayzig_core.models import FirmwarePart
+from rayzig_core.protocol import codec
+from rayzig_core.protocol import messages as m
+from rayzig_core.protocol.frames import Frame, FrameKind
+from rayzig_core.testing.gateway import GatewayThread
+from tests.core.conftest import (
+    RawSession,
+    commands,
+    pair,
+    switchable_output,
+)
+
+
+async def closed_by_gateway(session: RawSession, within: float = 5.0) -> bool:
+    """Whether the gateway ends the link without answering anything more."""
+    try:
+        await asyncio.wait_for(session.transport.receive(), within)
+    except TransportError:
+        return True
+    return False
+
+
+async def send_plaintext(session: RawSession, plaintext: bytes) -> None:
+    """Encrypt arbitrary plaintext bytes as the next transport message of a session."""
+    sealed = session.channel._send.encrypt_with_ad(b"", plaintext)
+    await session.transport.send(Frame(FrameKind.TRANSPORT, sealed).to_bytes())
+
+
+# --- strict CBOR (§5.1) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoded", "why"),
+    [
+        ("82010100", "trailing bytes"),
+        ("9f0101ff", "indefinite-length array"),
+        ("8201c2420101", "bignum tag"),
+        ("8201c11a00000000", "date tag"),
+        ("d9d9f7820101", "self-described CBOR tag"),
+        ("82011801", "integer not in shortest form"),
+        ("9800", "array length not in shortest form"),
+        ("8201f7", "undefined"),
+        ("8201f820", "extended simple value"),
+        ("a0", "map"),
+        ("820101ff", "stray break"),
+        ("8201fb3ff00000", "truncated float"),
+        ("82017f6161ff", "indefinite-length text"),
+        ("81" * 20 + "01", "nested too deeply"),
+    ],
+)
+def test_message_decoder_refuses_non_canonical_cbor(encoded: str, why: str) -> None:
+    with pytest.raises(DecodeError):
+        m.decode(bytes.fromhex(encoded))
+
+
+def test_message_decoder_accepts_every_float_width_and_canonical_input() -> None:
+    assert m.decode(bytes.fromhex("820101")) == m.Envelope(1, m.Ping())
+    event = "88 03 18 2a {} 02 00 65 616c696365 f5 00"
+    for width in ("f93c00", "fa3f800000", "fb3ff0000000000000", "01"):
+        body = bytes.fromhex(("86 18 47 09 03 81" + event + "01 18 2a").format(width))
+        batch = m.decode(body).message
+        assert isinstance(batch, m.EventBatch)
+        assert batch.events[0].timestamp == 1.0
+    # The reference encoder's own output always passes.
+    for message in (m.Ping(), m.ListModules(3), m.ErrorResponse(m.ErrorCode.THROTTLED, "x", 8.0)):
+        codec.check_strict(m.encode(2**62, message))
+
+
+def test_handshake_payloads_and_manifests_use_the_same_strict_decoder() -> None:
+    hello = m.encode_hello(m.ClientHello(1, "rayzig_core"))
+    assert m.decode_client_hello(hello) == m.ClientHello(1, "rayzig_core")
+    with pytest.raises(DecodeError):
+        m.decode_client_hello(hello + b"\x00")
+    manifest = build_manifest(
+        hardware="RZ-GW1", part=FirmwarePart.TFT, version="1.0.0", security_version=1, image=b"x"
+    ).to_bytes()
+    assert FirmwareManifest.from_bytes(manifest).version == "1.0.0"
+    with pytest.raises(FirmwareIntegrityError, match="malformed"):
+        FirmwareManifest.from_bytes(b"\xd8\x18" + manifest)  # wrapped in a tag
+
+
+async def test_gateway_closes_the_link_on_a_request_with_trailing_bytes(
+    owned: GatewayThread,
+) -> None:
+    _, credentials = await pair(owned)
+    module_id, index = switchable_output(owned)
+    before = commands(owned, module_id)
+    session = await RawSession.keyed(owned.port, credentials)
+    try:
+        request = m.encode(7, m.SetOutput(module_id, index, on=True))
+        await send_plaintext(session, request + b"\x00")
+        assert await closed_by_gateway(session)
+    finally:
+        await session.close()
+    assert commands(owned, module_id) == before
