@@ -19,6 +19,7 @@ from typing import Any
 
 from rayzig_core.errors import (
     FirmwareError,
+    HandshakeError,
     ProtocolError,
     RequestError,
     SessionClosedError,
@@ -760,7 +761,11 @@ class GatewayConnection:
             return
         try:
             if self._channel is None:
-                self._handshake_step(raw)
+                try:
+                    self._handshake_step(raw)
+                except HandshakeError as err:
+                    _LOGGER.info("Refusing a handshake: %s", err)
+                    self.close()
                 return
             envelope = self._channel.open(raw)
             if not isinstance(envelope.message, m.Request):

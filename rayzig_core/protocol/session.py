@@ -203,6 +203,12 @@ class ResponderHandshake:
             self.client_hello = messages.decode_client_hello(payload)
         except DecodeError as err:
             raise HandshakeError("client handshake payload is malformed") from err
+        if self.client_hello.protocol_version != messages.PROTOCOL_VERSION:
+            # §1.3: no session with a peer of another version (nothing is sent before the session).
+            raise HandshakeError(
+                f"client speaks protocol version {self.client_hello.protocol_version}, "
+                f"this gateway speaks {messages.PROTOCOL_VERSION}"
+            )
         self.client_key = self._state.remote_static
 
     @property

@@ -7,6 +7,7 @@ Everything that involves the gateway runs against the real virtual gateway over 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -16,8 +17,12 @@ from rayzig_core.models import FirmwarePart
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import Frame, FrameKind
+from rayzig_core.protocol.noise import generate_keypair
+from rayzig_core.protocol.session import InitiatorHandshake
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpConnector, TcpTransport
 from tests.core.conftest import (
+    HOST,
     RawSession,
     commands,
     pair,
@@ -107,3 +112,67 @@ async def test_gateway_closes_the_link_on_a_request_with_trailing_bytes(
     finally:
         await session.close()
     assert commands(owned, module_id) == before
+
+
+# --- ClientHello.protocol_version (§1.3) -------------------------------------------------------
+
+
+async def handshake_as_version(
+    port: int,
+    version: int,
+    *,
+    static_private: bytes | None = None,
+    gateway_key: bytes | None = None,
+) -> tuple[InitiatorHandshake, TcpTransport]:
+    """Run the client side of a handshake whose ClientHello names ``version``."""
+    handshake = InitiatorHandshake(
+        static_private=static_private or generate_keypair()[0],
+        client_name="from the future",
+        gateway_key=gateway_key,
+    )
+    handshake._hello = m.ClientHello(version, "from the future")
+    transport = await TcpConnector(HOST, port, timeout=5.0).connect()
+    await transport.send(handshake.start())
+    return handshake, transport
+
+
+async def test_gateway_refuses_an_xx_handshake_of_another_protocol_version(
+    owned: GatewayThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    handshake, transport = await handshake_as_version(owned.port, 2)
+    try:
+        last = handshake.receive(await asyncio.wait_for(transport.receive(), 5))
+        assert last is not None
+        with caplog.at_level(logging.INFO, logger="rayzig_core.gateway.gateway"):
+            await transport.send(last)
+            channel = handshake.channel()
+            await transport.send(channel.seal(1, m.Ping()))
+            with pytest.raises(TransportError):
+                await asyncio.wait_for(transport.receive(), 5)
+        assert "client speaks protocol version 2, this gateway speaks 1" in caplog.text
+    finally:
+        await transport.close()
+
+
+async def test_gateway_refuses_an_ik_handshake_of_another_protocol_version(
+    owned: GatewayThread,
+) -> None:
+    _, credentials = await pair(owned)
+    _, transport = await handshake_as_version(
+        owned.port,
+        0,
+        static_private=credentials.client_private_key,
+        gateway_key=credentials.gateway_public_key,
+    )
+    try:
+        with pytest.raises(TransportError):  # closed without an answer
+            await asyncio.wait_for(transport.receive(), 5)
+    finally:
+        await transport.close()
+    # The same key with the right version is still welcome.
+    session = await RawSession.keyed(owned.port, credentials)
+    try:
+        assert session.hello.client_enrolled is True
+        assert await session.request(1, m.Ping()) == m.Ok()
+    finally:
+        await session.close()
