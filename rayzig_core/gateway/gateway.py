@@ -381,6 +381,11 @@ class VirtualGateway:
 
     def handle(self, connection: GatewayConnection, request_id: int, request: m.Request) -> m.Response:
         """Answer one request, from the replay cache when it is a retried mutating request."""
+        if request_id == 0:  # §5.3: 0 is the id of notifications, never of a request
+            return m.ErrorResponse(
+                m.ErrorCode.BAD_REQUEST,
+                "Request id 0 is reserved for notifications; number requests from 1.",
+            )
         cache_key = (connection.peer_key, request_id)
         if request.MUTATING:
             cached = self.replay_cache.get(cache_key)

@@ -176,3 +176,27 @@ async def test_gateway_refuses_an_ik_handshake_of_another_protocol_version(
         assert await session.request(1, m.Ping()) == m.Ok()
     finally:
         await session.close()
+
+
+# --- request id 0 (§5.3) -----------------------------------------------------------------------
+
+
+async def test_request_id_zero_is_refused_and_never_acts(owned: GatewayThread) -> None:
+    _, credentials = await pair(owned)
+    module_id, index = switchable_output(owned)
+    before = commands(owned, module_id)
+    session = await RawSession.keyed(owned.port, credentials)
+    try:
+        for request in (m.Ping(), m.GetInfo(), m.SetOutput(module_id, index, on=True)):
+            response = await session.request(0, request)
+            assert isinstance(response, m.ErrorResponse), request
+            assert response.code is m.ErrorCode.BAD_REQUEST
+        # A refusal, not a broken session; nothing was switched or cached under id 0.
+        assert await session.request(1, m.Ping()) == m.Ok()
+        assert isinstance(
+            await session.request(2, m.SetOutput(module_id, index, on=True)), m.OutputResponse
+        )
+    finally:
+        await session.close()
+    assert len(commands(owned, module_id)) == len(before) + 1
+    assert owned.call(lambda g: [k for k in g.replay_cache if k[1] == 0]) == []
