@@ -129,9 +129,12 @@ def normalize_password(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
-def _fold(text: str) -> str:
+def fold_password(text: str) -> str:
     """Return the normalised, case-folded form of a text, for case-insensitive comparison."""
     return normalize_password(text).casefold()
+
+
+_fold = fold_password
 
 
 def _has_refused_characters(password: str) -> bool:

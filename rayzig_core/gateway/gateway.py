@@ -45,7 +45,7 @@ from rayzig_core.models import (
     GatewayUser,
     UserLevel,
 )
-from rayzig_core.password_policy import PolicyViolation, check_password
+from rayzig_core.password_policy import PolicyViolation, check_password, fold_password
 from rayzig_core.permissions import Permission, allowed, permission_to_manage
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import MAX_FRAME
@@ -142,6 +142,7 @@ class VirtualGateway:
         clients: dict[int, ClientRecord] | None = None,
         clock: Callable[[], float] = time.time,
         scrypt_n: int = 2**15,
+        default_folded_verifier: PasswordVerifier | None = None,
     ) -> None:
         self.site = site
         self.serial = serial
@@ -151,6 +152,10 @@ class VirtualGateway:
         self.recovery_verifier = recovery_verifier
         self.recovery_throttle = Throttle()
         self.default_verifier = default_verifier
+        # Verifier of the case-folded default password, to refuse it as a new password in any
+        # case (§6.2). Generated label passwords are lower case, so for a state saved before it
+        # existed the plain default verifier is the folded one.
+        self.default_folded_verifier = default_folded_verifier or default_verifier
         self.firmware = firmware
         self.clients: dict[int, ClientRecord] = clients or {}
         self.clock = clock
@@ -178,6 +183,9 @@ class VirtualGateway:
             credentials.generate_default_password(), credentials.generate_recovery_secret()
         )
         default_verifier = credentials.make_verifier(secrets_.default_password, n=scrypt_n)
+        default_folded_verifier = credentials.make_verifier(
+            fold_password(secrets_.default_password), n=scrypt_n
+        )
         installer = UserAccount(
             FACTORY_USER, UserLevel.SYSTEM, default_verifier, must_change=True
         )
@@ -205,6 +213,7 @@ class VirtualGateway:
             firmware=firmware,
             clock=clock,
             scrypt_n=scrypt_n,
+            default_folded_verifier=default_folded_verifier,
         )
         return gateway, secrets_
 
@@ -229,6 +238,7 @@ class VirtualGateway:
             "recovery_verifier": self.recovery_verifier.to_json(),
             "recovery_throttle": self.recovery_throttle.to_json(),
             "default_verifier": self.default_verifier.to_json(),
+            "default_folded_verifier": self.default_folded_verifier.to_json(),
             "clients": [
                 {"id": c.client_id, "key": c.public_key.hex(), "name": c.name, "user": c.user}
                 for c in self.clients.values()
@@ -277,6 +287,11 @@ class VirtualGateway:
                 clients=clients,
                 clock=clock,
                 scrypt_n=int(data["scrypt_n"]),
+                default_folded_verifier=(
+                    PasswordVerifier.from_json(data["default_folded_verifier"])
+                    if "default_folded_verifier" in data
+                    else None
+                ),
             )
             gateway.recovery_throttle = Throttle.from_json(data["recovery_throttle"])
             for key_hex, request_id, encoded in data["replay_cache"]:
@@ -621,9 +636,12 @@ class VirtualGateway:
         return account
 
     def _policy_refusal(self, password: str, user: str) -> None:
-        violations = list(check_password(password, user_name=user, serial=self.serial))
-        if credentials.check_verifier(self.default_verifier, password):
-            violations.append(PolicyViolation.DEFAULT_PASSWORD)
+        found = set(check_password(password, user_name=user, serial=self.serial))
+        # The default password in any case or Unicode form (§6.2), through its folded verifier:
+        # the gateway never keeps the default password itself.
+        if credentials.check_verifier(self.default_folded_verifier, fold_password(password)):
+            found.add(PolicyViolation.DEFAULT_PASSWORD)
+        violations = [v for v in PolicyViolation if v in found]  # in the order of §6.2
         if violations:
             raise RequestRefused(
                 m.ErrorCode.PASSWORD_REJECTED,

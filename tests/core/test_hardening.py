@@ -11,9 +11,16 @@ import logging
 
 import pytest
 
-from rayzig_core.errors import DecodeError, FirmwareIntegrityError, TransportError
+from rayzig_core.client import RayzigClient
+from rayzig_core.errors import (
+    DecodeError,
+    FirmwareIntegrityError,
+    PasswordRejectedError,
+    TransportError,
+)
 from rayzig_core.firmware import FirmwareManifest, build_manifest
 from rayzig_core.models import FirmwarePart
+from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import Frame, FrameKind
@@ -23,8 +30,10 @@ from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
 from tests.core.conftest import (
     HOST,
+    OWNER,
     RawSession,
     commands,
+    connector,
     pair,
     switchable_output,
 )
@@ -200,3 +209,52 @@ async def test_request_id_zero_is_refused_and_never_acts(owned: GatewayThread) -
         await session.close()
     assert len(commands(owned, module_id)) == len(before) + 1
     assert owned.call(lambda g: [k for k in g.replay_cache if k[1] == 0]) == []
+
+
+# --- the default password in another case (§6.2) -------------------------------------------------
+
+
+def fullwidth(text: str) -> str:
+    """The same text in full-width forms, which NFKC maps back to ASCII."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+async def test_default_password_is_refused_in_any_case_or_form(gateway: GatewayThread) -> None:
+    assert gateway.factory is not None
+    default = gateway.factory.default_password
+    client = RayzigClient(connector(gateway))
+    identity = await client.identify()
+    variants = [default.upper(), default[0].upper() + default[1:], fullwidth(default.upper())]
+    for variant in variants:
+        with pytest.raises(PasswordRejectedError) as caught:
+            await client.change_password(identity.public_key, OWNER, default, variant)
+        assert "default_password" in caught.value.reasons, variant
+        # All reasons, in the order of the client-side policy that knows the default password.
+        local = check_password(
+            variant, user_name=OWNER, serial=identity.serial, default_password=default
+        )
+        assert caught.value.reasons == tuple(v.value for v in local)
+        assert default.upper() not in str(caught.value)
+    assert (await client.identify()).factory_state is True
+    # The gateway keeps only verifiers: no form of the default password is in its state file.
+    gateway.call(lambda g: g.on_dirty())
+    gateway.stop()
+    state = gateway.state_path.read_text(encoding="utf-8").casefold()
+    assert default.casefold() not in state
+    assert default.replace("-", "").casefold() not in state
+    gateway.start()
+
+
+async def test_old_state_without_the_folded_verifier_still_refuses_case_variants(
+    gateway: GatewayThread,
+) -> None:
+    assert gateway.factory is not None
+    default = gateway.factory.default_password
+    gateway.stop()
+    gateway.edit_state(lambda data: data.pop("default_folded_verifier"))
+    gateway.start()
+    client = RayzigClient(connector(gateway))
+    identity = await client.identify()
+    with pytest.raises(PasswordRejectedError) as caught:
+        await client.change_password(identity.public_key, OWNER, default, default.upper())
+    assert "default_password" in caught.value.reasons
