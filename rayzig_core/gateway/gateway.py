@@ -65,6 +65,9 @@ POLICY_VERSION = 1
 REPLAY_CACHE_SIZE = 1024
 """Mutating requests remembered per gateway for idempotent retries (§5.3)."""
 MAX_EVENTS_PER_BATCH = 512
+MAX_USER_NAME = 32
+MAX_CLIENT_NAME = 64
+"""Longest client name kept at pairing (longer ones are cut)."""
 MAX_PLAINTEXT = MAX_FRAME - 1 - 16
 STATE_FORMAT = 1
 DEFAULT_FIRMWARE = {
@@ -431,6 +434,13 @@ class VirtualGateway:
             return self._change_password(request)
         if isinstance(request, m.RecoverPassword):
             return self._recover(request)
+        if self.factory_state:
+            # §6.1: in factory state nothing but setting the new password, on any session.
+            raise RequestRefused(
+                m.ErrorCode.PASSWORD_CHANGE_REQUIRED,
+                f"The gateway is in factory state: set a new password for {FACTORY_USER!r} "
+                "first.",
+            )
         client = connection.client
         if client is None or self.clients.get(client.client_id) is not client:
             raise RequestRefused(
@@ -651,20 +661,22 @@ class VirtualGateway:
 
     def _pair(self, connection: GatewayConnection, request: m.Pair) -> m.Response:
         account = self._verify_password(request.user, request.password)
-        if account.must_change:
+        if account.must_change or self.factory_state:
             raise RequestRefused(
                 m.ErrorCode.PASSWORD_CHANGE_REQUIRED,
-                "This is the factory password: set a new password first.",
+                "The factory password must be replaced first: set a new password, then pair.",
             )
+        # Bounded, so that one client cannot make ListClients too large for a frame.
+        client_name = request.client_name[:MAX_CLIENT_NAME]
         existing = self.client_by_key(connection.peer_key)
         if existing is not None:
-            existing.user, existing.name = account.name, request.client_name
+            existing.user, existing.name = account.name, client_name
             record = existing
         else:
             record = ClientRecord(
                 max(self.clients, default=0) + 1,
                 connection.peer_key,
-                request.client_name,
+                client_name,
                 account.name,
             )
             self.clients[record.client_id] = record
@@ -705,7 +717,7 @@ class VirtualGateway:
 
     def _add_user(self, request: m.AddUser) -> m.Response:
         name = request.name.strip()
-        if not 1 <= len(name) <= 32 or not name.isprintable():
+        if not 1 <= len(name) <= MAX_USER_NAME or not name.isprintable():
             raise RequestRefused(
                 m.ErrorCode.BAD_REQUEST, "User names have 1 to 32 printable characters."
             )
@@ -727,7 +739,9 @@ class VirtualGateway:
     ) -> m.Response:
         account = self.users.get(request.name)
         if account is None:
-            raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
+            # Never echo more than a user name's worth: a reply must stay decodable (§5.1).
+            shown = request.name if len(request.name) <= MAX_USER_NAME else "that name"
+            raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {shown!r}.")
         if not allowed(level, permission_to_manage(account.level)):
             raise RequestRefused(
                 m.ErrorCode.PERMISSION_DENIED,

@@ -7,6 +7,7 @@ Everything that involves the gateway runs against the real virtual gateway over 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -19,7 +20,8 @@ from rayzig_core.errors import (
     TransportError,
 )
 from rayzig_core.firmware import FirmwareManifest, build_manifest
-from rayzig_core.models import FirmwarePart
+from rayzig_core.gateway.gateway import VirtualGateway
+from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
 from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
@@ -31,8 +33,10 @@ from rayzig_core.transport.tcp import TcpConnector, TcpTransport
 from tests.core.conftest import (
     HOST,
     OWNER,
+    PASSWORDS,
     RawSession,
     commands,
+    connected,
     connector,
     pair,
     switchable_output,
@@ -258,3 +262,82 @@ async def test_old_state_without_the_folded_verifier_still_refuses_case_variants
     with pytest.raises(PasswordRejectedError) as caught:
         await client.change_password(identity.public_key, OWNER, default, default.upper())
     assert "default_password" in caught.value.reasons
+
+
+# --- factory state (§6.1) ---------------------------------------------------------------------
+
+SESSION_REQUESTS: list[m.Request] = [
+    m.GetInfo(),
+    m.ListModules(0),
+    m.SetOutput(1, 0, on=True),
+    m.SetRestorePreset(1, 0, RestorePreset.ON),
+    m.GetTelemetry(1),
+    m.ReadEvents(1, 0, 10),
+    m.ListUsers(),
+    m.AddUser("mallory", UserLevel.SYSTEM, PASSWORDS["sybil"]),
+    m.DeleteUser(OWNER),
+    m.ListClients(),
+    m.RevokeClient(1),
+    m.SetUtilityOutput(1, 0, controllable=True),
+    m.GetFirmware(),
+    m.FirmwareBegin(b"x", b"y"),
+    m.FirmwareChunk(FirmwarePart.TFT, 0, b"x", 0),
+    m.FirmwareCommit(FirmwarePart.TFT),
+]
+
+
+def site_snapshot(gw: GatewayThread) -> str:
+    return gw.call(lambda g: json.dumps(g.site.to_json(), sort_keys=True))
+
+
+async def test_factory_state_answers_password_change_required_on_an_unenrolled_session(
+    gateway: GatewayThread,
+) -> None:
+    assert gateway.factory is not None
+    before = site_snapshot(gateway)
+    session = await RawSession.open(gateway.port)
+    try:
+        assert session.hello.factory_state is True
+        assert await session.request(1, m.Ping()) == m.Ok()
+        for request_id, request in enumerate(SESSION_REQUESTS, start=2):
+            response = await session.request(request_id, request)
+            assert isinstance(response, m.ErrorResponse), request
+            assert response.code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED, request
+        # Pair still proves the password first, but even the right one enrols nothing.
+        wrong = await session.request(50, m.Pair(OWNER, "not the label password", "x"))
+        assert isinstance(wrong, m.ErrorResponse)
+        assert wrong.code is m.ErrorCode.INVALID_CREDENTIALS
+        right = await session.request(51, m.Pair(OWNER, gateway.factory.default_password, "x"))
+        assert isinstance(right, m.ErrorResponse)
+        assert right.code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED
+    finally:
+        await session.close()
+    assert site_snapshot(gateway) == before
+    assert gateway.call(lambda g: (sorted(g.users), dict(g.clients))) == ([OWNER], {})
+
+
+async def test_factory_state_answers_password_change_required_on_any_enrolled_session(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        await client.add_user("ursula", UserLevel.USER, PASSWORDS["ursula"])
+    _, ursula = await pair(owned, "ursula", PASSWORDS["ursula"])
+
+    def back_to_factory_state(g: VirtualGateway) -> None:
+        g.users[OWNER].must_change = True
+
+    owned.call(back_to_factory_state)
+    session = await RawSession.keyed(owned.port, ursula)
+    try:
+        assert session.hello.factory_state is True
+        assert session.hello.client_enrolled is True
+        for request_id, request in enumerate([m.GetInfo(), m.ListModules(0)], start=1):
+            response = await session.request(request_id, request)
+            assert isinstance(response, m.ErrorResponse)
+            assert response.code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED
+        again = await session.request(9, m.Pair("ursula", PASSWORDS["ursula"], "again"))
+        assert isinstance(again, m.ErrorResponse)
+        assert again.code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED
+    finally:
+        await session.close()
