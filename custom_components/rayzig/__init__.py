@@ -113,31 +113,31 @@ async def _async_connect(hass: HomeAssistant, entry: RayzigConfigEntry) -> Rayzi
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT.total_seconds()):
             await client.connect()
-    except GatewayKeyChangedError as err:
+    except BaseException as err:
         await client.close()
-        async_raise_gateway_key_changed(
-            hass, entry, err.pinned_fingerprint, err.presented_fingerprint
-        )
-        raise ConfigEntryError(
-            translation_domain=DOMAIN, translation_key="gateway_key_changed"
-        ) from err
-    except AuthenticationError as err:
-        await client.close()
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN, translation_key="auth_failed"
-        ) from err
-    except (RayzigError, TimeoutError) as err:
-        await client.close()
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={"error": str(err) or "timeout"},
-        ) from err
-    except BaseException:
-        await client.close()
+        if isinstance(err, RayzigError | TimeoutError):
+            raise _setup_exception(hass, entry, err) from err
         raise
     async_clear_gateway_key_changed(hass, entry)
     return client
+
+
+def _setup_exception(
+    hass: HomeAssistant, entry: RayzigConfigEntry, err: RayzigError | TimeoutError
+) -> Exception:
+    """Return the exception that tells Home Assistant what to do about a failed connection."""
+    if isinstance(err, GatewayKeyChangedError):
+        async_raise_gateway_key_changed(
+            hass, entry, err.pinned_fingerprint, err.presented_fingerprint
+        )
+        return ConfigEntryError(translation_domain=DOMAIN, translation_key="gateway_key_changed")
+    if isinstance(err, AuthenticationError):
+        return ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="auth_failed")
+    return ConfigEntryNotReady(
+        translation_domain=DOMAIN,
+        translation_key="cannot_connect",
+        translation_placeholders={"error": str(err) or "timeout"},
+    )
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bool:

@@ -78,11 +78,10 @@ class RayzigModuleEntity(CoordinatorEntity[RayzigCoordinator]):
     def output(self) -> Output | None:
         """The output this entity stands for, if any."""
         module = self.module
-        if module is None or self.output_index is None:
+        index = self.output_index
+        if module is None or index is None or index >= len(module.outputs):
             return None
-        if self.output_index >= len(module.outputs):
-            return None
-        return module.outputs[self.output_index]
+        return module.outputs[index]
 
     @property
     def available(self) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -77,3 +79,21 @@ async def test_battery_low_threshold_option(
         gateway.call(lambda gw: gw.site.charge_battery(battery.module_id, min(100, percent + 1)))
         if percent < 100:
             await wait_for(hass, lambda: hass.states.get(sensor).state == STATE_OFF)
+
+
+async def test_module_gone_from_data(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Entities of a module missing from the data are unavailable and report nothing."""
+    module = site_modules(gateway)[0]
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        sensor = entity_id(hass, "binary_sensor", f"{module.serial}_reachable")
+        coordinator = entry.runtime_data.coordinator
+        coordinator.async_set_updated_data(replace(coordinator.data, modules={}))
+        await hass.async_block_till_done()
+        assert hass.states.get(sensor).state == STATE_UNAVAILABLE
+        entity = hass.data["entity_components"]["binary_sensor"].get_entity(sensor)
+        assert entity.is_on is None

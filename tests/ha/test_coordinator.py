@@ -6,23 +6,35 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.const import CONF_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
-from custom_components.rayzig.coordinator import RayzigCoordinator, required_level
+from custom_components.rayzig.coordinator import (
+    RayzigCoordinator,
+    rayzig_firmware,
+    required_level,
+)
 from custom_components.rayzig.repairs import issue_id
-from rayzig_core.client import ClientCredentials
-from rayzig_core.errors import ClientRevokedError, RequestTimeoutError
+from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.errors import (
+    ClientRevokedError,
+    GatewayBusyError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+)
 from rayzig_core.models import (
+    ConnectionState,
     EventKind,
     FirmwarePart,
     FirmwareVersion,
+    GatewayInfo,
     ModuleKind,
     RestorePreset,
     UserLevel,
@@ -237,3 +249,98 @@ def test_required_level() -> None:
     assert required_level(Permission.SWITCH) is UserLevel.USER
     assert required_level(Permission.SET_PRESET) is UserLevel.ADMINISTRATOR
     assert required_level(Permission.FIRMWARE) is UserLevel.SYSTEM
+
+
+async def test_poll_while_disconnected_keeps_data(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the link is down the poll keeps the last data; availability shows the outage."""
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        coordinator = entry.runtime_data.coordinator
+        before = coordinator.data
+        gateway.stop()
+        await wait_for(hass, lambda: not coordinator.connected)
+        await coordinator.async_refresh()
+        assert coordinator.last_update_success
+        assert coordinator.data is before
+
+
+async def test_error_translation(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gateway refusals become translated errors; a reachable module is not blamed."""
+    module = site_modules(gateway)[0]
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        coordinator = entry.runtime_data.coordinator
+        client = entry.runtime_data.client
+        for module_id in (module.module_id, 999):
+            with pytest.raises(HomeAssistantError) as raised:
+                await coordinator.async_command(
+                    client.add_user("installer", UserLevel.USER, "amber-falcon-weaves-61-ropes"),
+                    permission=Permission.MANAGE_USERS,
+                    module_id=module_id,
+                )
+            assert raised.value.translation_key == "request_failed"
+        assert coordinator.translate_error(ClientRevokedError("x")).translation_key == "auth_failed"
+        busy = coordinator.translate_error(GatewayBusyError(5, "installing"))
+        assert busy.translation_key == "gateway_busy"
+        denied = coordinator.translate_error(PermissionDeniedError(3, "no"))
+        assert denied.translation_placeholders is not None
+        assert denied.translation_placeholders["required"] == "higher"
+
+
+async def test_first_refresh_failure_closes_client(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If loading the site fails after connecting, setup retries and the session is closed."""
+    closed: list[RayzigClient] = []
+    original_close = RayzigClient.close
+
+    async def list_modules(self: RayzigClient) -> None:
+        raise RequestTimeoutError("no answer")
+
+    async def close(self: RayzigClient) -> None:
+        closed.append(self)
+        await original_close(self)
+
+    monkeypatch.setattr(RayzigClient, "list_modules", list_modules)
+    monkeypatch.setattr(RayzigClient, "close", close)
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        assert entry.state is ConfigEntryState.SETUP_RETRY
+        assert closed
+        assert all(client.state is ConnectionState.CLOSED for client in closed)
+
+
+async def test_notification_before_first_refresh(
+    hass: HomeAssistant, gateway: GatewayThread, credentials: ClientCredentials
+) -> None:
+    """Notifications that race the first refresh are dropped (the refresh reads everything)."""
+    entry = entry_for(gateway, credentials)
+    entry.add_to_hass(hass)
+    coordinator = RayzigCoordinator(hass, entry, None)  # type: ignore[arg-type]
+    coordinator._handle_notification(m.ModuleLeft(1))
+    assert coordinator.data is None
+
+
+def test_rayzig_firmware_unknown() -> None:
+    """A gateway that lists no Rayzig firmware part has no software version."""
+    info = GatewayInfo(
+        serial="RG1-1",
+        model="RG-1",
+        protocol_version=1,
+        fingerprint="ab",
+        firmware=(),
+        user="installer",
+        level=UserLevel.SYSTEM,
+        weak_password=False,
+    )
+    assert rayzig_firmware(info) is None

@@ -10,6 +10,7 @@ from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.const import DOMAIN
+from custom_components.rayzig.services import _reasons
 from rayzig_core.models import RestorePreset, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
 
@@ -255,6 +256,18 @@ async def test_device_checks(
         with pytest.raises(ServiceValidationError) as raised:
             await _call(hass, "set_module_presets", {"device_id": foreign.id, "preset": "off"})
         assert raised.value.translation_key == "not_a_module"
+        with pytest.raises(ServiceValidationError) as raised:
+            await _call(
+                hass,
+                "sync_events",
+                {"config_entry_id": entry.entry_id, "device_id": foreign.id},
+            )
+        assert raised.value.translation_key == "not_a_module"
+
+
+async def test_unknown_policy_reason_shown_as_is(hass: HomeAssistant) -> None:
+    """A refusal reason newer than this integration is shown by its code."""
+    assert await _reasons(hass, ("too_short", "new_rule")) == "Use at least 15 characters. new_rule"
 
 
 async def test_set_module_presets_needs_administrator(

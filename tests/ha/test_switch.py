@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from homeassistant.components.switch import DOMAIN as SWITCH_DOMAIN
 from homeassistant.const import (
@@ -170,3 +172,22 @@ async def test_not_connected(
         with pytest.raises(HomeAssistantError) as raised:
             await entity.async_turn_off()
         assert raised.value.translation_key == "not_connected"
+
+
+async def test_output_no_longer_reported(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A switch whose output the module no longer reports is unavailable."""
+    module = site_modules(gateway)[0]
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        switch = entity_id(hass, "switch", f"{module.serial}_output_0")
+        coordinator = entry.runtime_data.coordinator
+        coordinator.async_apply_module(
+            replace(coordinator.data.modules[module.module_id], outputs=())
+        )
+        await hass.async_block_till_done()
+        assert hass.states.get(switch).state == STATE_UNAVAILABLE
+        assert _entity(hass, switch).is_on is None
