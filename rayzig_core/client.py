@@ -646,8 +646,13 @@ class RayzigClient:
         await self._call(m.DeleteUser(name), m.Ok)
 
     async def list_clients(self) -> tuple[EnrolledClient, ...]:
-        """Enrolled client keys."""
-        return (await self._call(m.ListClients(), m.ClientList)).clients
+        """Every enrolled client key, in client-id order (paged, PROTOCOL.md §5.2)."""
+        clients: list[EnrolledClient] = []
+        while True:
+            page = await self._call(m.ListClients(len(clients)), m.ClientList)
+            clients.extend(page.clients)
+            if len(clients) >= page.total or not page.clients:
+                return tuple(clients)
 
     async def revoke_client(self, client_id: int = 0) -> None:
         """Revoke a client key; 0 revokes this client's own key (used on removal)."""

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rayzig_core.errors import (
@@ -66,8 +66,15 @@ REPLAY_CACHE_SIZE = 1024
 """Mutating requests remembered per gateway for idempotent retries (§5.3)."""
 MAX_EVENTS_PER_BATCH = 512
 MAX_USER_NAME = 32
+"""Longest user name (printable characters); every request naming a user is held to it (§7.3)."""
 MAX_CLIENT_NAME = 64
-"""Longest client name kept at pairing (longer ones are cut)."""
+"""Longest client name a Pair may give (printable characters, §3.3)."""
+MAX_USERS = 30
+"""Most accounts a gateway holds, so that UserList always fits one frame (§7.3)."""
+MAX_MESSAGE = 1024
+"""Longest error message, in code points (§9): the codec's text limit."""
+MAX_MESSAGE_BYTES = 2048
+"""Longest error message in UTF-8, so that an ErrorResponse always fits one frame."""
 MAX_PLAINTEXT = MAX_FRAME - 1 - 16
 STATE_FORMAT = 1
 DEFAULT_FIRMWARE = {
@@ -418,6 +425,8 @@ class VirtualGateway:
             response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
         except RequestError as err:
             response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
+        if isinstance(response, m.ErrorResponse):
+            response = replace(response, message=_bounded(response.message))
         if request.MUTATING:
             self.replay_cache[cache_key] = response
             while len(self.replay_cache) > REPLAY_CACHE_SIZE:
@@ -536,12 +545,7 @@ class VirtualGateway:
             return self._delete_user(connection, level, request)
         if isinstance(request, m.ListClients):
             need(Permission.MANAGE_CLIENTS)
-            return m.ClientList(
-                tuple(
-                    EnrolledClient(c.client_id, c.name, c.user, fingerprint(c.public_key))
-                    for c in self.clients.values()
-                )
-            )
+            return self._client_page(request.start)
         if isinstance(request, m.RevokeClient):
             target_id = request.client_id or client.client_id
             if target_id != client.client_id:
@@ -595,6 +599,23 @@ class VirtualGateway:
                 break
             page.append(module)
         return m.ModulePage(tuple(page), len(modules))
+
+    def _client_page(self, start: int) -> m.ClientList:
+        """One page of enrolled clients in id order, cut to fit a frame like ModulePage (§5.2)."""
+        records = [self.clients[client_id] for client_id in sorted(self.clients)]
+        page: list[EnrolledClient] = []
+        for record in records[max(start, 0) :]:
+            entry = EnrolledClient(
+                record.client_id,
+                record.name[:MAX_CLIENT_NAME],  # names enrolled before the limit existed
+                record.user,
+                fingerprint(record.public_key),
+            )
+            candidate = m.ClientList((*page, entry), len(records))
+            if page and len(m.encode(2**62, candidate)) > MAX_PLAINTEXT:
+                break
+            page.append(entry)
+        return m.ClientList(tuple(page), len(records))
 
     def _read_events(self, request: m.ReadEvents) -> m.EventBatch:
         ring = self.site.ring(request.module_id)
@@ -660,14 +681,21 @@ class VirtualGateway:
             )
 
     def _pair(self, connection: GatewayConnection, request: m.Pair) -> m.Response:
+        _check_user_name(request.user)
+        if not 1 <= len(request.client_name) <= MAX_CLIENT_NAME or not (
+            request.client_name.isprintable()
+        ):
+            raise RequestRefused(
+                m.ErrorCode.BAD_REQUEST,
+                f"Client names have 1 to {MAX_CLIENT_NAME} printable characters.",
+            )
         account = self._verify_password(request.user, request.password)
         if account.must_change or self.factory_state:
             raise RequestRefused(
                 m.ErrorCode.PASSWORD_CHANGE_REQUIRED,
                 "The factory password must be replaced first: set a new password, then pair.",
             )
-        # Bounded, so that one client cannot make ListClients too large for a frame.
-        client_name = request.client_name[:MAX_CLIENT_NAME]
+        client_name = request.client_name
         existing = self.client_by_key(connection.peer_key)
         if existing is not None:
             existing.user, existing.name = account.name, client_name
@@ -686,6 +714,7 @@ class VirtualGateway:
         return m.Paired(record.client_id, account.name, account.level)
 
     def _change_password(self, request: m.ChangePassword) -> m.Response:
+        _check_user_name(request.user)
         account = self._verify_password(request.user, request.old_password)
         self._policy_refusal(request.new_password, account.name)
         account.verifier = credentials.make_verifier(request.new_password, n=self.scrypt_n)
@@ -717,12 +746,14 @@ class VirtualGateway:
 
     def _add_user(self, request: m.AddUser) -> m.Response:
         name = request.name.strip()
-        if not 1 <= len(name) <= MAX_USER_NAME or not name.isprintable():
-            raise RequestRefused(
-                m.ErrorCode.BAD_REQUEST, "User names have 1 to 32 printable characters."
-            )
+        _check_user_name(name)
         if name in self.users:
             raise RequestRefused(m.ErrorCode.CONFLICT, f"User {name!r} already exists.")
+        if len(self.users) >= MAX_USERS:
+            raise RequestRefused(
+                m.ErrorCode.CONFLICT,
+                f"The gateway holds at most {MAX_USERS} users; delete one first.",
+            )
         if request.level is UserLevel.UTILITY and any(
             u.level is UserLevel.UTILITY for u in self.users.values()
         ):
@@ -737,11 +768,10 @@ class VirtualGateway:
     def _delete_user(
         self, connection: GatewayConnection, level: UserLevel, request: m.DeleteUser
     ) -> m.Response:
+        _check_user_name(request.name)
         account = self.users.get(request.name)
         if account is None:
-            # Never echo more than a user name's worth: a reply must stay decodable (§5.1).
-            shown = request.name if len(request.name) <= MAX_USER_NAME else "that name"
-            raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {shown!r}.")
+            raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
         if not allowed(level, permission_to_manage(account.level)):
             raise RequestRefused(
                 m.ErrorCode.PERMISSION_DENIED,
@@ -758,6 +788,28 @@ class VirtualGateway:
         self._revoke_sessions(lambda c: c.user == account.name, connection)
         self._dirty()
         return m.Ok()
+
+
+def _bounded(message: str) -> str:
+    """Cut an error message to the limits of §9, so that an answer is always decodable."""
+    if len(message) <= MAX_MESSAGE and len(message.encode("utf-8", "replace")) <= MAX_MESSAGE_BYTES:
+        return message
+    cut = message[: MAX_MESSAGE - 1]
+    while len(cut.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES - 3:
+        cut = cut[: len(cut) * 3 // 4]
+    return cut + "…"
+
+
+def _check_user_name(name: str) -> None:
+    """Refuse a user name that no account can have: 1 to 32 printable characters (§7.3).
+
+    Checked before anything else, so that a reply never echoes an unbounded string (§9).
+    """
+    if not 1 <= len(name) <= MAX_USER_NAME or not name.isprintable():
+        raise RequestRefused(
+            m.ErrorCode.BAD_REQUEST,
+            f"User names have 1 to {MAX_USER_NAME} printable characters.",
+        )
 
 
 class GatewayConnection:

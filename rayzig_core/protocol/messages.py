@@ -231,9 +231,10 @@ class DeleteUser(Request):
 
 @dataclass(frozen=True, slots=True)
 class ListClients(Request):
-    """List enrolled client keys."""
+    """Read one page of enrolled client keys, from index ``start`` of the id-ordered list."""
 
     TYPE: ClassVar[int] = 0x0E
+    start: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,10 +382,11 @@ class UserList(Response):
 
 @dataclass(frozen=True, slots=True)
 class ClientList(Response):
-    """Answer to ListClients."""
+    """Answer to ListClients: one page of enrolled keys and how many there are in all."""
 
     TYPE: ClassVar[int] = 0x49
     clients: tuple[EnrolledClient, ...]
+    total: int = 0
 
 
 @dataclass(frozen=True, slots=True)

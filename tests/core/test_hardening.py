@@ -16,12 +16,20 @@ from rayzig_core.client import RayzigClient
 from rayzig_core.errors import (
     DecodeError,
     FirmwareIntegrityError,
+    InvalidRequestError,
     PasswordRejectedError,
     TransportError,
 )
 from rayzig_core.firmware import FirmwareManifest, build_manifest
-from rayzig_core.gateway.gateway import VirtualGateway
-from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
+from rayzig_core.gateway.gateway import (
+    MAX_PLAINTEXT,
+    MAX_USER_NAME,
+    MAX_USERS,
+    ClientRecord,
+    UserAccount,
+    VirtualGateway,
+)
+from rayzig_core.models import FirmwarePart, GatewayUser, RestorePreset, UserLevel
 from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
@@ -33,6 +41,7 @@ from rayzig_core.transport.tcp import TcpConnector, TcpTransport
 from tests.core.conftest import (
     HOST,
     OWNER,
+    OWNER_PASSWORD,
     PASSWORDS,
     RawSession,
     commands,
@@ -341,3 +350,108 @@ async def test_factory_state_answers_password_change_required_on_any_enrolled_se
         assert again.code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED
     finally:
         await session.close()
+
+
+# --- bounded user input in answers (§3.3, §5.2, §7.3, §9) --------------------------------------
+
+WIDE = "\U0001f50c"  # a printable code point of 4 UTF-8 bytes: the worst case for a frame
+
+
+@pytest.mark.parametrize("name", ["x" * 1000, "y" * 33, "", "a\nb", "tab\there"])
+async def test_requests_naming_a_user_refuse_names_no_account_can_have(
+    owned: GatewayThread, name: str
+) -> None:
+    _, credentials = await pair(owned)
+    session = await RawSession.keyed(owned.port, credentials)
+    try:
+        requests: list[m.Request] = [
+            m.DeleteUser(name),
+            m.AddUser(name, UserLevel.USER, PASSWORDS["ursula"]),
+            m.Pair(name, "whatever password", "x"),
+            m.ChangePassword(name, "whatever password", PASSWORDS["ursula"]),
+        ]
+        for request_id, request in enumerate(requests, start=1):
+            response = await session.request(request_id, request)
+            assert isinstance(response, m.ErrorResponse), request
+            assert response.code is m.ErrorCode.BAD_REQUEST, request
+            assert name not in response.message or not name
+        assert await session.request(99, m.Ping()) == m.Ok()  # the session lives on
+    finally:
+        await session.close()
+
+
+@pytest.mark.parametrize("client_name", ["", "z" * 65, "line\nbreak", "\x00"])
+async def test_pair_refuses_a_client_name_out_of_bounds_before_checking_the_password(
+    owned: GatewayThread, client_name: str
+) -> None:
+    session = await RawSession.open(owned.port)
+    try:
+        response = await session.request(1, m.Pair(OWNER, OWNER_PASSWORD, client_name))
+        assert isinstance(response, m.ErrorResponse)
+        assert response.code is m.ErrorCode.BAD_REQUEST
+        paired = await session.request(2, m.Pair(OWNER, OWNER_PASSWORD, WIDE * 64))
+        assert isinstance(paired, m.Paired)
+    finally:
+        await session.close()
+    assert owned.call(lambda g: g.users[OWNER].throttle.failures) == 0
+    assert owned.call(lambda g: [c.name for c in g.clients.values()]) == [WIDE * 64]
+
+
+async def test_list_clients_is_paged_so_any_number_of_long_names_fits(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+
+    def enrol_many(g: VirtualGateway) -> None:
+        for client_id in range(2, 42):
+            name = WIDE * 64 if client_id % 2 else f"legacy {client_id} " + "n" * 1000
+            key = client_id.to_bytes(32, "big")
+            g.clients[client_id] = ClientRecord(client_id, key, name, OWNER)
+
+    owned.call(enrol_many)
+    session = await RawSession.keyed(owned.port, owner)
+    try:
+        first = await session.request(1, m.ListClients(0))
+        assert isinstance(first, m.ClientList)
+        assert first.total == 41
+        assert 0 < len(first.clients) < 41
+        assert [c.client_id for c in first.clients] == list(range(1, len(first.clients) + 1))
+        beyond = await session.request(2, m.ListClients(41))
+        assert beyond == m.ClientList((), 41)
+    finally:
+        await session.close()
+    async with await connected(owned, owner) as client:
+        listed = await client.list_clients()
+    assert [c.client_id for c in listed] == list(range(1, 42))
+    assert all(len(c.name) <= 64 for c in listed)  # names enrolled before the limit are cut
+
+
+async def test_user_list_always_fits_one_frame(owned: GatewayThread) -> None:
+    def fill(g: VirtualGateway) -> None:
+        template = g.users[OWNER]
+        for index in range(MAX_USERS - 1):
+            name = f"{index:02d}" + WIDE * (MAX_USER_NAME - 2)
+            g.users[name] = UserAccount(name, UserLevel.USER, template.verifier)
+
+    owned.call(fill)
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        assert len(await client.list_users()) == MAX_USERS
+        with pytest.raises(InvalidRequestError) as caught:
+            await client.add_user("one too many", UserLevel.USER, PASSWORDS["ursula"])
+        assert caught.value.code == m.ErrorCode.CONFLICT
+        assert client.stats.disconnects == 0
+    worst = m.UserList(tuple(GatewayUser(WIDE * MAX_USER_NAME, UserLevel.UTILITY)
+                             for _ in range(MAX_USERS)))  # fmt: skip
+    assert len(m.encode(2**63 - 1, worst)) <= MAX_PLAINTEXT
+
+
+def test_error_messages_are_cut_to_the_text_and_frame_limits() -> None:
+    from rayzig_core.gateway.gateway import _bounded  # noqa: PLC0415 - the private helper
+
+    assert _bounded("short") == "short"
+    for text in ("a" * 5000, WIDE * 1500, "b" * 1000 + WIDE * 1000):
+        cut = _bounded(text)
+        assert len(cut) <= 1024
+        response = m.ErrorResponse(m.ErrorCode.NOT_FOUND, cut, None, ("x" * 64,) * 4)
+        assert len(m.encode(2**63 - 1, response)) <= MAX_PLAINTEXT
