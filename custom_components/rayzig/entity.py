@@ -17,8 +17,14 @@ from .const import MANUFACTURER
 from .coordinator import RayzigCoordinator, gateway_device_identifier, module_device_identifier
 from .data import RayzigConfigEntry
 
-VIA_DEVICE_ID_SUPPORTED: Final = "via_device_id" in getattr(DeviceInfo, "__annotations__", {})
-"""HA 2026.8+ links devices by registry id; ``via_device`` (identifiers) is deprecated there."""
+VIA_DEVICE_ID_SUPPORTED: Final = "via_device_id" in getattr(
+    DeviceInfo, "__optional_keys__", frozenset()
+)
+"""HA 2026.8+ links devices by registry id; ``via_device`` (identifiers) is deprecated there.
+
+``__optional_keys__`` lists DeviceInfo's keys both as a TypedDict (HA 2025) and as the
+dataclass with a mapping layer it became in 2026.
+"""
 
 
 def module_device_info(coordinator: RayzigCoordinator, module: Module) -> DeviceInfo:
