@@ -13,6 +13,11 @@ Every transaction is one write (a command) followed, after a repeated start, by 
 reply); on Linux that is one ``I2C_RDWR`` call with two messages (§11.2). Frames stay opaque: the
 link never looks inside them, it only cuts them into chunks of the negotiated size (§11.4) and puts
 them back together, exactly once and in order (§11.7, §11.8).
+
+One gateway serves up to 16 independent **link channels** (§11.3): the high nibble of every command
+byte names the channel, each channel has its own sequence numbers, queues, chunk cache and chunk
+size, and a HELLO resets only its own channel. A direct host uses channel 0; the network bridge
+gives each TCP client a channel of its own.
 """
 
 from __future__ import annotations
@@ -48,12 +53,16 @@ HELLO_ACK_LEN = 8
 STATUS_LEN = 11
 """Length of a status block (§11.5)."""
 SEQ_MOD = 256
+CHANNELS = 16
+"""Link channels per gateway (§11.3): the channel is the high nibble of every command byte."""
+CHANNEL_SHIFT = 4
+_LOW_NIBBLE = 0x0F
 FLOATING = 0xFF
 """What a read returns when the slave has loaded nothing (pull-ups); treated as BUSY (§11.5)."""
 
 
 class Command(IntEnum):
-    """First byte of every master write (§11.3)."""
+    """Low nibble of every command byte (the high nibble is the channel, §11.3)."""
 
     HELLO = 0x01
     STATUS = 0x02
@@ -83,7 +92,7 @@ _READY_CODES = frozenset({Reply.RESPONSE_READY, Reply.NOTIFY_PENDING})
 
 
 class ChunkFlags(IntFlag):
-    """Flags byte of a chunk header (§11.3)."""
+    """Low nibble of the flags byte of a chunk header; the high nibble is the channel (§11.3)."""
 
     LAST = 0x01
     """This chunk ends its frame."""
@@ -94,10 +103,14 @@ class ChunkFlags(IntFlag):
 
 
 class StatusFlags(IntFlag):
-    """Flags byte of a status block and of HELLO_ACK (§11.5)."""
+    """Low nibble of the flags byte of a status block and of HELLO_ACK (§11.5).
+
+    The high nibble of that byte is the channel the reply belongs to (§11.3).
+    """
 
     LINKED = 0x01
-    """A HELLO has been accepted since the gateway booted."""
+    """A HELLO was accepted on this channel since the gateway booted, and the gateway has not
+    ended the channel's link since (§11.9)."""
     WRITE_ERROR = 0x02
     """The write of this transaction was rejected (bad CRC, malformed, out of sequence)."""
 
@@ -149,6 +162,13 @@ def _valid_code(code: int) -> bool:
     return 5 <= code <= 8
 
 
+def check_channel(channel: int) -> int:
+    """Return ``channel`` if it is a valid link channel (0..15), else raise ValueError."""
+    if not isinstance(channel, int) or not 0 <= channel < CHANNELS:
+        raise ValueError(f"I2C link channel must be 0..{CHANNELS - 1}, not {channel!r}")
+    return channel
+
+
 def payload_per_chunk(chunk_size: int) -> int:
     """Frame bytes carried by one chunk message of ``chunk_size`` bytes (§11.3)."""
     return chunk_size - CHUNK_OVERHEAD
@@ -162,7 +182,7 @@ class I2CLinkError(TransportError):
 
 
 class I2CLinkResetError(I2CLinkError):
-    """The gateway rebooted (new link epoch, §11.9): the session is gone, handshake again."""
+    """The gateway rebooted or ended this channel's link (§11.9): handshake again."""
 
 
 class _Glitch(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -242,7 +262,10 @@ class I2CHostLink:
     :class:`I2CLinkResetError` when the gateway rebooted (§11.9). After that the link is dead.
     """
 
-    def __init__(self, *, max_chunk: int = MAX_CHUNK, max_retries: int = 5) -> None:
+    def __init__(
+        self, *, channel: int = 0, max_chunk: int = MAX_CHUNK, max_retries: int = 5
+    ) -> None:
+        self._channel = check_channel(channel)
         self._max_code = _size_code(max_chunk)
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -271,6 +294,11 @@ class I2CHostLink:
         self._rx_frames: list[bytes] = []
 
     # --- state ----------------------------------------------------------------------------
+
+    @property
+    def channel(self) -> int:
+        """The link channel this host end uses (0..15, §11.3)."""
+        return self._channel
 
     @property
     def linked(self) -> bool:
@@ -324,7 +352,7 @@ class I2CHostLink:
         if self._retry is not None:
             return self._retry
         if self._chunk is None:
-            body = bytes((Command.HELLO, LINK_VERSION, self._max_code))
+            body = bytes((self._command(Command.HELLO), LINK_VERSION, self._max_code))
             return Transaction(Op.HELLO, _seal(body), max(HELLO_ACK_LEN, STATUS_LEN))
         rx_work = self._rx_ready
         tx_work = bool(self._tx_frames)
@@ -341,8 +369,11 @@ class I2CHostLink:
         poll = not self._rx_more
         return Transaction(Op.STATUS, self._control(Command.STATUS), STATUS_LEN, poll=poll)
 
+    def _command(self, command: Command) -> int:
+        return (self._channel << CHANNEL_SHIFT) | command
+
     def _control(self, command: Command) -> bytes:
-        return _seal(bytes((command, self._rx_ack)))
+        return _seal(bytes((self._command(command), self._rx_ack)))
 
     def _get(self) -> Transaction:
         assert self._chunk is not None
@@ -360,7 +391,7 @@ class I2CHostLink:
             last = self._tx_offset + length == len(frame)
             header = bytes(
                 (
-                    Command.PUT,
+                    self._command(Command.PUT),
                     self._rx_ack,
                     self._tx_seq,
                     self._tx_index,
@@ -435,13 +466,25 @@ class I2CHostLink:
         self._fail(I2CLinkError(f"gateway broke the I2C link protocol: {message}"))
 
     def _check_epoch(self, epoch: int, linked: bool) -> None:
-        if not linked or epoch != self._epoch:
+        if epoch != self._epoch:
             self._fail(
                 I2CLinkResetError(
                     f"gateway restarted (I2C link epoch {self._epoch} -> {epoch}); "
                     "the secure session must start again"
                 )
             )
+        if not linked:
+            self._fail(
+                I2CLinkResetError(
+                    f"gateway ended the link on channel {self._channel} (it closed the session, "
+                    "or it restarted); the secure session must start again"
+                )
+            )
+
+    def _check_channel(self, what: str, flags: int) -> None:
+        channel = flags >> CHANNEL_SHIFT
+        if channel != self._channel:
+            self._protocol_error(f"{what} for channel {channel} on channel {self._channel}")
 
     def _on_hello_ack(self, tx: Transaction, reply: bytes) -> Outcome:
         if tx.op is not Op.HELLO or len(reply) < HELLO_ACK_LEN:
@@ -449,6 +492,7 @@ class I2CHostLink:
         if not _crc_ok(reply, HELLO_ACK_LEN - CRC_LEN):
             raise _Glitch("CRC mismatch in HELLO_ACK")
         version, slave_code, chosen, epoch, flags = reply[1:6]
+        self._check_channel("HELLO_ACK", flags)
         if version != LINK_VERSION or chosen == 0:
             self._fail(
                 I2CLinkError(
@@ -482,9 +526,12 @@ class I2CHostLink:
         frame_len = int.from_bytes(reply[6:8], "big")
         if tx.op is Op.HELLO:
             raise _Glitch("HELLO answered by a status block (write rejected)")
-        self._check_epoch(epoch, bool(flags & StatusFlags.LINKED))
         if flags & StatusFlags.WRITE_ERROR:
+            # A rejected write (e.g. damaged in transit) may have named another channel: the
+            # rest of the block says nothing reliable about ours. Retransmit (§11.8).
             raise _Glitch(f"gateway rejected the {tx.op.value} write")
+        self._check_channel("status block", flags)
+        self._check_epoch(epoch, bool(flags & StatusFlags.LINKED))
         self._note_outbound(Reply(code), g2h_seq, g2h_index, frame_len)
         if tx.op is Op.PUT:
             seq = tx.write[2]
@@ -546,6 +593,7 @@ class I2CHostLink:
             raise _Glitch("short read of a chunk")
         if not _crc_ok(reply, end):
             raise _Glitch("CRC mismatch in chunk")
+        self._check_channel("chunk", flags)
         self._check_epoch(epoch, linked=True)
         if seq == self._rx_ack:
             self.stats.duplicates += 1  # already have it (§11.8); the next GET acknowledges it
@@ -587,7 +635,7 @@ class I2CHostLink:
 
 @dataclass(slots=True)
 class SlaveLinkStats:
-    """Counters of one slave link."""
+    """Counters of one slave link (all channels together)."""
 
     writes: int = 0
     reads: int = 0
@@ -599,7 +647,58 @@ class SlaveLinkStats:
     chunks_sent: int = 0
     frames_received: int = 0
     frames_sent: int = 0
+    frames_dropped: int = 0
+    """Frames pushed on a channel that was not linked or was being closed (nobody to read them)."""
     hellos: int = 0
+    closes: int = 0
+    """Channel links ended by the gateway (:meth:`I2CSlaveLink.close_channel`)."""
+
+
+class _SlaveChannel:
+    """The link state of one channel on the slave (§11.3): everything a HELLO resets."""
+
+    __slots__ = (
+        "chunk",
+        "closing",
+        "g2h_seq",
+        "h2g_last",
+        "linked",
+        "out",
+        "out_chunk",
+        "out_chunk_len",
+        "out_index",
+        "out_offset",
+        "received",
+        "rx_buf",
+        "rx_index",
+    )
+
+    def __init__(self) -> None:
+        self.linked = False
+        self.closing = False
+        self.chunk = MIN_CHUNK
+        self.received: list[bytes] = []
+        self.h2g_last = SEQ_MOD - 1
+        self.rx_buf = bytearray()
+        self.rx_index = 0
+        self.out: deque[tuple[bytes, bool]] = deque()
+        self.out_offset = 0
+        self.out_index = 0
+        self.g2h_seq = 0
+        self.out_chunk: bytes | None = None
+        self.out_chunk_len = 0
+
+    def reset(self) -> None:
+        """Forget every frame and sequence number of the previous link (§11.4)."""
+        self.closing = False
+        self.h2g_last = SEQ_MOD - 1
+        self.rx_buf.clear()
+        self.rx_index = 0
+        self.out.clear()
+        self.out_offset = self.out_index = 0
+        self.g2h_seq = 0
+        self.out_chunk = None
+        self.out_chunk_len = 0
 
 
 class I2CSlaveLink:
@@ -607,15 +706,20 @@ class I2CSlaveLink:
 
     * :meth:`handle_write` — a master write message has ended (STOP or repeated start).
     * :meth:`handle_read` — the master reads ``length`` bytes; returns exactly that many.
-    * :meth:`push_frame` — queue a gateway→host frame (a response, or a notification).
-    * Complete host→gateway frames go to ``on_frame`` (called inside :meth:`handle_write`, which
-      may call :meth:`push_frame` re-entrantly) or, without a callback, collect for
-      :meth:`frames_received`.
-    * ``on_connect`` is called when a host HELLO (re)starts the link: queued and partial frames
-      of the previous link are discarded, so the application must drop its session too (§11.4).
+    * :meth:`push_frame` — queue a gateway→host frame (a response, or a notification) on a
+      channel.
+    * Complete host→gateway frames go to ``on_frame(channel, frame)`` (called inside
+      :meth:`handle_write`, which may call :meth:`push_frame` re-entrantly) or, without a
+      callback, collect for :meth:`frames_received`.
+    * ``on_connect(channel)`` is called when a host HELLO (re)starts a channel's link: the
+      channel's queued and partial frames of the previous link are discarded, so the application
+      must drop that channel's session too (§11.4). Other channels are not touched.
+    * :meth:`close_channel` — the application ended a channel's session: once its queued frames
+      are read, the channel reports LINKED=0 and its host reconnects (§11.9).
 
     Set :attr:`busy` while the MCU cannot serve the link: writes are then ignored and reads
-    answer BUSY (§11.5). The object is not thread-safe; the caller serialises access.
+    answer BUSY (§11.5). The epoch is per device (per boot), the rest per channel. The object is
+    not thread-safe; the caller serialises access.
     """
 
     def __init__(
@@ -623,8 +727,8 @@ class I2CSlaveLink:
         *,
         max_chunk: int = MAX_CHUNK,
         epoch: int = 0,
-        on_frame: Callable[[bytes], None] | None = None,
-        on_connect: Callable[[], None] | None = None,
+        on_frame: Callable[[int, bytes], None] | None = None,
+        on_connect: Callable[[int], None] | None = None,
     ) -> None:
         self._max_code = _size_code(max_chunk)
         self._epoch = epoch % SEQ_MOD
@@ -633,29 +737,11 @@ class I2CSlaveLink:
         self.busy = False
         """While true, writes are ignored and every read answers BUSY."""
         self.stats = SlaveLinkStats()
-        self._linked = False
-        self._chunk = MIN_CHUNK
-        self._received: list[bytes] = []
+        self._channels = tuple(_SlaveChannel() for _ in range(CHANNELS))
+        # Per transaction: the channel and reply of the last write (one I2C peripheral).
+        self._current = 0
         self._reply: bytes | None = None
         self._write_error = False
-        self._h2g_last = SEQ_MOD - 1
-        self._rx_buf = bytearray()
-        self._rx_index = 0
-        self._out: deque[tuple[bytes, bool]] = deque()
-        self._out_offset = 0
-        self._out_index = 0
-        self._g2h_seq = 0
-        self._out_chunk: bytes | None = None
-        self._out_chunk_len = 0
-
-    def _reset(self) -> None:
-        self._h2g_last = SEQ_MOD - 1
-        self._rx_buf.clear()
-        self._rx_index = 0
-        self._out.clear()
-        self._out_offset = self._out_index = 0
-        self._g2h_seq = 0
-        self._out_chunk = None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -666,28 +752,62 @@ class I2CSlaveLink:
 
     @property
     def linked(self) -> bool:
-        """Whether a host HELLO was accepted since boot."""
-        return self._linked
+        """Whether any channel has a live link (a HELLO accepted and not ended since)."""
+        return any(state.linked for state in self._channels)
 
     @property
-    def chunk_size(self) -> int:
-        """The negotiated chunk size (32 before HELLO)."""
-        return self._chunk
+    def linked_channels(self) -> tuple[int, ...]:
+        """The channels with a live link, in order."""
+        return tuple(n for n, state in enumerate(self._channels) if state.linked)
+
+    def is_linked(self, channel: int = 0) -> bool:
+        """Whether ``channel`` has a live link."""
+        return self._channels[check_channel(channel)].linked
+
+    def chunk_size(self, channel: int = 0) -> int:
+        """Return the chunk size negotiated on ``channel`` (32 before its HELLO)."""
+        return self._channels[check_channel(channel)].chunk
 
     @property
     def pending_frames(self) -> int:
-        """Gateway→host frames not yet completely acknowledged by the host."""
-        return len(self._out)
+        """Gateway→host frames not yet completely acknowledged, all channels together."""
+        return sum(len(state.out) for state in self._channels)
 
-    def push_frame(self, frame: bytes, *, notify: bool = False) -> None:
-        """Queue a gateway→host frame; ``notify`` marks an unsolicited one (NOTIFY_PENDING)."""
+    def pending_on(self, channel: int) -> int:
+        """Gateway→host frames of ``channel`` not yet completely acknowledged."""
+        return len(self._channels[check_channel(channel)].out)
+
+    def push_frame(self, channel: int, frame: bytes, *, notify: bool = False) -> None:
+        """Queue a gateway→host frame on ``channel``; ``notify`` marks an unsolicited one.
+
+        A frame for a channel without a live link, or one being closed, is dropped (counted in
+        ``stats.frames_dropped``): no host could ever read it, and the next HELLO would discard it.
+        """
         if not 0 < len(frame) <= MAX_FRAME:
             raise FrameError(f"frame length {len(frame)} outside 1..{MAX_FRAME}")
-        self._out.append((bytes(frame), notify))
+        state = self._channels[check_channel(channel)]
+        if not state.linked or state.closing:
+            self.stats.frames_dropped += 1
+            return
+        state.out.append((bytes(frame), notify))
 
-    def frames_received(self) -> list[bytes]:
-        """Return (and forget) complete host→gateway frames (when no ``on_frame`` is set)."""
-        frames, self._received = self._received, []
+    def close_channel(self, channel: int) -> None:
+        """End ``channel``'s link once the host has read every frame queued on it (§11.9).
+
+        Until then the channel works as before (so a last response still arrives); afterwards it
+        reports LINKED=0, ignores everything but HELLO, and its host starts a new link.
+        """
+        state = self._channels[check_channel(channel)]
+        if not state.linked or state.closing:
+            return
+        state.closing = True
+        if not state.out:
+            self._unlink(state)
+
+    def frames_received(self, channel: int = 0) -> list[bytes]:
+        """Return (and forget) host→gateway frames of ``channel`` (when no ``on_frame`` is set)."""
+        state = self._channels[check_channel(channel)]
+        frames, state.received = state.received, []
         return frames
 
     # --- bus events -----------------------------------------------------------------------
@@ -701,26 +821,31 @@ class I2CSlaveLink:
         self.stats.writes += 1
         data = bytes(data)
         self._write_error = False
+        if data:
+            self._current = data[0] >> CHANNEL_SHIFT
         if len(data) < 3 or not _crc_ok(data, len(data) - CRC_LEN):
             self._reject()
             return
-        command = data[0]
+        command = data[0] & _LOW_NIBBLE
+        state = self._channels[self._current]
         if command == Command.HELLO:
-            self._on_hello(data)
+            self._on_hello(state, data)
             return
-        if not self._linked:
+        if not state.linked:
             return  # the status block says LINKED=0: the host must send HELLO
-        if command not in (Command.STATUS, Command.GET, Command.PUT) or len(data) > self._chunk:
+        if command not in (Command.STATUS, Command.GET, Command.PUT) or len(data) > state.chunk:
             self._reject()
             return
         if command != Command.PUT and len(data) != CONTROL_LEN:
             self._reject()
             return
-        self._apply_ack(data[1])
+        self._apply_ack(state, data[1])
+        if not state.linked:
+            return  # that acknowledgement ended a closing channel
         if command == Command.GET:
-            self._reply = self._current_chunk()
+            self._reply = self._current_chunk(state)
         elif command == Command.PUT:
-            self._on_put(data)
+            self._on_put(state, data)
 
     def handle_read(self, length: int) -> bytes:
         """Answer a master read of ``length`` bytes; padded with 0xFF, never stretched (§11.5)."""
@@ -742,7 +867,20 @@ class I2CSlaveLink:
         self._write_error = True
         self.stats.write_errors += 1
 
-    def _on_hello(self, data: bytes) -> None:
+    def _flags(self, state: _SlaveChannel) -> int:
+        flags = StatusFlags(0)
+        if state.linked:
+            flags |= StatusFlags.LINKED
+        if self._write_error:
+            flags |= StatusFlags.WRITE_ERROR
+        return (self._current << CHANNEL_SHIFT) | flags
+
+    def _unlink(self, state: _SlaveChannel) -> None:
+        state.reset()
+        state.linked = False
+        self.stats.closes += 1
+
+    def _on_hello(self, state: _SlaveChannel, data: bytes) -> None:
         if len(data) != HELLO_LEN or not _valid_code(data[2]):
             self._reject()
             return
@@ -750,58 +888,69 @@ class I2CSlaveLink:
         version = data[1]
         if version != LINK_VERSION:
             chosen = 0
-            self._linked = False
-            self._chunk = MIN_CHUNK
+            state.linked = False
+            state.chunk = MIN_CHUNK
         else:
             chosen = min(data[2], self._max_code)
-            self._linked = True
-            self._chunk = 1 << chosen
-        self._reset()
-        flags = StatusFlags.LINKED if self._linked else 0
-        body = bytes((Reply.HELLO_ACK, LINK_VERSION, self._max_code, chosen, self._epoch, flags))
+            state.linked = True
+            state.chunk = 1 << chosen
+        state.reset()
+        body = bytes(
+            (Reply.HELLO_ACK, LINK_VERSION, self._max_code, chosen, self._epoch, self._flags(state))
+        )
         self._reply = _seal(body)
-        if self._linked and self._on_connect is not None:
-            self._on_connect()
+        if state.linked and self._on_connect is not None:
+            self._on_connect(self._current)
 
-    def _apply_ack(self, ack: int) -> None:
+    def _apply_ack(self, state: _SlaveChannel, ack: int) -> None:
         """Drop the current chunk if the host acknowledges it with ``ack`` (§11.7)."""
-        if self._out_chunk is None or ack != self._g2h_seq:
+        if state.out_chunk is None or ack != state.g2h_seq:
             return
-        self._out_offset += self._out_chunk_len
-        self._out_index += 1
-        self._g2h_seq = (self._g2h_seq + 1) % SEQ_MOD
-        self._out_chunk = None
-        if self._out_offset >= len(self._out[0][0]):
-            self._out.popleft()
-            self._out_offset = self._out_index = 0
+        state.out_offset += state.out_chunk_len
+        state.out_index += 1
+        state.g2h_seq = (state.g2h_seq + 1) % SEQ_MOD
+        state.out_chunk = None
+        if state.out_offset >= len(state.out[0][0]):
+            state.out.popleft()
+            state.out_offset = state.out_index = 0
             self.stats.frames_sent += 1
+            if state.closing and not state.out:
+                self._unlink(state)
 
-    def _current_chunk(self) -> bytes | None:
+    def _current_chunk(self, state: _SlaveChannel) -> bytes | None:
         """Return the chunk the host should read now; built once, served identically until acked."""
-        if not self._out:
+        if not state.out:
             return None
-        if self._out_chunk is None:
-            frame, notify = self._out[0]
-            length = min(payload_per_chunk(self._chunk), len(frame) - self._out_offset)
-            last = self._out_offset + length == len(frame)
+        if state.out_chunk is None:
+            frame, notify = state.out[0]
+            length = min(payload_per_chunk(state.chunk), len(frame) - state.out_offset)
+            last = state.out_offset + length == len(frame)
             flags = ChunkFlags(0)
             if last:
                 flags |= ChunkFlags.LAST
-                if len(self._out) > 1:
+                if len(state.out) > 1:
                     flags |= ChunkFlags.MORE
             if notify:
                 flags |= ChunkFlags.NOTIFY
             header = bytes(
-                (Reply.CHUNK, self._epoch, self._g2h_seq, self._out_index, flags, length)
+                (
+                    Reply.CHUNK,
+                    self._epoch,
+                    state.g2h_seq,
+                    state.out_index,
+                    (self._current << CHANNEL_SHIFT) | flags,
+                    length,
+                )
             )
-            self._out_chunk = _seal(header + frame[self._out_offset : self._out_offset + length])
-            self._out_chunk_len = length
+            payload = frame[state.out_offset : state.out_offset + length]
+            state.out_chunk = _seal(header + payload)
+            state.out_chunk_len = length
             self.stats.chunks_sent += 1
         else:
             self.stats.retransmissions += 1
-        return self._out_chunk
+        return state.out_chunk
 
-    def _on_put(self, data: bytes) -> None:
+    def _on_put(self, state: _SlaveChannel, data: bytes) -> None:
         if len(data) < CHUNK_OVERHEAD + 1:
             self._reject()
             return
@@ -809,46 +958,51 @@ class I2CSlaveLink:
         if length == 0 or len(data) != CHUNK_OVERHEAD + length:
             self._reject()
             return
-        if seq == self._h2g_last:
+        if seq == state.h2g_last:
             self.stats.duplicates += 1  # retransmission of an accepted chunk: acknowledge again
             return
-        if seq != (self._h2g_last + 1) % SEQ_MOD or index != self._rx_index:
+        if seq != (state.h2g_last + 1) % SEQ_MOD or index != state.rx_index:
             self._reject()
             return
-        if len(self._rx_buf) + length > MAX_FRAME:
+        if len(state.rx_buf) + length > MAX_FRAME:
             self._reject()
             return
-        self._rx_buf += data[CHUNK_HEADER_LEN : CHUNK_HEADER_LEN + length]
-        self._h2g_last = seq
-        self._rx_index += 1
+        state.rx_buf += data[CHUNK_HEADER_LEN : CHUNK_HEADER_LEN + length]
+        state.h2g_last = seq
+        state.rx_index += 1
         self.stats.chunks_received += 1
         if flags & ChunkFlags.LAST:
-            frame = bytes(self._rx_buf)
-            self._rx_buf.clear()
-            self._rx_index = 0
+            frame = bytes(state.rx_buf)
+            state.rx_buf.clear()
+            state.rx_index = 0
             self.stats.frames_received += 1
             if self._on_frame is not None:
-                self._on_frame(frame)
+                self._on_frame(self._current, frame)
             else:
-                self._received.append(frame)
+                state.received.append(frame)
 
     def _status_block(self) -> bytes:
-        """Build the status block (§11.5), reflecting the state after the last write."""
-        if self._out:
-            frame, notify = self._out[0]
+        """Build the status block of the last write's channel (§11.5), after that write."""
+        state = self._channels[self._current]
+        if state.out:
+            frame, notify = state.out[0]
             code = Reply.NOTIFY_PENDING if notify else Reply.RESPONSE_READY
             frame_len = len(frame)
         else:
             code = Reply.IDLE
             frame_len = 0
-        flags = StatusFlags(0)
-        if self._linked:
-            flags |= StatusFlags.LINKED
-        if self._write_error:
-            flags |= StatusFlags.WRITE_ERROR
         body = (
-            bytes((code, self._epoch, flags, self._h2g_last, self._g2h_seq, self._out_index))
+            bytes(
+                (
+                    code,
+                    self._epoch,
+                    self._flags(state),
+                    state.h2g_last,
+                    state.g2h_seq,
+                    state.out_index,
+                )
+            )
             + frame_len.to_bytes(2, "big")
-            + bytes((min(len(self._out), 255),))
+            + bytes((min(len(state.out), 255),))
         )
         return _seal(body)

@@ -21,8 +21,9 @@ Typical use (an echo gateway)::
     with bus.installed():
         transport = await I2CConnector(1, 0x42).connect()
 
-A virtual gateway plugs in through :meth:`FakeI2CDevice.attach` (host→gateway frames) and
-:meth:`FakeI2CDevice.push_frame` (gateway→host frames, from any thread).
+A virtual gateway plugs in through :meth:`FakeI2CDevice.attach` (host→gateway frames, per link
+channel) and :meth:`FakeI2CDevice.push_frame` (gateway→host frames, from any thread); see
+:func:`rayzig_core.gateway.i2c.serve_on_fake_bus`.
 """
 
 from __future__ import annotations
@@ -215,14 +216,20 @@ class FaultPlan:
 class FakeI2CDevice:
     """A gateway MCU on the fake bus: an :class:`I2CSlaveLink` plus a frame handler.
 
-    * :meth:`attach` — ``on_frame(frame)`` receives every complete host→gateway frame;
-      ``on_connect()`` is called when a host (re)starts the link with HELLO (drop any session:
-      frames queued for the previous link were discarded). Both run in the thread that performed
-      the I2C transaction (the host transport's worker), after the transaction, outside every
-      lock; pass ``loop`` to have them scheduled on that event loop instead. Never block in them.
+    Every callback and method takes the link channel (0..15, PROTOCOL.md §11.3) it concerns:
+
+    * :meth:`attach` — ``on_frame(channel, frame)`` receives every complete host→gateway frame;
+      ``on_connect(channel)`` is called when a host (re)starts that channel's link with HELLO
+      (drop the channel's session: frames queued for its previous link were discarded). Both run
+      in the thread that performed the I2C transaction (a host transport's worker), after the
+      transaction, outside every lock, in bus order; pass ``loop`` to have them scheduled on that
+      event loop instead (in the same order). Never block in them.
     * :meth:`push_frame` — queue a gateway→host frame; thread-safe, callable from ``on_frame``.
-    * :meth:`reboot` — what a real MCU reset does: link state, queues and partial frames are lost
-      and the link epoch (boot counter) goes up, so the host sees a TransportError.
+    * :meth:`close_channel` — the gateway ended a channel's session; its host reconnects once it
+      has read what was queued.
+    * :meth:`reboot` — what a real MCU reset does: every channel's link state, queues and partial
+      frames are lost and the link epoch (boot counter) goes up, so every host sees a
+      TransportError.
 
     Without a handler attached, received frames collect for :meth:`frames_received`.
     """
@@ -232,10 +239,10 @@ class FakeI2CDevice:
         self._max_chunk = max_chunk
         self._lock = threading.RLock()
         self._deliver_lock = threading.Lock()
-        self._events: list[bytes | None] = []  # None = HELLO (connect), bytes = frame
-        self._unclaimed: list[bytes] = []
-        self._on_frame: Callable[[bytes], None] | None = None
-        self._on_connect: Callable[[], None] | None = None
+        self._events: list[tuple[int, bytes | None]] = []  # (channel, frame); None = HELLO
+        self._unclaimed: dict[int, list[bytes]] = {}
+        self._on_frame: Callable[[int, bytes], None] | None = None
+        self._on_connect: Callable[[int], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.reboots = 0
         self.connects = 0
@@ -247,13 +254,16 @@ class FakeI2CDevice:
         return I2CSlaveLink(
             max_chunk=self._max_chunk,
             epoch=epoch,
-            on_frame=self._events.append,
+            on_frame=self._received,
             on_connect=self._connected,
         )
 
-    def _connected(self) -> None:
+    def _received(self, channel: int, frame: bytes) -> None:
+        self._events.append((channel, frame))
+
+    def _connected(self, channel: int) -> None:
         self.connects += 1
-        self._events.append(None)
+        self._events.append((channel, None))
 
     @property
     def address(self) -> int:
@@ -272,9 +282,9 @@ class FakeI2CDevice:
 
     def attach(
         self,
-        on_frame: Callable[[bytes], None],
+        on_frame: Callable[[int, bytes], None],
         *,
-        on_connect: Callable[[], None] | None = None,
+        on_connect: Callable[[int], None] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """Route host→gateway frames to ``on_frame`` (and link restarts to ``on_connect``)."""
@@ -289,19 +299,26 @@ class FakeI2CDevice:
             self._on_frame = self._on_connect = None
             self._loop = None
 
-    def push_frame(self, frame: bytes, *, notify: bool = False) -> None:
-        """Queue a gateway→host frame (``notify`` for an unsolicited one); thread-safe."""
-        with self._lock:
-            self._link.push_frame(frame, notify=notify)
+    def push_frame(self, channel: int, frame: bytes, *, notify: bool = False) -> None:
+        """Queue a gateway→host frame on ``channel`` (``notify``: unsolicited); thread-safe.
 
-    def frames_received(self) -> list[bytes]:
-        """Return (and forget) frames that arrived while no handler was attached."""
+        Dropped when the channel has no live link (see :meth:`I2CSlaveLink.push_frame`).
+        """
         with self._lock:
-            frames, self._unclaimed = self._unclaimed, []
-        return frames
+            self._link.push_frame(channel, frame, notify=notify)
+
+    def close_channel(self, channel: int) -> None:
+        """End ``channel``'s link once its queued frames are read; thread-safe."""
+        with self._lock:
+            self._link.close_channel(channel)
+
+    def frames_received(self, channel: int = 0) -> list[bytes]:
+        """Return (and forget) frames of ``channel`` that arrived while no handler was attached."""
+        with self._lock:
+            return self._unclaimed.pop(channel, [])
 
     def reboot(self) -> None:
-        """Reset the MCU: new link epoch, link down, every queued or partial frame lost."""
+        """Reset the MCU: new link epoch, every channel down, every queued or partial frame lost."""
         with self._lock:
             self._link = self._new_link(self._link.epoch + 1)
             self._events.clear()
@@ -331,15 +348,15 @@ class FakeI2CDevice:
             with self._lock:
                 events, self._events[:] = list(self._events), []
                 on_frame, on_connect, loop = self._on_frame, self._on_connect, self._loop
-            for event in events:
-                if event is None:
+            for channel, frame in events:
+                if frame is None:
                     if on_connect is not None:
-                        _call(loop, on_connect)
+                        _call(loop, on_connect, channel)
                 elif on_frame is not None:
-                    _call(loop, on_frame, event)
+                    _call(loop, on_frame, channel, frame)
                 else:
                     with self._lock:
-                        self._unclaimed.append(event)
+                        self._unclaimed.setdefault(channel, []).append(frame)
 
 
 def _call(loop: asyncio.AbstractEventLoop | None, func: Callable[..., None], *args: Any) -> None:

@@ -1,7 +1,10 @@
 """I2C transport (PROTOCOL.md §11): the SBC as I2C master of the gateway MCU, through smbus2.
 
 Every blocking smbus2 call runs on one dedicated worker thread per transport (never on the event
-loop), behind one lock per bus number shared by every transport on that bus. The worker drives an
+loop), behind one fair (first come, first served) lock per bus number shared by every transport on
+that bus, so transports on one bus take turns transaction by transaction. Each transport uses one
+link channel (0..15, §11.3) of its gateway: several independent sessions (the bridge's TCP clients)
+can share one gateway, a direct client uses channel 0. The worker drives an
 :class:`~rayzig_core.protocol.i2c_link.I2CHostLink`: it sends queued frames, polls the gateway's
 status (at ``poll_interval``, backing off to ~50 ms while idle; §11.10) and hands received frames
 (responses and notifications) to :meth:`I2CTransport.receive`.
@@ -41,6 +44,7 @@ from rayzig_core.protocol.i2c_link import (
     Op,
     Outcome,
     Transaction,
+    check_channel,
 )
 
 RETRYABLE_ERRNOS = frozenset({121, errno.EIO, errno.EBUSY, 110})
@@ -72,17 +76,64 @@ class SMBusLike(Protocol):
         ...
 
 
+class FairLock:
+    """A first-come-first-served (ticket) lock: waiting threads get it in the order they asked.
+
+    ``threading.Lock`` makes no promise of order: a worker that releases it and asks again at once
+    usually gets it back, starving the other transports on the bus. Not reentrant, no timeout.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+
+    def acquire(self) -> None:
+        """Take a ticket and wait until it is served."""
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def release(self) -> None:
+        """Serve the next ticket."""
+        with self._cond:
+            if self._serving == self._next_ticket:
+                raise RuntimeError("release of an unlocked FairLock")
+            self._serving += 1
+            self._cond.notify_all()
+
+    def locked(self) -> bool:
+        """Whether a thread holds the lock."""
+        with self._cond:
+            return self._serving != self._next_ticket
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 _REGISTRY_LOCK = threading.Lock()
-_BUS_LOCKS: dict[int, threading.Lock] = {}
+_BUS_LOCKS: dict[int, FairLock] = {}
 
 
-def bus_lock(bus: int) -> threading.Lock:
-    """Return the one lock every transport on I2C bus ``bus`` holds around each transaction."""
+def bus_lock(bus: int) -> FairLock:
+    """Return the one fair lock every transport on I2C bus ``bus`` holds around each transaction."""
     with _REGISTRY_LOCK:
         lock = _BUS_LOCKS.get(bus)
         if lock is None:
-            lock = _BUS_LOCKS[bus] = threading.Lock()
+            lock = _BUS_LOCKS[bus] = FairLock()
         return lock
+
+
+def describe(bus: int, address: int, channel: int = 0) -> str:
+    """``i2c://<bus>/0x<address>``, with ``#<channel>`` for a channel other than 0."""
+    suffix = f"#{channel}" if channel else ""
+    return f"i2c://{bus}/0x{address:02x}{suffix}"
 
 
 @dataclass(slots=True)
@@ -105,6 +156,7 @@ class I2CTransport:
         *,
         bus: int,
         address: int,
+        channel: int = 0,
         clock_hz: int,
         poll_interval: float,
         max_retries: int,
@@ -118,10 +170,13 @@ class I2CTransport:
         self._max_retries = max_retries
         self._factory = smbus_factory
         self._loop = loop
-        self._description = f"i2c://{bus}/0x{address:02x}"
-        self._where = f"I2C bus {bus}, address 0x{address:02x}"
+        self._channel = check_channel(channel)
+        self._description = describe(bus, address, channel)
+        self._where = f"I2C bus {bus}, address 0x{address:02x}" + (
+            f", channel {channel}" if channel else ""
+        )
         self._lock = bus_lock(bus)
-        self._link = I2CHostLink(max_chunk=MAX_CHUNK, max_retries=max_retries)
+        self._link = I2CHostLink(channel=channel, max_chunk=MAX_CHUNK, max_retries=max_retries)
         self.stats = I2CTransportStats()
         # Shared between the loop and the worker, guarded by _cond.
         self._cond = threading.Condition()
@@ -137,16 +192,20 @@ class I2CTransport:
         self._closed = False
         # Worker side only.
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._thread = threading.Thread(
-            target=self._run, name=f"rayzig-i2c-{bus}-0x{address:02x}", daemon=True
-        )
+        thread_name = f"rayzig-i2c-{bus}-0x{address:02x}" + (f"#{channel}" if channel else "")
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
 
     # --- Transport protocol ---------------------------------------------------------------
 
     @property
     def description(self) -> str:
-        """``i2c://<bus>/0x<address>``."""
+        """``i2c://<bus>/0x<address>`` (``#<channel>`` appended for a channel other than 0)."""
         return self._description
+
+    @property
+    def channel(self) -> int:
+        """The link channel this transport uses (§11.3)."""
+        return self._channel
 
     @property
     def link_stats(self) -> HostLinkStats:
@@ -419,8 +478,12 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
 class I2CConnector:
     """Opens I2C transports to a gateway at ``address`` on ``/dev/i2c-<bus>`` (PROTOCOL.md §11).
 
-    ``clock_hz`` is the bus clock the kernel was configured with (``dtparam=i2c_arm_baudrate``;
-    user space cannot set it); it only feeds the wire-time estimate in the transport's stats.
+    ``channel`` (0..15) is the link channel (§11.3): every transport of one connector uses it, and
+    two transports open at the same time on the same gateway need different channels (a HELLO on a
+    channel ends the session that used it). A direct client uses 0; the network bridge gives each
+    TCP client its own. ``clock_hz`` is the bus clock the kernel was configured with
+    (``dtparam=i2c_arm_baudrate``; user space cannot set it); it only feeds the wire-time estimate
+    in the transport's stats.
     """
 
     def __init__(
@@ -428,6 +491,7 @@ class I2CConnector:
         bus: int,
         address: int,
         *,
+        channel: int = 0,
         clock_hz: int = 400_000,
         poll_interval: float = 0.002,
         max_retries: int = 5,
@@ -444,6 +508,7 @@ class I2CConnector:
             raise ValueError("clock_hz and poll_interval must be > 0 and max_retries >= 0")
         self.bus = bus
         self.address = address
+        self.channel = check_channel(channel)
         self.clock_hz = clock_hz
         self.poll_interval = poll_interval
         self.max_retries = max_retries
@@ -451,8 +516,8 @@ class I2CConnector:
 
     @property
     def description(self) -> str:
-        """``i2c://<bus>/0x<address>``."""
-        return f"i2c://{self.bus}/0x{self.address:02x}"
+        """``i2c://<bus>/0x<address>``, or ``i2c://<bus>/0x<address>#<channel>`` (channel ≠ 0)."""
+        return describe(self.bus, self.address, self.channel)
 
     async def connect(self) -> I2CTransport:
         """Open the bus, negotiate the link (HELLO) and start the worker thread.
@@ -463,6 +528,7 @@ class I2CConnector:
         transport = I2CTransport(
             bus=self.bus,
             address=self.address,
+            channel=self.channel,
             clock_hz=self.clock_hz,
             poll_interval=self.poll_interval,
             max_retries=self.max_retries,

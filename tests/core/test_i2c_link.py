@@ -17,6 +17,7 @@ from rayzig_core.protocol.i2c_link import (
     CHUNK_SIZES,
     STATUS_LEN,
     ChunkFlags,
+    Command,
     I2CHostLink,
     I2CLinkError,
     I2CLinkResetError,
@@ -88,7 +89,7 @@ def test_negotiation_uses_the_smaller_size(host_max: int, slave_max: int) -> Non
     reply = slave.handle_read(tx.read_len)
     assert reply[0] == Reply.HELLO_ACK
     assert host.handle_reply(tx, reply) is Outcome.PROGRESS
-    assert host.chunk_size == slave.chunk_size == min(host_max, slave_max)
+    assert host.chunk_size == slave.chunk_size(0) == min(host_max, slave_max)
     assert host.epoch == 9
     assert slave.linked
 
@@ -118,12 +119,12 @@ def test_chunking_both_directions(size: int) -> None:
     host, slave = linked_pair(size, 256)
     up = random.Random(size).randbytes(MAX_FRAME)
     down = random.Random(size + 1).randbytes(MAX_FRAME - 1)
-    slave.push_frame(down)
+    slave.push_frame(0, down)
     host.send(up)
     writes: list[bytes] = []
     reads: list[bytes] = []
     for _ in range(10_000):
-        if slave.pending_frames == 0 and host.pending_frames == 0 and slave._received:
+        if slave.pending_frames == 0 and host.pending_frames == 0 and slave.stats.frames_received:
             break
         tx = host.next_transaction()
         slave.handle_write(tx.write)
@@ -168,7 +169,7 @@ def test_corrupted_write_is_retransmitted_with_identical_bytes() -> None:
 def test_corrupted_chunk_is_served_again_identically() -> None:
     host, slave = linked_pair(64, 64)
     frame = bytes(range(200))
-    slave.push_frame(frame)
+    slave.push_frame(0, frame)
     pump(host, slave, lambda: host.next_transaction().op is Op.GET)
     tx = host.next_transaction()
     slave.handle_write(tx.write)
@@ -202,7 +203,7 @@ def test_lost_acknowledgement_duplicate_is_dropped_by_the_slave() -> None:
 def test_replayed_chunk_is_dropped_by_the_host() -> None:
     host, slave = linked_pair(32, 32)
     frame = bytes(range(70))
-    slave.push_frame(frame)
+    slave.push_frame(0, frame)
     pump(host, slave, lambda: host.next_transaction().op is Op.GET)
     _, first_reply, outcome = step(host, slave)
     assert outcome is Outcome.PROGRESS
@@ -243,7 +244,7 @@ def test_idle_status_poll() -> None:
 
 def test_notification_is_announced_by_status_and_fetched() -> None:
     host, slave = linked_pair()
-    slave.push_frame(b"event", notify=True)
+    slave.push_frame(0, b"event", notify=True)
     tx, reply, outcome = step(host, slave)
     assert tx.op is Op.STATUS
     assert reply[0] == Reply.NOTIFY_PENDING
@@ -262,8 +263,8 @@ def test_notification_is_announced_by_status_and_fetched() -> None:
 
 def test_response_ready_carries_length_and_more_flag() -> None:
     host, slave = linked_pair()
-    slave.push_frame(b"a" * 10)
-    slave.push_frame(b"b" * 20)
+    slave.push_frame(0, b"a" * 10)
+    slave.push_frame(0, b"b" * 20)
     _, reply, _ = step(host, slave)
     assert reply[0] == Reply.RESPONSE_READY
     assert int.from_bytes(reply[6:8], "big") == 10
@@ -302,7 +303,7 @@ def test_reboot_with_the_same_epoch_is_caught_by_the_linked_flag() -> None:
 
 def test_reboot_during_a_chunk_read_is_detected() -> None:
     host, slave = linked_pair(32, 32, epoch=1)
-    slave.push_frame(b"z" * 100)
+    slave.push_frame(0, b"z" * 100)
     pump(host, slave, lambda: host.next_transaction().op is Op.GET)
     step(host, slave)
     rebooted = I2CSlaveLink(max_chunk=32, epoch=2)
@@ -339,18 +340,18 @@ def test_slave_rejects_writes_larger_than_the_negotiated_chunk() -> None:
 
 def test_hello_resets_the_slave_and_reports_connect() -> None:
     connects: list[int] = []
-    slave = I2CSlaveLink(on_connect=lambda: connects.append(1))
+    slave = I2CSlaveLink(on_connect=connects.append)
     host = I2CHostLink()
     pump(host, slave, lambda: host.linked)
-    slave.push_frame(b"stale")
+    slave.push_frame(0, b"stale")
     pump(I2CHostLink(), slave, lambda: slave.pending_frames == 0, limit=3)
-    assert connects == [1, 1]
+    assert connects == [0, 0]
 
 
 def test_slave_callback_may_push_reentrantly() -> None:
     host = I2CHostLink(max_chunk=32)
     slave = I2CSlaveLink(max_chunk=32)
-    slave._on_frame = lambda frame: slave.push_frame(frame[::-1])
+    slave._on_frame = lambda channel, frame: slave.push_frame(channel, frame[::-1])
     pump(host, slave, lambda: host.linked)
     frames = [bytes([n]) * (n * 13 + 1) for n in range(12)]
     for frame in frames:
@@ -364,7 +365,7 @@ def test_sequence_numbers_wrap() -> None:
     frames = [bytes([n % 256]) * 30 for n in range(200)]  # 400 chunks each way > 256
     for frame in frames:
         host.send(frame)
-        slave.push_frame(frame)
+        slave.push_frame(0, frame)
     got: list[bytes] = []
 
     def done() -> bool:
@@ -417,7 +418,7 @@ def test_round_trip_with_one_corrupted_byte(  # noqa: PLR0917 - hypothesis argum
     # Corruption may hit the HELLO too; the gateway only queues frames once the link is up.
     steps = pump(host, slave, lambda: host.linked, corrupt=corrupt)
     for frame in down:
-        slave.push_frame(frame)
+        slave.push_frame(0, frame)
     for frame in up:
         host.send(frame)
     received: list[bytes] = []
@@ -451,3 +452,180 @@ def test_any_frame_round_trips_at_any_chunk_size(
     size = min(host_max, slave_max)
     expected_chunks = math.ceil(len(frame) / (size - CHUNK_OVERHEAD))
     assert host.stats.chunks_sent == host.stats.chunks_received == expected_chunks
+
+
+# --- link channels (§11.3) -------------------------------------------------------------------
+
+
+def linked_on(slave: I2CSlaveLink, channel: int, host_max: int = 256) -> I2CHostLink:
+    host = I2CHostLink(channel=channel, max_chunk=host_max)
+    pump(host, slave, lambda: host.linked)
+    return host
+
+
+def test_every_command_byte_carries_the_channel_in_its_high_nibble() -> None:
+    slave = I2CSlaveLink(epoch=4)
+    host = I2CHostLink(channel=11, max_chunk=32)
+    hello = host.next_transaction()
+    assert hello.write[0] == 0xB1
+    pump(host, slave, lambda: host.linked)
+    assert host.channel == 11
+    assert slave.linked_channels == (11,)
+    assert not slave.is_linked(0)
+    host.send(b"p" * 30)
+    seen: dict[Op, int] = {}
+    slave.push_frame(11, b"g" * 30)
+    for _ in range(20):
+        tx, reply, _ = step(host, slave)
+        seen[tx.op] = tx.write[0]
+        if tx.op is not Op.GET:
+            assert reply[2] >> 4 == 11  # status flags: the channel the block belongs to
+        else:
+            assert reply[4] >> 4 == 11  # chunk flags: same
+    assert seen == {Op.PUT: 0xB3, Op.GET: 0xB4, Op.STATUS: 0xB2}
+    assert slave.frames_received(11) == [b"p" * 30]
+    assert slave.frames_received(0) == []
+
+
+def test_channels_are_independent_links() -> None:
+    slave = I2CSlaveLink(epoch=3, max_chunk=64)
+    a = linked_on(slave, 0, host_max=32)
+    b = linked_on(slave, 5, host_max=128)
+    assert (slave.chunk_size(0), slave.chunk_size(5), slave.chunk_size(9)) == (32, 64, 32)
+    up_a = [bytes([n]) * (n * 17 + 1) for n in range(10)]
+    up_b = [bytes([100 + n]) * (n * 23 + 5) for n in range(10)]
+    for frame in up_a:
+        a.send(frame)
+    for frame in up_b:
+        b.send(frame)
+    for n in range(10):
+        slave.push_frame(0, b"A%d" % n)
+        slave.push_frame(5, b"B%d" % n * 40)
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
+    for _ in range(2_000):  # interleave transactions of both hosts, as a shared bus does
+        if len(got_a) == len(got_b) == 10 and a.pending_frames == b.pending_frames == 0:
+            break
+        for host in (a, b):
+            step(host, slave)
+        got_a.extend(a.take_frames())
+        got_b.extend(b.take_frames())
+    assert got_a == [b"A%d" % n for n in range(10)]
+    assert got_b == [b"B%d" % n * 40 for n in range(10)]
+    assert slave.frames_received(0) == up_a
+    assert slave.frames_received(5) == up_b
+
+
+def test_status_reports_only_its_own_channel() -> None:
+    slave = I2CSlaveLink(epoch=1)
+    a = linked_on(slave, 0)
+    b = linked_on(slave, 3)
+    slave.push_frame(3, b"for b only", notify=True)
+    tx, reply, outcome = step(a, slave)
+    assert tx.op is Op.STATUS
+    assert reply[0] == Reply.IDLE
+    assert outcome is Outcome.IDLE
+    _, reply, _ = step(b, slave)
+    assert reply[0] == Reply.NOTIFY_PENDING
+    assert slave.pending_on(3) == 1
+    assert slave.pending_on(0) == 0
+
+
+def test_hello_on_one_channel_resets_only_that_channel() -> None:
+    connects: list[int] = []
+    slave = I2CSlaveLink(epoch=2, on_connect=connects.append)
+    a = linked_on(slave, 0)
+    b = linked_on(slave, 7)
+    slave.push_frame(0, b"kept for a")
+    slave.push_frame(7, b"lost with the old link of b")
+    b2 = linked_on(slave, 7)  # a new session on channel 7 (e.g. a new bridge client)
+    assert connects == [0, 7, 7]
+    assert slave.pending_on(7) == 0
+    assert slave.pending_on(0) == 1
+    pump(a, slave, lambda: bool(a._rx_frames))
+    assert a.take_frames() == [b"kept for a"]
+    b2.send(b"new")
+    pump(b2, slave, lambda: b2.pending_frames == 0)
+    assert slave.frames_received(7) == [b"new"]
+    assert b.epoch == b2.epoch == slave.epoch  # the epoch is per device
+
+
+def test_close_channel_ends_that_link_after_its_last_frame() -> None:
+    slave = I2CSlaveLink(epoch=9)
+    a = linked_on(slave, 0, host_max=32)
+    b = linked_on(slave, 2)
+    slave.push_frame(0, b"last words" * 10)  # several chunks
+    slave.close_channel(0)
+    slave.push_frame(0, b"dropped: the channel is closing")
+    assert slave.stats.frames_dropped == 1
+    with pytest.raises(I2CLinkResetError, match="ended the link on channel 0") as info:
+        pump(a, slave, lambda: False, limit=100)
+    assert "restarted" not in str(info.value).split("(")[0]
+    assert a.take_frames() == [b"last words" * 10]  # delivered before the link ended
+    assert slave.linked_channels == (2,)
+    b.send(b"unaffected")
+    pump(b, slave, lambda: b.pending_frames == 0)
+    assert slave.frames_received(2) == [b"unaffected"]
+    # The host reconnects with HELLO and the channel works again.
+    a2 = linked_on(slave, 0)
+    a2.send(b"again")
+    pump(a2, slave, lambda: a2.pending_frames == 0)
+    assert slave.frames_received(0) == [b"again"]
+    assert slave.stats.closes == 1
+
+
+def test_close_of_an_idle_channel_is_immediate() -> None:
+    slave = I2CSlaveLink(epoch=9)
+    a = linked_on(slave, 4)
+    slave.close_channel(4)
+    assert not slave.is_linked(4)
+    with pytest.raises(I2CLinkResetError, match="channel 4"):
+        step(a, slave)
+
+
+def test_frames_pushed_on_an_unlinked_channel_are_dropped() -> None:
+    slave = I2CSlaveLink()
+    slave.push_frame(6, b"nobody listens")
+    assert slave.pending_frames == 0
+    assert slave.stats.frames_dropped == 1
+    host = linked_on(slave, 6)
+    tx, reply, _ = step(host, slave)
+    assert tx.op is Op.STATUS
+    assert reply[0] == Reply.IDLE
+
+
+def test_a_write_damaged_into_another_channel_is_retransmitted_not_a_reset() -> None:
+    slave = I2CSlaveLink(epoch=5)
+    host = linked_on(slave, 1)
+    host.send(b"payload")
+    tx = host.next_transaction()
+    damaged = bytearray(tx.write)
+    damaged[0] ^= 0x40  # channel 1 -> channel 5, which is not linked; the CRC no longer matches
+    slave.handle_write(bytes(damaged))
+    reply = slave.handle_read(tx.read_len)
+    assert reply[2] & StatusFlags.WRITE_ERROR
+    assert not reply[2] & StatusFlags.LINKED
+    assert host.handle_reply(tx, reply) is Outcome.RETRY
+    pump(host, slave, lambda: host.pending_frames == 0)
+    assert slave.frames_received(1) == [b"payload"]
+
+
+def test_a_reply_for_another_channel_breaks_the_protocol() -> None:
+    slave = I2CSlaveLink(epoch=5)
+    a = linked_on(slave, 1)
+    linked_on(slave, 2)
+    tx = a.next_transaction()
+    assert tx.op is Op.STATUS
+    # The slave serves channel 2 instead (as if the command byte had been misread).
+    body = bytes(((2 << 4) | Command.STATUS, 0xFF))
+    slave.handle_write(body + crc16_ccitt(body).to_bytes(2, "big"))
+    with pytest.raises(I2CLinkError, match="status block for channel 2 on channel 1"):
+        a.handle_reply(tx, slave.handle_read(tx.read_len))
+
+
+@pytest.mark.parametrize("channel", [-1, 16, 255])
+def test_channel_must_be_0_to_15(channel: int) -> None:
+    with pytest.raises(ValueError, match="channel"):
+        I2CHostLink(channel=channel)
+    with pytest.raises(ValueError, match="channel"):
+        I2CSlaveLink().push_frame(channel, b"x")

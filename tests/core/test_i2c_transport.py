@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import importlib
+import itertools
 import os
 import random
 import threading
@@ -78,6 +79,10 @@ async def test_echo_round_trip_and_close_joins_the_worker() -> None:
 def test_connector_description_and_validation() -> None:
     assert I2CConnector(1, 0x42).description == "i2c://1/0x42"
     assert I2CConnector(22, 0x08).description == "i2c://22/0x08"
+    assert I2CConnector(1, 0x42, channel=3).description == "i2c://1/0x42#3"
+    assert I2CConnector(1, 0x42, channel=0).description == "i2c://1/0x42"
+    with pytest.raises(ValueError, match="channel"):
+        I2CConnector(1, 0x42, channel=16)
     with pytest.raises(ValueError, match="7-bit"):
         I2CConnector(1, 0x78)
     with pytest.raises(ValueError, match="bus"):
@@ -89,9 +94,9 @@ async def _soak(plan: FaultPlan, count: int, *, max_size: int = 700) -> FakeI2CB
     device = bus.add_device(FakeI2CDevice(ADDRESS))
     at_gateway: list[int] = []
 
-    def on_frame(frame: bytes) -> None:
+    def on_frame(channel: int, frame: bytes) -> None:
         at_gateway.append(int.from_bytes(frame[:4], "big"))
-        device.push_frame(frame)
+        device.push_frame(channel, frame)
 
     device.attach(on_frame)
     rng = random.Random(plan.seed)
@@ -228,7 +233,7 @@ async def test_notifications_arrive_without_a_request() -> None:
 
             def push_notes() -> None:
                 for n in range(3):
-                    device.push_frame(b"note%d" % n, notify=True)
+                    device.push_frame(0, b"note%d" % n, notify=True)
 
             pusher = threading.Thread(target=push_notes)
             pusher.start()
@@ -361,11 +366,11 @@ async def test_attach_with_a_loop_schedules_callbacks_there() -> None:
     seen: list[tuple[bytes, bool]] = []
     connected = asyncio.Event()
 
-    def on_frame(frame: bytes) -> None:
+    def on_frame(channel: int, frame: bytes) -> None:
         seen.append((frame, threading.current_thread() is threading.main_thread()))
-        device.push_frame(frame.upper())
+        device.push_frame(channel, frame.upper())
 
-    device.attach(on_frame, on_connect=connected.set, loop=loop)
+    device.attach(on_frame, on_connect=lambda channel: connected.set(), loop=loop)
     with bus.installed():
         transport = await connect()
         try:
@@ -399,3 +404,116 @@ async def test_a_gateway_busy_for_too_long_ends_the_transport(
                 await asyncio.wait_for(transport.receive(), 5)
         finally:
             await transport.close()
+
+
+async def test_channels_share_one_gateway_and_one_bus() -> None:
+    bus = FakeI2CBus(1)
+    device = bus.add_device(FakeI2CDevice(ADDRESS))
+    connects: list[int] = []
+    device.attach(device.push_frame, on_connect=connects.append)  # echo on every channel
+    with bus.installed():
+        transports = [await connect(channel=channel) for channel in (0, 3, 15)]
+        try:
+            assert [t.description for t in transports] == [
+                "i2c://1/0x42",
+                "i2c://1/0x42#3",
+                "i2c://1/0x42#15",
+            ]
+            assert sorted(i2c_threads()) == [
+                "rayzig-i2c-1-0x42",
+                "rayzig-i2c-1-0x42#15",
+                "rayzig-i2c-1-0x42#3",
+            ]
+            assert device.link.linked_channels == (0, 3, 15)
+
+            async def echo(transport: I2CTransport) -> None:
+                tag = bytes([transport.channel])
+                for n in range(60):
+                    frame = tag + n.to_bytes(2, "big") * (n * 7 + 1)
+                    await transport.send(frame)
+                    assert await asyncio.wait_for(transport.receive(), 5) == frame
+
+            await asyncio.gather(*(echo(t) for t in transports))
+            # A new session on channel 3 resets channel 3 only.
+            await transports[1].close()
+            transports[1] = await connect(channel=3)
+            await asyncio.gather(*(echo(t) for t in transports))
+        finally:
+            for transport in transports:
+                await transport.close()
+    assert sorted(connects) == [0, 3, 3, 15]
+
+
+async def test_gateway_closing_a_channel_ends_only_that_transport() -> None:
+    bus = echo_bus()
+    device = bus.device(ADDRESS)
+    with bus.installed():
+        first = await connect()
+        second = await connect(channel=1)
+        try:
+            device.push_frame(1, b"goodbye")
+            device.close_channel(1)
+            assert await asyncio.wait_for(second.receive(), 5) == b"goodbye"
+            with pytest.raises(I2CLinkResetError, match="ended the link on channel 1"):
+                await asyncio.wait_for(second.receive(), 5)
+            await first.send(b"still here")
+            assert await asyncio.wait_for(first.receive(), 5) == b"still here"
+        finally:
+            await first.close()
+            await second.close()
+
+
+def test_bus_lock_is_fair() -> None:
+    lock = i2c_transport.FairLock()
+    order: list[int] = []
+    lock.acquire()
+    threads = []
+    for n in range(5):
+        thread = threading.Thread(target=lambda n=n: _take(lock, order, n))
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 2
+        while lock._next_ticket != n + 2 and time.monotonic() < deadline:
+            time.sleep(0.001)  # wait until thread n holds its ticket
+    lock.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]  # first come, first served
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+def _take(lock: i2c_transport.FairLock, order: list[int], n: int) -> None:
+    with lock:
+        order.append(n)
+
+
+def test_threads_on_one_bus_lock_take_turns() -> None:
+    """Two workers hammering one bus alternate transaction by transaction (no starvation)."""
+    bus = echo_bus(5)
+    log: list[int] = []
+    start = threading.Barrier(2)
+
+    def worker(tag: int) -> None:
+        lock = bus_lock(5)
+        with smbus2.SMBus(5) as raw:
+            start.wait()
+            for _ in range(2_000):
+                with lock:  # exactly what I2CTransport._execute does
+                    raw.i2c_rdwr(smbus2.i2c_msg.write(ADDRESS, b"\x02\xff\x00\x00"))
+                    log.append(tag)
+
+    with bus.installed():
+        threads = [threading.Thread(target=worker, args=(tag,)) for tag in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    # From the moment the second worker got the CPU until the first one finished:
+    first_switch = next(i for i, tag in enumerate(log) if tag != log[0])
+    last_switch = max(i for i, tag in enumerate(log) if tag != log[-1])
+    runs = [len(list(group)) for _, group in itertools.groupby(log[first_switch:last_switch])]
+    assert len(runs) > 100
+    # Strict alternation, except where the OS preempted a worker outside the lock (loaded CI).
+    assert sum(run <= 2 for run in runs) >= 0.9 * len(runs), runs
