@@ -64,6 +64,9 @@ POLICY_VERSION = 1
 """Version of the password policy; passwords set under an older one are reported weak (§6.2)."""
 REPLAY_CACHE_SIZE = 1024
 """Mutating requests remembered per gateway for idempotent retries (§5.3)."""
+UNKNOWN_USER_THROTTLES = 1024
+"""Unknown user names whose failed attempts are remembered (in memory, least recently used
+forgotten first), so that they are throttled exactly like real accounts (§6.3)."""
 MAX_EVENTS_PER_BATCH = 512
 MAX_USER_NAME = 32
 """Longest user name (printable characters); every request naming a user is held to it (§7.3)."""
@@ -171,6 +174,8 @@ class VirtualGateway:
         self.clock = clock
         self.scrypt_n = scrypt_n
         self.replay_cache: OrderedDict[tuple[bytes, int], m.Response] = OrderedDict()
+        self.unknown_throttles: OrderedDict[str, Throttle] = OrderedDict()
+        self.unknown_throttle_limit = UNKNOWN_USER_THROTTLES
         self._connections: set[GatewayConnection] = set()
         self.on_dirty: Callable[[], None] = lambda: None
         self.site.subscribe(self._site_changed)
@@ -644,22 +649,33 @@ class VirtualGateway:
                 retry_after=remaining,
             )
 
+    def _unknown_throttle(self, user: str) -> Throttle:
+        """The throttle of a user name that has no account (bounded LRU, §6.3)."""
+        throttle = self.unknown_throttles.get(user)
+        if throttle is None:
+            throttle = self.unknown_throttles[user] = Throttle()
+            while len(self.unknown_throttles) > self.unknown_throttle_limit:
+                self.unknown_throttles.popitem(last=False)
+        else:
+            self.unknown_throttles.move_to_end(user)
+        return throttle
+
     def _verify_password(self, user: str, password: str) -> UserAccount:
         account = self.users.get(user)
-        if account is None:
-            credentials.check_verifier(self.default_verifier, password)  # same cost, no oracle
-            raise RequestRefused(
-                m.ErrorCode.INVALID_CREDENTIALS, "Wrong user name or password."
-            )
-        self._check_throttle(account.throttle)
-        if not credentials.check_verifier(account.verifier, password):
-            credentials.record_failure(account.throttle, self.clock())
+        # An unknown name goes through the same steps as a real account, against the default
+        # verifier (same scrypt cost) and a throttle of its own: THROTTLED and retry_after say
+        # nothing about whether the account exists (§6.3).
+        throttle = account.throttle if account is not None else self._unknown_throttle(user)
+        self._check_throttle(throttle)
+        verifier = account.verifier if account is not None else self.default_verifier
+        matched = credentials.check_verifier(verifier, password)
+        if account is None or not matched:
+            credentials.record_failure(throttle, self.clock())
             self._dirty()
             raise RequestRefused(
                 m.ErrorCode.INVALID_CREDENTIALS,
                 "Wrong user name or password.",
-                retry_after=credentials.throttle_remaining(account.throttle, self.clock())
-                or None,
+                retry_after=credentials.throttle_remaining(throttle, self.clock()) or None,
             )
         if account.throttle.failures:
             credentials.record_success(account.throttle)
@@ -769,6 +785,13 @@ class VirtualGateway:
         self, connection: GatewayConnection, level: UserLevel, request: m.DeleteUser
     ) -> m.Response:
         _check_user_name(request.name)
+        if not any(allowed(level, p) for p in _ACCOUNT_MANAGEMENT):
+            # Before the look-up: a level that may delete no account learns nothing of names.
+            raise RequestRefused(
+                m.ErrorCode.PERMISSION_DENIED,
+                f"The {level.name.title()} level cannot delete users; ask an Administrator "
+                "or System user.",
+            )
         account = self.users.get(request.name)
         if account is None:
             raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
@@ -788,6 +811,14 @@ class VirtualGateway:
         self._revoke_sessions(lambda c: c.user == account.name, connection)
         self._dirty()
         return m.Ok()
+
+
+_ACCOUNT_MANAGEMENT = (
+    Permission.MANAGE_USERS,
+    Permission.MANAGE_UTILITY,
+    Permission.MANAGE_ADMINS,
+)
+"""Permissions of which at least one is needed to delete any account at all (§7.3)."""
 
 
 def _bounded(message: str) -> str:

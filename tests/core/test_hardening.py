@@ -40,6 +40,7 @@ from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
 from tests.core.conftest import (
     HOST,
+    LEVELS,
     OWNER,
     OWNER_PASSWORD,
     PASSWORDS,
@@ -455,3 +456,97 @@ def test_error_messages_are_cut_to_the_text_and_frame_limits() -> None:
         assert len(cut) <= 1024
         response = m.ErrorResponse(m.ErrorCode.NOT_FOUND, cut, None, ("x" * 64,) * 4)
         assert len(m.encode(2**63 - 1, response)) <= MAX_PLAINTEXT
+
+
+# --- account-name probing (§6.3, §7.3) -----------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def attempts(session: RawSession, user: str, count: int, first_id: int) -> list[object]:
+    """Answers to ``count`` Pair attempts with a wrong password, as (code, retry_after)."""
+    seen: list[object] = []
+    for request_id in range(first_id, first_id + count):
+        response = await session.request(request_id, m.Pair(user, "wrong wrong wrong", "x"))
+        assert isinstance(response, m.ErrorResponse)
+        seen.append((response.code, response.retry_after))
+    return seen
+
+
+async def test_unknown_user_names_are_throttled_exactly_like_real_ones(
+    owned: GatewayThread,
+) -> None:
+    clock = FakeClock()
+    owned.call(lambda g: setattr(g, "clock", clock))
+    session = await RawSession.open(owned.port)
+    try:
+        real = await attempts(session, OWNER, 6, 1)
+        unknown = await attempts(session, "nobody", 6, 101)
+        assert real == unknown
+        assert real[3] == (m.ErrorCode.INVALID_CREDENTIALS, 1.0)
+        assert real[4] == (m.ErrorCode.THROTTLED, 1.0)
+        # After the delay both fail on and back off alike.
+        clock.now += 1.0
+        assert await attempts(session, OWNER, 2, 201) == await attempts(session, "nobody", 2, 301)
+        # The default password, which an unknown name is checked against, does not let it in.
+        assert owned.factory is not None
+        clock.now += 3600
+        response = await session.request(401, m.Pair("nobody", owned.factory.default_password, "x"))
+        assert isinstance(response, m.ErrorResponse)
+        assert response.code is m.ErrorCode.INVALID_CREDENTIALS
+    finally:
+        await session.close()
+
+
+async def test_unknown_name_throttles_are_bounded_least_recently_used_first(
+    owned: GatewayThread,
+) -> None:
+    owned.call(lambda g: setattr(g, "unknown_throttle_limit", 3))
+    session = await RawSession.open(owned.port)
+    try:
+        for request_id, name in enumerate(["ann", "bob", "cid", "ann", "dan"], start=1):
+            response = await session.request(request_id, m.Pair(name, "wrong password!", "x"))
+            assert isinstance(response, m.ErrorResponse)
+            assert response.code is m.ErrorCode.INVALID_CREDENTIALS
+    finally:
+        await session.close()
+    remembered = owned.call(lambda g: {n: t.failures for n, t in g.unknown_throttles.items()})
+    assert remembered == {"cid": 1, "ann": 2, "dan": 1}
+    # Never persisted: an unknown name has no account to keep it in.
+    assert "unknown" not in json.dumps(owned.call(lambda g: sorted(g.to_json())))
+
+
+async def test_delete_user_checks_the_permission_before_revealing_whether_the_name_exists(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        for name in ("ursula", "adam"):
+            await client.add_user(name, LEVELS[name], PASSWORDS[name])
+    _, ursula = await pair(owned, "ursula", PASSWORDS["ursula"])
+    _, adam = await pair(owned, "adam", PASSWORDS["adam"])
+    user_session = await RawSession.keyed(owned.port, ursula)
+    admin_session = await RawSession.keyed(owned.port, adam)
+    try:
+        for request_id, name in enumerate((OWNER, "adam", "nobody"), start=1):
+            refused = await user_session.request(request_id, m.DeleteUser(name))
+            assert isinstance(refused, m.ErrorResponse)
+            assert refused.code is m.ErrorCode.PERMISSION_DENIED, name
+            assert name not in refused.message
+        # A level that may delete accounts (and lists them anyway) is told what does not exist.
+        missing = await admin_session.request(1, m.DeleteUser("nobody"))
+        assert isinstance(missing, m.ErrorResponse)
+        assert missing.code is m.ErrorCode.NOT_FOUND
+        above = await admin_session.request(2, m.DeleteUser(OWNER))
+        assert isinstance(above, m.ErrorResponse)
+        assert above.code is m.ErrorCode.PERMISSION_DENIED
+    finally:
+        await user_session.close()
+        await admin_session.close()
+    assert owned.call(lambda g: sorted(g.users)) == ["adam", OWNER, "ursula"]
