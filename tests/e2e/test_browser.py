@@ -1,0 +1,342 @@
+"""The newcomer's path in a real browser, against the real demo stack (issue 5, item 2).
+
+Home Assistant is onboarded through its UI, Rayzig is added through the config flow (network
+bridge → fingerprint → factory password → refused passwords → a good one), an output is switched
+on the default dashboard and the virtual gateway is asked, by a second client of its own, whether
+the output changed and who changed it; the event then shows in the logbook.
+
+Every step leaves artifacts/e2e/NN-name.png (NN-name-FAILED.png when it failed). With
+RAYZIG_UPDATE_SCREENSHOTS=1 the documentation's screenshots are refreshed from this run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.models import EventKind, Module
+from rayzig_core.password_policy import check_password
+from rayzig_core.transport.tcp import TcpConnector
+
+from .conftest import Gateway, HomeAssistant
+from .helpers import Steps, click_until, publish, run_async, ui_strings
+
+OWNER_NAME = "Demo Owner"
+OWNER_USERNAME = "owner"
+OWNER_PASSWORD = "e2e-owner-password-for-ha"
+GATEWAY_USER = "installer"
+WEAK_PASSWORD = "rayzig rayzig rayzig"
+GOOD_PASSWORD = "mauve-otter-juggles-47-kites"
+
+FIRST_LOAD_MS = 120_000
+"""Home Assistant's first page load (frontend bundles) is slow on two cores."""
+UI_MS = 30_000
+FLOW_MS = 60_000
+"""Config-flow steps talk to the gateway (Noise handshakes, scrypt): allow for a busy machine."""
+
+FINGERPRINT = re.compile(r"^\s*[0-9A-F]{4}(?:-[0-9A-F]{4}){7}\s*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The output the test switches from the dashboard."""
+
+    module: Module
+    index: int
+
+    @property
+    def output_name(self) -> str:
+        return self.module.outputs[self.index].name
+
+
+# --- a second client of the gateway, to check what the browser did --------------------------------
+
+
+def _pair_second_client(gateway: Gateway) -> ClientCredentials:
+    async def pair() -> ClientCredentials:
+        connector = TcpConnector(gateway.host, gateway.port)
+        async with RayzigClient(connector, client_name="e2e checker") as client:
+            identity = await client.identify()
+            assert identity.fingerprint == gateway.fingerprint
+            assert not identity.factory_state, "the config flow left the gateway in factory state"
+            return await client.pair(identity, GATEWAY_USER, GOOD_PASSWORD)
+
+    return run_async(pair)
+
+
+def _modules(gateway: Gateway, credentials: ClientCredentials) -> list[Module]:
+    async def modules() -> list[Module]:
+        connector = TcpConnector(gateway.host, gateway.port)
+        async with RayzigClient(connector, credentials, client_name="e2e checker") as client:
+            await client.connect()
+            return await client.list_modules()
+
+    return run_async(modules)
+
+
+def _commands_since(
+    gateway: Gateway, credentials: ClientCredentials, module_id: int, after_seq: int
+) -> list[tuple[int | None, str | None, bool | None]]:
+    """(output, user, is_on) of the module's COMMAND events after ``after_seq``, oldest first."""
+
+    async def events() -> list[tuple[int | None, str | None, bool | None]]:
+        connector = TcpConnector(gateway.host, gateway.port)
+        async with RayzigClient(connector, credentials, client_name="e2e checker") as client:
+            await client.connect()
+            batch = await client.read_events(module_id, after_seq)
+            return [
+                (event.output, event.user, event.is_on)
+                for event in batch.events
+                if event.kind is EventKind.COMMAND
+            ]
+
+    return run_async(events)
+
+
+def _choose_target(modules: list[Module]) -> Target:
+    """An output of a multi-output module (it gets a card of its own), preferably off."""
+    candidates = [
+        Target(module, output.index)
+        for module in sorted(modules, key=lambda module: module.module_id)
+        if len(module.outputs) > 1 and module.telemetry.reachable
+        for output in module.outputs
+        if not output.name.startswith(module.name)
+    ]
+    assert candidates, "the virtual gateway has no multi-output module"
+    off = [target for target in candidates if not target.module.outputs[target.index].is_on]
+    return (off or candidates)[0]
+
+
+# --- page helpers ---------------------------------------------------------------------------------
+
+
+def _sidebar(page: Page, name: str) -> Locator:
+    return page.get_by_role("option", name=name).or_(page.get_by_role("link", name=name)).first
+
+
+def _submit(page: Page) -> None:
+    page.get_by_role("button", name="Submit").click()
+
+
+def _dialog_title(page: Page, title: str) -> Locator:
+    return page.get_by_text(title, exact=True)
+
+
+def _find_logbook_row(page: Page, message: str, name: str, timeout_s: float) -> Locator:
+    """The logbook row with ``message`` for ``name``, scrolling its virtual list if needed."""
+    row = page.locator(".entry").filter(has_text=message).filter(has_text=name).first
+    deadline = time.monotonic() + timeout_s
+    scrolled = 0
+    while time.monotonic() < deadline:
+        if row.count() > 0:
+            row.scroll_into_view_if_needed()
+            return row
+        page.mouse.move(760, 600)  # over the list of entries
+        if scrolled < 40:
+            page.mouse.wheel(0, 500)
+            scrolled += 1
+        else:  # back to the top: new rows arrive live, and ours may not be imported yet
+            page.mouse.wheel(0, -100_000)
+            scrolled = 0
+        page.wait_for_timeout(500)
+    msg = f"no logbook row '{name} {message}' within {timeout_s:.0f} s"
+    raise AssertionError(msg)
+
+
+# --- the test -------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_newcomer_path_in_a_real_browser(
+    virtual_gateway: Gateway, home_assistant: HomeAssistant, page: Page
+) -> None:
+    """Onboard, add Rayzig through the UI, switch an output, see it in the logbook.
+
+    (Fixture order matters for teardown: the browser closes first, then Home Assistant stops,
+    then the gateway, so Home Assistant never sees its gateway vanish.)
+    """
+    steps = Steps(page)
+    start = time.monotonic()
+    try:
+        _newcomer_path(page, home_assistant, virtual_gateway, steps)
+    finally:
+        steps.note(f"total in the browser: {time.monotonic() - start:.1f} s")
+        steps.write_summary()
+
+
+def _newcomer_path(
+    page: Page, home_assistant: HomeAssistant, gateway: Gateway, steps: Steps
+) -> None:
+    strings = ui_strings()["config"]
+    flow = strings["step"]
+    errors = strings["error"]
+
+    with steps.step("onboarding"):
+        page.goto(home_assistant.url, timeout=FIRST_LOAD_MS)
+        page.get_by_role("button", name="Create my smart home").click(timeout=FIRST_LOAD_MS)
+        page.get_by_label("Name", exact=True).fill(OWNER_NAME)
+        page.get_by_label("Username", exact=True).fill(OWNER_USERNAME)
+        page.get_by_label("Password", exact=True).fill(OWNER_PASSWORD)
+        page.get_by_label("Confirm password", exact=True).fill(OWNER_PASSWORD)
+        steps.shot("user")
+        page.get_by_role("button", name="Create account").click()
+        # Location, then analytics (both left as they are), then the "compatible devices" page.
+        next_button = page.get_by_role("button", name="Next")
+        expect(page.get_by_text("Home location", exact=True)).to_be_visible(timeout=UI_MS)
+        click_until(next_button, page.get_by_text("Help us help you", exact=True))
+        click_until(next_button, page.get_by_role("button", name="Finish"))
+        page.get_by_role("button", name="Finish").click()
+        page.wait_for_url("**/lovelace/**", timeout=FLOW_MS)
+        expect(_sidebar(page, "Settings")).to_be_visible(timeout=UI_MS)
+
+    with steps.step("add-integration"):
+        _sidebar(page, "Settings").click()
+        page.get_by_text("Devices & services", exact=True).first.click()
+        page.wait_for_url("**/config/integrations/**", timeout=UI_MS)
+        page.get_by_role("button", name="Add integration").click()
+        page.get_by_label("Search for a brand name").fill("Rayzig")
+        page.get_by_text("Rayzig", exact=True).click()
+        expect(_dialog_title(page, flow["user"]["title"])).to_be_visible(timeout=FLOW_MS)
+        expect(page.get_by_text(flow["user"]["description"])).to_be_visible()
+
+    with steps.step("bridge"):
+        page.get_by_text(flow["user"]["menu_options"]["bridge"], exact=True).click()
+        expect(_dialog_title(page, flow["bridge"]["title"])).to_be_visible(timeout=FLOW_MS)
+        page.get_by_label(flow["bridge"]["data"]["host"], exact=True).fill(gateway.host)
+        page.get_by_label(flow["bridge"]["data"]["port"], exact=True).fill(str(gateway.port))
+
+    with steps.step("fingerprint"):
+        _submit(page)
+        expect(_dialog_title(page, flow["confirm_fingerprint"]["title"])).to_be_visible(
+            timeout=FLOW_MS
+        )
+        shown = page.get_by_text(FINGERPRINT)
+        expect(shown).to_have_count(1)
+        assert shown.inner_text().strip() == gateway.fingerprint, (
+            "the config flow shows another fingerprint than the one the gateway printed"
+        )
+        expect(page.get_by_text(gateway.serial).first).to_be_visible()
+    publish(steps.last(), "config-flow-fingerprint.png")
+
+    with steps.step("credentials"):
+        _submit(page)
+        expect(_dialog_title(page, flow["credentials"]["title"])).to_be_visible(timeout=FLOW_MS)
+        data = flow["credentials"]["data"]
+        page.get_by_label(data["username"], exact=True).fill(GATEWAY_USER)
+        page.get_by_label(data["password"], exact=True).fill(gateway.default_password)
+
+    new_password = flow["new_password"]["data"]
+
+    def try_new_password(password: str) -> None:
+        page.get_by_label(new_password["new_password"], exact=True).fill(password)
+        page.get_by_label(new_password["confirm_password"], exact=True).fill(password)
+        _submit(page)
+
+    with steps.step("new-password-required"):
+        # The default password signs in only to set a new one: the flow asks for it.
+        _submit(page)
+        expect(_dialog_title(page, flow["new_password"]["title"])).to_be_visible(timeout=FLOW_MS)
+
+    with steps.step("default-password-refused"):
+        try_new_password(gateway.default_password)
+        expect(page.get_by_text(errors["default_password"])).to_be_visible(timeout=FLOW_MS)
+        expect(_dialog_title(page, flow["new_password"]["title"])).to_be_visible()
+
+    with steps.step("weak-password-refused"):
+        codes = [
+            str(code)
+            for code in check_password(
+                WEAK_PASSWORD,
+                user_name=GATEWAY_USER,
+                serial=gateway.serial,
+                default_password=gateway.default_password,
+            )
+        ]
+        assert codes, f"{WEAK_PASSWORD!r} passes the policy: choose another weak password"
+        try_new_password(WEAK_PASSWORD)
+        for code in codes:  # every reason is shown, in words
+            expect(page.get_by_text(errors[code]).first).to_be_visible(timeout=FLOW_MS)
+        expect(_dialog_title(page, flow["new_password"]["title"])).to_be_visible()
+    publish(steps.last(), "config-flow-password-refused.png")
+
+    with steps.step("entry-created"):
+        try_new_password(GOOD_PASSWORD)
+        expect(
+            page.get_by_text(f"Created configuration for Rayzig {gateway.serial}")
+        ).to_be_visible(timeout=FLOW_MS)
+        credentials = _pair_second_client(gateway)
+        modules = _modules(gateway, credentials)
+        for module in modules:  # every module became a device
+            expect(page.get_by_text(module.name, exact=True).first).to_be_attached()
+
+    with steps.step("dashboard-toggle"):
+        page.get_by_role("button", name="Finish").click()
+        _sidebar(page, "Overview").click()
+        page.wait_for_url("**/lovelace/**", timeout=UI_MS)
+        target = _choose_target(_modules(gateway, credentials))
+        module_id, index = target.module.module_id, target.index
+        toggle = page.get_by_role(
+            "switch",
+            name=re.compile(
+                rf"^Toggle {re.escape(target.module.name)} {re.escape(target.output_name)} "
+                r"(on|off)$"
+            ),
+        )
+        expect(toggle).to_be_visible(timeout=FLOW_MS)
+        before = next(m for m in _modules(gateway, credentials) if m.module_id == module_id)
+        # The simulation may switch this output too: the browser's state right now decides.
+        want_on = toggle.get_attribute("aria-checked") != "true"
+        steps.note(
+            f"switched {target.module.name} / {target.output_name} (output {index + 1}) "
+            f"{'on' if want_on else 'off'} from the dashboard"
+        )
+        toggle.click()
+        expect(toggle).to_have_attribute("aria-checked", "true" if want_on else "false")
+
+        # The gateway itself says the output changed, and that Home Assistant's user did it.
+        deadline = time.monotonic() + 20
+        commands: list[tuple[int | None, str | None, bool | None]] = []
+        while time.monotonic() < deadline:
+            commands = _commands_since(gateway, credentials, module_id, before.event_seq)
+            if (index, GATEWAY_USER, want_on) in commands:
+                break
+            time.sleep(0.5)
+        assert (index, GATEWAY_USER, want_on) in commands, (
+            f"the gateway logged no switch of {target.module.name} output {index + 1} "
+            f"by {GATEWAY_USER}: {commands}"
+        )
+        ours = commands.index((index, GATEWAY_USER, want_on))
+        later = [c for c in commands[ours + 1 :] if c[0] == index]
+        now_on = (
+            next(m for m in _modules(gateway, credentials) if m.module_id == module_id)
+            .outputs[index]
+            .is_on
+        )
+        if not later:  # unless the simulation switched it again since, it is still as set
+            assert now_on is want_on, "the gateway's output is not in the state set from the UI"
+        page.mouse.move(0, 0)  # no hover highlight in the screenshot
+    publish(steps.last(), "dashboard.png")
+
+    with steps.step("logbook"):
+        _sidebar(page, "Logbook").click()
+        page.wait_for_url("**/logbook**", timeout=UI_MS)
+        message = f"Output {index + 1} switched {'on' if want_on else 'off'} by {GATEWAY_USER}"
+        row = _find_logbook_row(page, message, target.module.name, timeout_s=60)
+        expect(row).to_be_visible()
+        page.mouse.move(0, 0)
+    publish(steps.last(), "logbook.png")
+
+    errors_logged = [
+        line
+        for line in home_assistant.log().splitlines()
+        if " ERROR " in line and "rayzig" in line.lower()
+    ]
+    assert not errors_logged, "Home Assistant logged errors of the integration:\n" + "\n".join(
+        errors_logged
+    )
