@@ -139,6 +139,10 @@ class RequestRefused(RequestError):  # noqa: N818 - internal control flow carryi
         self.response = m.ErrorResponse(code, message, retry_after, reasons)
 
 
+RequestObserver = Callable[["GatewayConnection", m.Request, m.Response], None]
+"""Sees each request a connection made and the answer worked out for it (see request_observers)."""
+
+
 class VirtualGateway:
     """A gateway that behaves like the real device; transports attach links to it."""
 
@@ -178,6 +182,10 @@ class VirtualGateway:
         self.unknown_throttle_limit = UNKNOWN_USER_THROTTLES
         self._connections: set[GatewayConnection] = set()
         self.on_dirty: Callable[[], None] = lambda: None
+        self.request_observers: list[RequestObserver] = []
+        """Called with every answer the gateway worked out (not those replayed from the cache,
+        §5.3), before it is sent: a transport's hook, e.g. the mesh-latency model of the fake I2C
+        bus (``rayzig_core.gateway.i2c``). Observers must not raise."""
         self.site.subscribe(self._site_changed)
 
     # --- construction and persistence ---------------------------------------------------
@@ -437,6 +445,8 @@ class VirtualGateway:
             while len(self.replay_cache) > REPLAY_CACHE_SIZE:
                 self.replay_cache.popitem(last=False)
             self._dirty()
+        for observer in list(self.request_observers):
+            observer(connection, request, response)
         return response
 
     def _dispatch(self, connection: GatewayConnection, request: m.Request) -> m.Response:
