@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from homeassistant.components.switch import SwitchEntity
+from homeassistant.components.switch import SwitchDeviceClass, SwitchEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
@@ -40,6 +40,7 @@ async def async_setup_entry(
 class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
     """A power output."""
 
+    _attr_device_class = SwitchDeviceClass.OUTLET
     _attr_translation_key = "output"
     _requires_reachable = True
 
