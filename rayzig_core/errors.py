@@ -140,7 +140,11 @@ class InvalidRequestError(RequestError):
 
 
 class GatewayBusyError(RequestError):
-    """The gateway is busy (e.g. a firmware install is running); try again shortly."""
+    """The gateway answered BUSY: it cannot serve the request now; retry shortly with a new id.
+
+    Reserved in protocol version 1 (PROTOCOL.md §9): the reference gateway handles one request at
+    a time to completion, firmware installs included, so it never answers BUSY.
+    """
 
 
 class FirmwareError(RequestError):

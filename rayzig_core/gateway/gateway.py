@@ -438,6 +438,12 @@ class VirtualGateway:
             response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
         except RequestError as err:
             response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
+        except Exception:
+            # A bug must not cost the client its link (§9): answer INTERNAL, log the details.
+            _LOGGER.exception(
+                "Unexpected error while handling %s; answering INTERNAL", type(request).__name__
+            )
+            response = _INTERNAL
         if isinstance(response, m.ErrorResponse):
             response = replace(response, message=_bounded(response.message))
         if request.MUTATING:
@@ -660,7 +666,7 @@ class VirtualGateway:
             )
 
     def _unknown_throttle(self, user: str) -> Throttle:
-        """The throttle of a user name that has no account (bounded LRU, §6.3)."""
+        """Return the throttle of a user name that has no account (bounded LRU, §6.3)."""
         throttle = self.unknown_throttles.get(user)
         if throttle is None:
             throttle = self.unknown_throttles[user] = Throttle()
@@ -823,6 +829,13 @@ class VirtualGateway:
         return m.Ok()
 
 
+_INTERNAL = m.ErrorResponse(
+    m.ErrorCode.INTERNAL,
+    "The gateway failed unexpectedly while handling this request; check the state before "
+    "trying again.",
+)
+"""The answer to a request whose handling failed with a bug; the details go to the log only."""
+
 _ACCOUNT_MANAGEMENT = (
     Permission.MANAGE_USERS,
     Permission.MANAGE_UTILITY,
@@ -901,7 +914,15 @@ class GatewayConnection:
             if not isinstance(envelope.message, m.Request):
                 raise ProtocolError("clients may only send requests")
             response = self._gateway.handle(self, envelope.request_id, envelope.message)
-            self._send_frame(self._channel.seal(envelope.request_id, response))
+            plaintext = m.encode(envelope.request_id, response)
+            if len(plaintext) > MAX_PLAINTEXT:  # a bug: every answer must fit a frame (§5.1)
+                _LOGGER.error(
+                    "%s of %d bytes does not fit a frame; answering INTERNAL",
+                    type(response).__name__,
+                    len(plaintext),
+                )
+                plaintext = m.encode(envelope.request_id, _INTERNAL)
+            self._send_frame(self._channel.seal_encoded(plaintext))
             if self.close_after_reply:
                 self.close()
         except (ProtocolError, SessionClosedError) as err:

@@ -14,13 +14,14 @@ from typing import TypeAlias
 
 from rayzig_core.errors import (
     DecodeError,
+    FrameError,
     GatewayKeyChangedError,
     HandshakeError,
     ProtocolError,
     SessionClosedError,
 )
 from rayzig_core.protocol import messages
-from rayzig_core.protocol.frames import Frame, FrameKind, parse_frame
+from rayzig_core.protocol.frames import MAX_FRAME, Frame, FrameKind, parse_frame
 from rayzig_core.protocol.messages import ClientHello, Envelope, GatewayHello, Message
 from rayzig_core.protocol.noise import CipherState, HandshakeState
 
@@ -61,9 +62,17 @@ class SecureChannel:
 
     def seal(self, request_id: int, message: Message) -> bytes:
         """Encrypt one message into a TRANSPORT frame."""
+        return self.seal_encoded(messages.encode(request_id, message))
+
+    def seal_encoded(self, plaintext: bytes) -> bytes:
+        """Encrypt one already encoded message envelope into a TRANSPORT frame.
+
+        An oversized plaintext raises FrameError before it uses up a nonce.
+        """
         if self._closed:
             raise SessionClosedError("session is closed")
-        plaintext = messages.encode(request_id, message)
+        if len(plaintext) + 1 + 16 > MAX_FRAME:
+            raise FrameError(f"message of {len(plaintext)} bytes does not fit a frame")
         return Frame(FrameKind.TRANSPORT, self._send.encrypt_with_ad(b"", plaintext)).to_bytes()
 
     def open(self, raw: bytes) -> Envelope:

@@ -12,12 +12,14 @@ import logging
 
 import pytest
 
-from rayzig_core.client import RayzigClient
+from rayzig_core.client import RayzigClient, error_from_response
 from rayzig_core.errors import (
     DecodeError,
     FirmwareIntegrityError,
+    GatewayBusyError,
     InvalidRequestError,
     PasswordRejectedError,
+    RequestError,
     TransportError,
 )
 from rayzig_core.firmware import FirmwareManifest, build_manifest
@@ -29,7 +31,14 @@ from rayzig_core.gateway.gateway import (
     UserAccount,
     VirtualGateway,
 )
-from rayzig_core.models import FirmwarePart, GatewayUser, RestorePreset, UserLevel
+from rayzig_core.models import (
+    Event,
+    EventKind,
+    FirmwarePart,
+    GatewayUser,
+    RestorePreset,
+    UserLevel,
+)
 from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
@@ -550,3 +559,63 @@ async def test_delete_user_checks_the_permission_before_revealing_whether_the_na
         await user_session.close()
         await admin_session.close()
     assert owned.call(lambda g: sorted(g.users)) == ["adam", OWNER, "ursula"]
+
+
+# --- INTERNAL instead of a lost link; BUSY reserved (§9) ------------------------------------------
+
+
+async def test_a_bug_in_request_handling_answers_internal_and_keeps_the_link(
+    owned: GatewayThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, owner = await pair(owned)
+    module_id, index = switchable_output(owned)
+
+    def break_switching(g: VirtualGateway) -> None:
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("simulated bug with a secret detail")
+
+        g.site.set_output = broken  # type: ignore[method-assign,assignment]
+
+    owned.call(break_switching)
+    session = await RawSession.keyed(owned.port, owner)
+    try:
+        with caplog.at_level(logging.ERROR, logger="rayzig_core.gateway.gateway"):
+            response = await session.request(1, m.SetOutput(module_id, index, on=True))
+        assert isinstance(response, m.ErrorResponse)
+        assert response.code is m.ErrorCode.INTERNAL
+        assert "secret detail" not in response.message  # generic for the client ...
+        assert "simulated bug with a secret detail" in caplog.text  # ... details in the log
+        assert await session.request(2, m.Ping()) == m.Ok()
+        # A retry of the same request is answered the same, not executed again.
+        assert await session.request(1, m.SetOutput(module_id, index, on=True)) == response
+    finally:
+        await session.close()
+
+
+async def test_an_answer_too_large_for_a_frame_becomes_internal(
+    owned: GatewayThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, owner = await pair(owned)
+
+    def bloat(g: VirtualGateway) -> None:
+        event = Event(1, 1, 0.0, EventKind.COMMAND, 0, "u" * 32, is_on=True)
+        huge = m.EventBatch(1, (event,) * 200, 1, 1)
+        g._read_events = lambda request: huge  # type: ignore[method-assign]
+
+    owned.call(bloat)
+    async with await connected(owned, owner) as client:
+        with (
+            caplog.at_level(logging.ERROR, logger="rayzig_core.gateway.gateway"),
+            pytest.raises(RequestError) as caught,
+        ):
+            await client.read_events(1, 0)
+        assert caught.value.code == m.ErrorCode.INTERNAL
+        assert "does not fit a frame" in caplog.text
+        assert (await client.get_info()).user == OWNER
+        assert client.stats.disconnects == 0
+
+
+def test_busy_is_reserved_and_documented_as_such() -> None:
+    assert "never answers BUSY" in (GatewayBusyError.__doc__ or "")
+    error = error_from_response(m.ErrorResponse(m.ErrorCode.BUSY, "busy"))
+    assert isinstance(error, GatewayBusyError)
