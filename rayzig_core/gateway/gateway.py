@@ -160,6 +160,7 @@ class VirtualGateway:
         clock: Callable[[], float] = time.time,
         scrypt_n: int = 2**15,
         default_folded_verifier: PasswordVerifier | None = None,
+        next_client_id: int | None = None,
     ) -> None:
         self.site = site
         self.serial = serial
@@ -175,6 +176,8 @@ class VirtualGateway:
         self.default_folded_verifier = default_folded_verifier or default_verifier
         self.firmware = firmware
         self.clients: dict[int, ClientRecord] = clients or {}
+        # Client ids are never reused (§3.3): a stale RevokeClient can never hit a newer key.
+        self.next_client_id = max(next_client_id or 1, max(self.clients, default=0) + 1)
         self.clock = clock
         self.scrypt_n = scrypt_n
         self.replay_cache: OrderedDict[tuple[bytes, int], m.Response] = OrderedDict()
@@ -266,6 +269,7 @@ class VirtualGateway:
                 {"id": c.client_id, "key": c.public_key.hex(), "name": c.name, "user": c.user}
                 for c in self.clients.values()
             ],
+            "next_client_id": self.next_client_id,
             "replay_cache": [
                 [key.hex(), request_id, m.encode(request_id, response).hex()]
                 for (key, request_id), response in self.replay_cache.items()
@@ -315,6 +319,8 @@ class VirtualGateway:
                     if "default_folded_verifier" in data
                     else None
                 ),
+                # States saved before the counter existed: continue after the highest id.
+                next_client_id=int(data.get("next_client_id", 1)),
             )
             gateway.recovery_throttle = Throttle.from_json(data["recovery_throttle"])
             for key_hex, request_id, encoded in data["replay_cache"]:
@@ -734,11 +740,9 @@ class VirtualGateway:
             record = existing
         else:
             record = ClientRecord(
-                max(self.clients, default=0) + 1,
-                connection.peer_key,
-                client_name,
-                account.name,
+                self.next_client_id, connection.peer_key, client_name, account.name
             )
+            self.next_client_id += 1
             self.clients[record.client_id] = record
         connection.client = record
         self._dirty()

@@ -619,3 +619,36 @@ def test_busy_is_reserved_and_documented_as_such() -> None:
     assert "never answers BUSY" in (GatewayBusyError.__doc__ or "")
     error = error_from_response(m.ErrorResponse(m.ErrorCode.BUSY, "busy"))
     assert isinstance(error, GatewayBusyError)
+
+
+# --- client ids are never reused (§3.3) -----------------------------------------------------------
+
+
+async def test_client_ids_are_never_reused_across_revocations_and_restarts(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    _, second = await pair(owned)
+    assert (owner.client_id, second.client_id) == (1, 2)
+    async with await connected(owned, owner) as client:
+        await client.revoke_client(second.client_id)
+    _, third = await pair(owned)
+    assert third.client_id == 3  # not 2 again
+    owned.restart()
+    async with await connected(owned, owner) as client:
+        await client.revoke_client(third.client_id)
+    _, fourth = await pair(owned)
+    assert fourth.client_id == 4
+    assert owned.call(lambda g: g.to_json()["next_client_id"]) == 5
+
+
+async def test_state_without_the_client_id_counter_continues_after_the_highest_id(
+    owned: GatewayThread,
+) -> None:
+    await pair(owned)
+    await pair(owned)
+    owned.stop()
+    owned.edit_state(lambda data: data.pop("next_client_id"))
+    owned.start()
+    _, third = await pair(owned)
+    assert third.client_id == 3
