@@ -415,3 +415,13 @@ async def test_same_client_pairs_again_after_its_key_was_revoked(owned: GatewayT
     finally:
         await client.close()
     assert client_tasks() == set()
+
+
+async def test_concurrent_requests_get_their_own_answers(owned: GatewayThread) -> None:
+    _, credentials = await pair(owned)
+    async with await connected(owned, credentials) as client:
+        expected = owned.call(lambda g: {mod.module_id: mod.telemetry for mod in g.site.modules()})
+        ids = list(expected) * 3
+        answers = await asyncio.gather(*(client.get_telemetry(module_id) for module_id in ids))
+        assert answers == [expected[module_id] for module_id in ids]
+        assert client.stats.retries == 0

@@ -814,3 +814,21 @@ async def test_revocation_ends_every_link_of_the_client_not_just_the_requesting_
         await first.close()
         await second.close()
     assert live_links(owned, OWNER) == 0
+
+
+async def test_sessions_without_an_enrolled_key_receive_no_notifications(
+    owned: GatewayThread,
+) -> None:
+    _, credentials = await pair(owned)
+    unpaired = await RawSession.open(owned.port)  # first contact, nothing enrolled
+    enrolled = await RawSession.keyed(owned.port, credentials)
+    try:
+        module_id, index = switchable_output(owned)
+        owned.call(lambda g: g.site.set_output(module_id, index, on=True, user="someone"))
+        assert await enrolled.request(1, m.Ping()) == m.Ok()
+        assert any(isinstance(n, m.OutputChanged) for n in enrolled.notifications)
+        assert await unpaired.request(1, m.Ping()) == m.Ok()
+        assert unpaired.notifications == []
+    finally:
+        await unpaired.close()
+        await enrolled.close()
