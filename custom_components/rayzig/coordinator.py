@@ -147,6 +147,15 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
                 self.config_entry.async_create_background_task(
                     self.hass, self.async_request_refresh(), f"{DOMAIN} catch-up refresh"
                 )
+        elif state is ConnectionState.AUTH_FAILED:
+            # The client stops reconnecting: only the user can fix this (reauthentication).
+            self._connection_lost = True
+            _LOGGER.warning(
+                "Rayzig gateway %s no longer accepts Home Assistant's key (revoked, or its user "
+                "was deleted); re-authenticate the integration",
+                self.config_entry.title,
+            )
+            self.config_entry.async_start_reauth(self.hass)
         elif not self._connection_lost:
             self._connection_lost = True
             _LOGGER.warning(
@@ -154,8 +163,6 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
                 "is back (reconnecting in the background)",
                 self.config_entry.title,
             )
-        if state is ConnectionState.AUTH_FAILED:
-            self.config_entry.async_start_reauth(self.hass)
         self.async_update_listeners()
 
     # --- polling (safety net) -------------------------------------------------------------------
@@ -251,7 +258,8 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     @callback
     def _async_track_changes(self, old: RayzigSiteData | None, new: RayzigSiteData) -> None:
         """Mirror membership, names and firmware in the device registry; raise repairs."""
-        async_update_weak_password_issue(self.hass, self.config_entry, new.info)
+        if old is None or old.info != new.info:
+            async_update_weak_password_issue(self.hass, self.config_entry, new.info)
         if old is None:
             return
         registry = dr.async_get(self.hass)

@@ -138,6 +138,8 @@ async def test_reauth_when_key_revoked_while_running(
         state = hass.states.get(entity_id(hass, "switch", f"{module.serial}_output_0"))
         assert state is not None
         assert state.state == STATE_UNAVAILABLE
+    refused = [r for r in caplog.records if "no longer accepts Home Assistant's key" in r.message]
+    assert len(refused) == 1
 
 
 async def test_gateway_key_changed(
