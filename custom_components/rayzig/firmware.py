@@ -1,0 +1,192 @@
+"""Firmware catalogue of the configured update server, and signed installs over the gateway link.
+
+:class:`RayzigFirmwareCoordinator` fetches the update server's catalogue every six hours with the
+aiohttp session Home Assistant injects; every entry's Ed25519 signature is verified against the
+signing key from the options before it is offered. :meth:`RayzigFirmwareCoordinator.async_install`
+downloads an image (checked against the SHA-256 in its signed manifest) and sends it to the
+gateway in resumable CRC-checked chunks with :func:`rayzig_core.firmware_install.install_firmware`;
+the gateway verifies signature, hash and anti-rollback again before it applies anything.
+
+When the catalogue offers a newer image flagged as a security fix, a repair issue asks the user to
+install it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from rayzig_core.errors import NotFoundError, PermissionDeniedError, RayzigError
+from rayzig_core.firmware import CatalogueEntry, UpdateServerClient, version_key
+from rayzig_core.firmware_install import install_firmware
+from rayzig_core.models import FirmwarePart, FirmwareVersion, UserLevel
+from rayzig_core.permissions import Permission, allowed
+from rayzig_core.protocol.messages import ErrorCode
+
+from .const import DOMAIN
+from .repairs import async_clear_security_update, async_raise_security_update
+
+if TYPE_CHECKING:
+    from rayzig_core.client import RayzigClient
+
+    from .data import RayzigConfigEntry
+
+_LOGGER = logging.getLogger(__name__)
+
+FIRMWARE_POLL_INTERVAL = timedelta(hours=6)
+
+type FirmwareCatalogue = dict[FirmwarePart, CatalogueEntry | None]
+
+
+def newest(entries: list[CatalogueEntry], part: FirmwarePart) -> CatalogueEntry | None:
+    """Return the newest entry for ``part``: highest security version, then highest version."""
+    candidates = [entry for entry in entries if entry.manifest.part is part]
+    if not candidates:
+        return None
+    return max(
+        candidates,
+        key=lambda e: (e.manifest.security_version, version_key(e.manifest.version)),
+    )
+
+
+def is_newer(entry: CatalogueEntry, installed: FirmwareVersion | None) -> bool:
+    """Whether ``entry`` is newer than the installed firmware of its part."""
+    if installed is None:
+        return True
+    manifest = entry.manifest
+    return (manifest.security_version, version_key(manifest.version)) > (
+        installed.security_version,
+        version_key(installed.version),
+    )
+
+
+class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
+    """The newest verified catalogue entry per firmware part (None: nothing published)."""
+
+    config_entry: RayzigConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: RayzigConfigEntry,
+        client: RayzigClient,
+        url: str,
+        signing_key: bytes,
+    ) -> None:
+        """Watch the update server at ``url``, trusting catalogues signed with ``signing_key``.
+
+        Fetch the first catalogue with ``async_refresh()`` (an unreachable update server must not
+        stop the entry from loading); the update platform does that if nobody did.
+        """
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} firmware {entry.title}",
+            update_interval=FIRMWARE_POLL_INTERVAL,
+        )
+        self.client = client
+        self.server = UpdateServerClient(async_get_clientsession(hass), url, (signing_key,))
+        self.entries: list[CatalogueEntry] = []
+        """Every verified entry of the last catalogue fetched."""
+
+    # --- what is installed -----------------------------------------------------------------------
+
+    def installed(self, part: FirmwarePart) -> FirmwareVersion | None:
+        """Return the installed firmware of ``part``, as the gateway last reported it."""
+        runtime = getattr(self.config_entry, "runtime_data", None)
+        data = getattr(getattr(runtime, "coordinator", None), "data", None)
+        info = data.info if data is not None else self.client.info
+        if info is None:
+            return None
+        return next((version for version in info.firmware if version.part is part), None)
+
+    @property
+    def level(self) -> UserLevel | None:
+        """Access level of this client's gateway user."""
+        if self.client.info is not None:
+            return self.client.info.level
+        if self.client.credentials is not None:
+            return self.client.credentials.level
+        return None
+
+    @property
+    def can_install(self) -> bool:
+        """Whether this client's user may install firmware (System level)."""
+        level = self.level
+        return level is not None and allowed(level, Permission.FIRMWARE)
+
+    # --- catalogue -------------------------------------------------------------------------------
+
+    async def _async_update_data(self) -> FirmwareCatalogue:
+        try:
+            entries = await self.server.fetch_catalogue()
+        except RayzigError as err:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="firmware_catalogue_failed",
+                translation_placeholders={"error": str(err)},
+            ) from err
+        self.entries = entries
+        self.async_check_security_fixes()
+        return {part: newest(entries, part) for part in FirmwarePart}
+
+    @callback
+    def async_check_security_fixes(self) -> None:
+        """Raise a repair per part with a newer image fixing a security problem; clear the rest."""
+        entries = self.entries
+        for part in FirmwarePart:
+            installed = self.installed(part)
+            if installed is None:
+                continue
+            fixes = [
+                entry
+                for entry in entries
+                if entry.manifest.part is part
+                and entry.manifest.security_fix
+                and is_newer(entry, installed)
+            ]
+            if fixes:
+                latest = newest(entries, part)
+                assert latest is not None
+                async_raise_security_update(
+                    self.hass, self.config_entry, part, latest.manifest.version
+                )
+            else:
+                async_clear_security_update(self.hass, self.config_entry, part)
+
+    # --- install ---------------------------------------------------------------------------------
+
+    async def async_install(self, part: FirmwarePart, progress: Callable[[int], None]) -> None:
+        """Install the newest catalogue image of ``part``; ``progress`` gets whole percents.
+
+        Raises PermissionDeniedError without contacting anything if this client's user is below
+        System level; otherwise the update server's and gateway's errors (RayzigError subclasses:
+        FirmwareSignatureError, FirmwareIntegrityError, FirmwareRollbackError, link errors)
+        propagate, and the running firmware stays as it was.
+        """
+        if not self.can_install:
+            raise PermissionDeniedError(
+                int(ErrorCode.PERMISSION_DENIED),
+                "Installing firmware needs a gateway user of System level.",
+            )
+        entry = (self.data or {}).get(part)
+        if entry is None:
+            entry = await self.server.latest_for(part)
+        if entry is None:
+            raise NotFoundError(
+                int(ErrorCode.NOT_FOUND),
+                f"The update server offers no {part.name.lower()} firmware.",
+            )
+        image = await self.server.fetch_image(entry)
+
+        def report(held: int, size: int) -> None:
+            progress(held * 100 // size)
+
+        await install_firmware(self.client, entry, image, report)

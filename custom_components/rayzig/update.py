@@ -1,0 +1,177 @@
+"""Update entity per firmware part of the gateway, fed by the update server from the options.
+
+Installing is refused up front (nothing is contacted) unless Home Assistant is paired as a
+System-level user. Otherwise the image is downloaded, checked against its signed manifest and sent
+to the gateway in chunks with progress; the gateway verifies it again and refuses a bad signature,
+a tampered image or a rollback, each with its own message, leaving the running firmware as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.update import (
+    UpdateDeviceClass,
+    UpdateEntity,
+    UpdateEntityFeature,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from rayzig_core.errors import (
+    FirmwareError,
+    FirmwareIntegrityError,
+    FirmwareRollbackError,
+    FirmwareSignatureError,
+    PermissionDeniedError,
+    RayzigError,
+)
+from rayzig_core.firmware import CatalogueEntry
+from rayzig_core.models import FirmwarePart
+from rayzig_core.permissions import Permission
+from rayzig_core.protocol.messages import ErrorCode
+
+from .const import DOMAIN
+from .coordinator import RayzigCoordinator, gateway_device_identifier
+from .data import RayzigConfigEntry
+from .firmware import RayzigFirmwareCoordinator, is_newer
+
+PARALLEL_UPDATES = 1
+"""The gateway installs one image at a time."""
+
+_FIRMWARE_ERRORS: tuple[tuple[type[FirmwareError], str], ...] = (
+    (FirmwareSignatureError, "firmware_signature"),
+    (FirmwareRollbackError, "firmware_rollback"),
+    (FirmwareIntegrityError, "firmware_integrity"),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: RayzigConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Add an update entity per firmware part the gateway reports (needs an update server)."""
+    runtime = entry.runtime_data
+    firmware = runtime.firmware
+    if firmware is None:
+        return
+    site = runtime.coordinator
+    async_add_entities(
+        RayzigFirmwareUpdate(site, firmware, version.part) for version in site.data.info.firmware
+    )
+
+
+class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateEntity):
+    """One firmware part of the gateway: installed version, newest signed release, install."""
+
+    _attr_has_entity_name = True
+    _attr_device_class = UpdateDeviceClass.FIRMWARE
+    _attr_supported_features = (
+        UpdateEntityFeature.INSTALL
+        | UpdateEntityFeature.PROGRESS
+        | UpdateEntityFeature.RELEASE_NOTES
+    )
+
+    def __init__(
+        self, site: RayzigCoordinator, firmware: RayzigFirmwareCoordinator, part: FirmwarePart
+    ) -> None:
+        """Create the entity for ``part`` on the gateway device."""
+        super().__init__(firmware)
+        self.site = site
+        self.part = part
+        serial = site.data.info.serial
+        self._attr_translation_key = f"firmware_{part.name.lower()}"
+        self._attr_unique_id = f"{serial}_firmware_{part.name.lower()}"
+        self._attr_device_info = DeviceInfo(identifiers={gateway_device_identifier(serial)})
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the gateway's installed versions as well as the catalogue."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.site.async_add_listener(self._handle_coordinator_update))
+
+    @property
+    def available(self) -> bool:
+        """Available while the gateway is connected and the last catalogue fetch worked."""
+        return super().available and self.site.connected and self.installed_version is not None
+
+    @property
+    def _entry(self) -> CatalogueEntry | None:
+        """The newest release of this part, if it is newer than what is installed."""
+        entry = (self.coordinator.data or {}).get(self.part)
+        if entry is None or not is_newer(entry, self.coordinator.installed(self.part)):
+            return None
+        return entry
+
+    @property
+    def installed_version(self) -> str | None:
+        """Version the gateway reports as installed."""
+        installed = self.coordinator.installed(self.part)
+        return installed.version if installed is not None else None
+
+    @property
+    def latest_version(self) -> str | None:
+        """Newest signed release (the installed version when nothing newer is published)."""
+        entry = self._entry
+        return entry.manifest.version if entry is not None else self.installed_version
+
+    @property
+    def release_summary(self) -> str | None:
+        """First part of the release notes of the newer release."""
+        entry = self._entry
+        if entry is None or not entry.manifest.release_notes:
+            return None
+        return entry.manifest.release_notes[:255]
+
+    async def async_release_notes(self) -> str | None:
+        """Full release notes of the newer release."""
+        entry = self._entry
+        return entry.manifest.release_notes if entry is not None else None
+
+    async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
+        """Install the newest release; refused below System level before anything is contacted."""
+        if not self.coordinator.can_install:
+            raise self._error(
+                PermissionDeniedError(int(ErrorCode.PERMISSION_DENIED), "firmware needs System")
+            )
+        entry = self._entry
+        if entry is None:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="firmware_up_to_date",
+                translation_placeholders={"version": self.installed_version or "?"},
+            )
+        self._attr_in_progress = True
+        self._attr_update_percentage = 0
+        self.async_write_ha_state()
+        try:
+            await self.coordinator.async_install(self.part, self._async_progress)
+        except RayzigError as err:
+            raise self._error(err) from err
+        finally:
+            self._attr_in_progress = False
+            self._attr_update_percentage = None
+        if self.installed_version != entry.manifest.version:
+            # The gateway pushes FirmwareChanged; ask once in case that got lost on the way.
+            await self.site.async_refresh()
+        self.coordinator.async_check_security_fixes()
+
+    @callback
+    def _async_progress(self, percent: int) -> None:
+        if percent != self._attr_update_percentage:
+            self._attr_update_percentage = percent
+            self.async_write_ha_state()
+
+    def _error(self, err: RayzigError) -> HomeAssistantError:
+        """Return the translated exception for a refused or failed install."""
+        for error_type, key in _FIRMWARE_ERRORS:
+            if isinstance(err, error_type):
+                return HomeAssistantError(
+                    translation_domain=DOMAIN,
+                    translation_key=key,
+                    translation_placeholders={"error": str(err)},
+                )
+        return self.site.translate_error(err, permission=Permission.FIRMWARE)
