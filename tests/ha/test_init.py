@@ -209,16 +209,22 @@ async def test_outage_logged_once_and_recovered(
 
 async def test_remove_entry_revokes_key(
     hass: HomeAssistant,
+    hass_storage: dict[str, Any],
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Removing the entry revokes its client key on the gateway (personal-data deletion)."""
+    """Removing the entry revokes its client key and deletes its event-log cursors."""
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        store = f"{DOMAIN}.{entry.entry_id}.events"
         assert gateway.call(lambda gw: len(gw.clients)) == 1
+        await entry.runtime_data.events.async_sync()
+        await hass.config_entries.async_unload(entry.entry_id)
+        assert store in hass_storage
         assert await hass.config_entries.async_remove(entry.entry_id)
         await hass.async_block_till_done()
     assert gateway.call(lambda gw: list(gw.clients)) == []
+    assert store not in hass_storage
     assert not ir.async_get(hass).issues
 
 
