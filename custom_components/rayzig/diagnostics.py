@@ -8,6 +8,7 @@ entry title) so none can slip through.
 from __future__ import annotations
 
 import dataclasses
+import re
 from enum import Enum
 from typing import Any
 
@@ -18,6 +19,11 @@ from .const import CONF_CREDENTIALS, CONF_HOST, CONF_UPDATE_SIGNING_KEY
 from .data import RayzigConfigEntry
 
 REDACTED = "**REDACTED**"
+KEY_PATTERNS = (
+    re.compile(r"\b[0-9A-Fa-f]{4}(?:-[0-9A-Fa-f]{4}){7}\b"),
+    re.compile(r"\b[0-9A-Fa-f]{64}\b"),
+)
+"""Any key fingerprint (8 groups of 4 hex) or 32-byte key in hex, e.g. a changed gateway key."""
 TO_REDACT = {
     CONF_CREDENTIALS,
     CONF_HOST,
@@ -54,6 +60,8 @@ def _scrub(value: Any, secrets: set[str]) -> Any:
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, REDACTED)
+        for pattern in KEY_PATTERNS:
+            value = pattern.sub(REDACTED, value)
         return value
     if isinstance(value, dict):
         return {key: _scrub(item, secrets) for key, item in value.items()}

@@ -32,7 +32,10 @@ async def test_diagnostics_redacted(
 ) -> None:
     """The downloaded diagnostics contain the site but none of its secrets or identifiers."""
     assert await async_setup_component(hass, "diagnostics", {})
+    stranger = "0123-4567-89AB-CDEF-0123-4567-89AB-CDEF"
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        # As after the gateway presented another key while Home Assistant was running.
+        entry.runtime_data.client.stats.last_error = f"Gateway key changed: presented {stranger}"
         result = await get_diagnostics_for_config_entry(hass, hass_client, entry)
 
     text = json.dumps(result)
@@ -46,6 +49,7 @@ async def test_diagnostics_redacted(
         credentials.user,
         *gateway_info,
         *(module.serial for module in site_modules(gateway)),
+        stranger,
     }
     for secret in secrets:
         assert secret not in text, secret
