@@ -64,6 +64,9 @@ POLICY_VERSION = 1
 """Version of the password policy; passwords set under an older one are reported weak (§6.2)."""
 REPLAY_CACHE_SIZE = 1024
 """Mutating requests remembered per gateway for idempotent retries (§5.3)."""
+PRE_AUTH_REPLAY_CACHE_SIZE = 64
+"""Answers to mutating requests of unenrolled sessions (Pair, ChangePassword, RecoverPassword),
+kept apart so that a flood of them cannot evict enrolled clients' entries (§5.3)."""
 UNKNOWN_USER_THROTTLES = 1024
 """Unknown user names whose failed attempts are remembered (in memory, least recently used
 forgotten first), so that they are throttled exactly like real accounts (§6.3)."""
@@ -181,6 +184,7 @@ class VirtualGateway:
         self.clock = clock
         self.scrypt_n = scrypt_n
         self.replay_cache: OrderedDict[tuple[bytes, int], m.Response] = OrderedDict()
+        self.pre_auth_replay_cache: OrderedDict[tuple[bytes, int], m.Response] = OrderedDict()
         self.unknown_throttles: OrderedDict[str, Throttle] = OrderedDict()
         self.unknown_throttle_limit = UNKNOWN_USER_THROTTLES
         self._connections: set[GatewayConnection] = set()
@@ -270,10 +274,8 @@ class VirtualGateway:
                 for c in self.clients.values()
             ],
             "next_client_id": self.next_client_id,
-            "replay_cache": [
-                [key.hex(), request_id, m.encode(request_id, response).hex()]
-                for (key, request_id), response in self.replay_cache.items()
-            ],
+            "replay_cache": _cache_to_json(self.replay_cache),
+            "pre_auth_replay_cache": _cache_to_json(self.pre_auth_replay_cache),
             "firmware": self.firmware.to_json(),
             "site": self.site.to_json(),
         }
@@ -323,12 +325,8 @@ class VirtualGateway:
                 next_client_id=int(data.get("next_client_id", 1)),
             )
             gateway.recovery_throttle = Throttle.from_json(data["recovery_throttle"])
-            for key_hex, request_id, encoded in data["replay_cache"]:
-                envelope = m.decode(bytes.fromhex(encoded))
-                if isinstance(envelope.message, m.Response):
-                    gateway.replay_cache[(bytes.fromhex(key_hex), int(request_id))] = (
-                        envelope.message
-                    )
+            gateway.replay_cache = _cache_from_json(data["replay_cache"])
+            gateway.pre_auth_replay_cache = _cache_from_json(data.get("pre_auth_replay_cache", []))
         except (KeyError, TypeError, ValueError, ProtocolError) as err:
             raise ValueError(f"gateway state is damaged: {err}") from err
         return gateway
@@ -431,11 +429,19 @@ class VirtualGateway:
                 "Request id 0 is reserved for notifications; number requests from 1.",
             )
         cache_key = (connection.peer_key, request_id)
+        # An unenrolled session's answers go to a small cache of their own (§5.3); a retry is
+        # looked up in both, since a Pair retried after it succeeded comes from an enrolled key.
+        enrolled = connection.client is not None and (
+            self.clients.get(connection.client.client_id) is connection.client
+        )
+        cache = self.replay_cache if enrolled else self.pre_auth_replay_cache
+        limit = REPLAY_CACHE_SIZE if enrolled else PRE_AUTH_REPLAY_CACHE_SIZE
         if request.MUTATING:
-            cached = self.replay_cache.get(cache_key)
-            if cached is not None:
-                self.replay_cache.move_to_end(cache_key)
-                return cached
+            for candidate in (self.replay_cache, self.pre_auth_replay_cache):
+                cached = candidate.get(cache_key)
+                if cached is not None:
+                    candidate.move_to_end(cache_key)
+                    return cached
         try:
             response = self._dispatch(connection, request)
         except RequestRefused as refusal:
@@ -453,9 +459,9 @@ class VirtualGateway:
         if isinstance(response, m.ErrorResponse):
             response = replace(response, message=_bounded(response.message))
         if request.MUTATING:
-            self.replay_cache[cache_key] = response
-            while len(self.replay_cache) > REPLAY_CACHE_SIZE:
-                self.replay_cache.popitem(last=False)
+            cache[cache_key] = response
+            while len(cache) > limit:
+                cache.popitem(last=False)
             self._dirty()
         for observer in list(self.request_observers):
             observer(connection, request, response)
@@ -577,8 +583,21 @@ class VirtualGateway:
             target_id = request.client_id or client.client_id
             if target_id != client.client_id:
                 need(Permission.MANAGE_CLIENTS)
-            if target_id not in self.clients:
+            target = self.clients.get(target_id)
+            if target is None:
                 raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No client with id {target_id}.")
+            owner = self.users.get(target.user)
+            # Another account's key: only a level that may manage that account (§7.3).
+            if (
+                target.user != account.name
+                and owner is not None
+                and not allowed(level, permission_to_manage(owner.level))
+            ):
+                raise RequestRefused(
+                    m.ErrorCode.PERMISSION_DENIED,
+                    f"The {level.name.title()} level cannot revoke the keys of a "
+                    f"{owner.level.name.title()} user.",
+                )
             del self.clients[target_id]
             self._dirty()
             self._revoke_sessions(lambda c: c.client_id == target_id, connection)
@@ -767,11 +786,15 @@ class VirtualGateway:
             self._dirty()
             raise RequestRefused(m.ErrorCode.INVALID_CREDENTIALS, "Wrong recovery secret.")
         credentials.record_success(self.recovery_throttle)
-        system_user = next(
-            (u for u in self.users.values() if u.level is UserLevel.SYSTEM), None
-        )
-        if system_user is None:
-            raise RequestRefused(m.ErrorCode.NOT_FOUND, "There is no System user to recover.")
+        # Recovery resets the factory account, and only while it is a System account (§6.4):
+        # with several System users, which one it resets must not depend on account order.
+        system_user = self.users.get(FACTORY_USER)
+        if system_user is None or system_user.level is not UserLevel.SYSTEM:
+            raise RequestRefused(
+                m.ErrorCode.NOT_FOUND,
+                f"Recovery resets the System account {FACTORY_USER!r}, which no longer exists; "
+                "another System user can set passwords by deleting and adding accounts.",
+            )
         self._policy_refusal(request.new_password, system_user.name)
         system_user.verifier = credentials.make_verifier(request.new_password, n=self.scrypt_n)
         system_user.must_change = False
@@ -831,6 +854,24 @@ class VirtualGateway:
         self._revoke_sessions(lambda c: c.user == account.name, connection)
         self._dirty()
         return m.Ok()
+
+
+def _cache_to_json(cache: OrderedDict[tuple[bytes, int], m.Response]) -> list[list[Any]]:
+    """A replay cache as JSON, in LRU order: [client key hex, request id, answer envelope hex]."""
+    return [
+        [key.hex(), request_id, m.encode(request_id, response).hex()]
+        for (key, request_id), response in cache.items()
+    ]
+
+
+def _cache_from_json(data: list[Any]) -> OrderedDict[tuple[bytes, int], m.Response]:
+    """Rebuild a replay cache saved by :func:`_cache_to_json`."""
+    cache: OrderedDict[tuple[bytes, int], m.Response] = OrderedDict()
+    for key_hex, request_id, encoded in data:
+        envelope = m.decode(bytes.fromhex(encoded))
+        if isinstance(envelope.message, m.Response):
+            cache[(bytes.fromhex(key_hex), int(request_id))] = envelope.message
+    return cache
 
 
 _INTERNAL = m.ErrorResponse(

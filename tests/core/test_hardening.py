@@ -18,7 +18,9 @@ from rayzig_core.errors import (
     FirmwareIntegrityError,
     GatewayBusyError,
     InvalidRequestError,
+    NotFoundError,
     PasswordRejectedError,
+    PermissionDeniedError,
     RequestError,
     TransportError,
 )
@@ -27,6 +29,8 @@ from rayzig_core.gateway.gateway import (
     MAX_PLAINTEXT,
     MAX_USER_NAME,
     MAX_USERS,
+    PRE_AUTH_REPLAY_CACHE_SIZE,
+    REPLAY_CACHE_SIZE,
     ClientRecord,
     UserAccount,
     VirtualGateway,
@@ -652,3 +656,118 @@ async def test_state_without_the_client_id_counter_continues_after_the_highest_i
     owned.start()
     _, third = await pair(owned)
     assert third.client_id == 3
+
+
+# --- revocation by level, recovery of the factory account, pre-auth replay cache -----------------
+
+
+async def test_an_administrator_cannot_revoke_the_keys_of_a_system_user(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        for name in ("ursula", "adam"):
+            await client.add_user(name, LEVELS[name], PASSWORDS[name])
+    _, ursula = await pair(owned, "ursula", PASSWORDS["ursula"])
+    _, adam = await pair(owned, "adam", PASSWORDS["adam"])
+    _, adam_phone = await pair(owned, "adam", PASSWORDS["adam"])
+    async with await connected(owned, adam) as admin:
+        with pytest.raises(PermissionDeniedError):
+            await admin.revoke_client(owner.client_id)
+        await admin.revoke_client(ursula.client_id)  # a User's key
+        await admin.revoke_client(adam_phone.client_id)  # another key of its own
+        assert admin.stats.disconnects == 0
+    assert owned.call(lambda g: sorted(g.clients)) == [owner.client_id, adam.client_id]
+    async with await connected(owned, owner) as system:
+        await system.revoke_client(adam.client_id)  # System may manage Administrators
+    assert owned.call(lambda g: sorted(g.clients)) == [owner.client_id]
+
+
+async def test_recovery_resets_the_factory_account_even_with_several_system_users(
+    owned: GatewayThread,
+) -> None:
+    assert owned.factory is not None
+    secret = owned.factory.recovery_secret
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        await client.add_user("aardvark", UserLevel.SYSTEM, PASSWORDS["sybil"])  # sorts first
+    client = RayzigClient(connector(owned))
+    identity = await client.identify()
+    new_password = "amber kettles sing to sleepy lighthouses"
+    await client.recover_password(identity.public_key, secret, new_password)
+    await client.pair(identity, OWNER, new_password)
+    await client.pair(identity, "aardvark", PASSWORDS["sybil"])  # untouched
+
+
+async def test_recovery_without_the_factory_system_account_is_refused_clearly(
+    owned: GatewayThread,
+) -> None:
+    assert owned.factory is not None
+    secret = owned.factory.recovery_secret
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        await client.add_user("sybil", UserLevel.SYSTEM, PASSWORDS["sybil"])
+    _, sybil = await pair(owned, "sybil", PASSWORDS["sybil"])
+    async with await connected(owned, sybil) as client:
+        await client.delete_user(OWNER)
+        # An "installer" that is not a System account is not recovered either.
+        await client.add_user(OWNER, UserLevel.ADMINISTRATOR, PASSWORDS["adam"])
+    client = RayzigClient(connector(owned))
+    identity = await client.identify()
+    with pytest.raises(NotFoundError, match="no longer exists"):
+        await client.recover_password(
+            identity.public_key, secret, "amber kettles sing to sleepy lighthouses"
+        )
+    await client.pair(identity, "sybil", PASSWORDS["sybil"])
+    await client.pair(identity, OWNER, PASSWORDS["adam"])
+
+
+async def test_unenrolled_requests_cannot_evict_enrolled_clients_replay_entries(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    module_id, index = switchable_output(owned)
+    before = len(commands(owned, module_id))
+    session = await RawSession.keyed(owned.port, owner)
+    flood = await RawSession.open(owned.port)
+    try:
+        first = await session.request(77, m.SetOutput(module_id, index, on=True))
+        assert isinstance(first, m.OutputResponse)
+        # Far more unenrolled mutating requests than the main cache holds (cheap ones: refused
+        # for their client name before any password work).
+        for request_id in range(1, REPLAY_CACHE_SIZE + 200):
+            await flood.send(request_id, m.Pair(OWNER, "x", ""))
+        for request_id in range(1, REPLAY_CACHE_SIZE + 200):
+            envelope = await flood.receive()
+            assert envelope.request_id == request_id
+        # The retried command is still recognised: answered from the cache, not executed again.
+        assert await session.request(77, m.SetOutput(module_id, index, on=True)) == first
+    finally:
+        await session.close()
+        await flood.close()
+    assert len(commands(owned, module_id)) == before + 1
+    sizes = owned.call(lambda g: (len(g.replay_cache), len(g.pre_auth_replay_cache)))
+    assert sizes == (1, PRE_AUTH_REPLAY_CACHE_SIZE)
+
+
+async def test_a_retried_pair_is_answered_from_the_pre_auth_cache_across_a_restart(
+    owned: GatewayThread,
+) -> None:
+    static_private = generate_keypair()[0]
+    identity_key = owned.call(lambda g: g.public_key)
+    session = await RawSession.open(owned.port, static_private=static_private, gateway_key=None)
+    try:
+        paired = await session.request(5, m.Pair(OWNER, OWNER_PASSWORD, "retry"))
+        assert isinstance(paired, m.Paired)
+    finally:
+        await session.close()
+    owned.restart()
+    # The same key retries the same request id in a new (now key-only) session.
+    retry = await RawSession.open(
+        owned.port, static_private=static_private, gateway_key=identity_key
+    )
+    try:
+        assert await retry.request(5, m.Pair(OWNER, "not even the password", "retry")) == paired
+    finally:
+        await retry.close()
+    assert owned.call(lambda g: g.users[OWNER].throttle.failures) == 0

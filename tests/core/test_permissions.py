@@ -287,7 +287,9 @@ async def op_list_clients(ctx: Ctx, actor: RayzigClient, owner: RayzigClient, ok
 async def op_revoke_other_client(
     ctx: Ctx, actor: RayzigClient, owner: RayzigClient, ok: bool
 ) -> None:
-    _, victim = await pair(ctx.gw)
+    # A User's key: every level holding manage_clients may manage Users (keys of higher levels
+    # need the permission for that level too: test_hardening).
+    _, victim = await pair(ctx.gw, "ursula", PASSWORDS["ursula"])
     try:
         await actor.revoke_client(victim.client_id)
     finally:
