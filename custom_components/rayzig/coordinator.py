@@ -25,6 +25,7 @@ from rayzig_core.errors import (
     AuthenticationError,
     ConnectionFailedError,
     GatewayBusyError,
+    GatewayKeyChangedError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -43,7 +44,7 @@ from rayzig_core.permissions import PERMISSIONS, Permission
 from rayzig_core.protocol import messages as m
 
 from .const import CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
-from .repairs import async_update_weak_password_issue
+from .repairs import async_raise_gateway_key_changed, async_update_weak_password_issue
 
 if TYPE_CHECKING:
     from rayzig_core.client import RayzigClient
@@ -147,6 +148,19 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
                 self.config_entry.async_create_background_task(
                     self.hass, self.async_request_refresh(), f"{DOMAIN} catch-up refresh"
                 )
+        elif isinstance(error := self.client.auth_error, GatewayKeyChangedError):
+            # Never re-pinned silently: the user must check the label and add the gateway again.
+            self._connection_lost = True
+            _LOGGER.warning(
+                "Rayzig gateway %s presented another key than the pinned one; see Repairs",
+                self.config_entry.title,
+            )
+            async_raise_gateway_key_changed(
+                self.hass,
+                self.config_entry,
+                error.pinned_fingerprint,
+                error.presented_fingerprint,
+            )
         elif state is ConnectionState.AUTH_FAILED:
             # The client stops reconnecting: only the user can fix this (reauthentication).
             self._connection_lost = True

@@ -341,3 +341,28 @@ def test_i2c_connector_is_built_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(integration.importlib, "import_module", lambda name: fake_module)
     build_connector({CONF_CONNECTION: CONNECTION_I2C, CONF_I2C_BUS: 3, CONF_I2C_ADDRESS: 0x21})
     assert built == [(3, 0x21)]
+
+
+async def test_gateway_key_changed_while_running(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway coming back with another key is not re-pinned: a repair, no reauth."""
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        client = entry.runtime_data.client
+        gateway.stop()
+        await wait_for(hass, lambda: client.state is not ConnectionState.CONNECTED)
+        gateway.edit_state(lambda data: data.update(static_private=generate_keypair()[0].hex()))
+        gateway.start()
+        await wait_for(hass, lambda: client.state is ConnectionState.AUTH_FAILED)
+        issue = ir.async_get(hass).async_get_issue(
+            DOMAIN, issue_id("gateway_key_changed", entry.entry_id)
+        )
+        assert issue is not None
+        assert issue.translation_placeholders is not None
+        assert issue.translation_placeholders["presented"] == gateway.call(
+            lambda gw: gw.fingerprint
+        )
+        assert not _flows(hass, SOURCE_REAUTH)
