@@ -3,6 +3,12 @@
 Tests talk to it over real loopback sockets exactly as a client would; :meth:`GatewayThread.call`
 runs simulation hooks (outage, battery drain) on the gateway's own thread, and :meth:`restart`
 reloads it from its state file as a power cycle would.
+
+With ``i2c=FakeI2CBus(...)`` the same gateway also answers on that fake bus at ``i2c_address``
+(PROTOCOL.md §11.13), so clients can reach it through ``I2CConnector`` and smbus2's real code path
+while the bus is installed (``with bus.installed():``). :meth:`GatewayThread.reboot_i2c` resets the
+gateway MCU mid-session; :meth:`stop` takes the device off the bus (it then NACKs) and
+:meth:`start` puts it back, rebooted.
 """
 
 from __future__ import annotations
@@ -15,14 +21,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rayzig_core.gateway.gateway import FactorySecrets, VirtualGateway
+from rayzig_core.gateway.i2c import DEFAULT_HOP_LATENCY, I2CGatewayAdapter, serve_on_fake_bus
 from rayzig_core.gateway.server import GatewayServer, load_state, open_gateway, save_state
+from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 
 _T = TypeVar("_T")
 START_TIMEOUT = 30.0
+DEFAULT_I2C_ADDRESS = 0x42
 
 
 class GatewayThread:
-    """Runs a :class:`GatewayServer` on 127.0.0.1 in a dedicated thread."""
+    """Runs a :class:`GatewayServer` on 127.0.0.1 in a dedicated thread (and on a fake I2C bus).
+
+    ``hop_latency`` (seconds per mesh hop, §11.13) defaults to
+    :data:`~rayzig_core.gateway.i2c.DEFAULT_HOP_LATENCY` when the I2C bus has a sleeping
+    :class:`~rayzig_core.testing.fake_i2c.BusTiming`, else 0.
+    """
 
     def __init__(
         self,
@@ -32,6 +46,9 @@ class GatewayThread:
         scrypt_n: int = 2**14,
         port: int = 0,
         trusted_update_keys: tuple[bytes, ...] = (),
+        i2c: FakeI2CBus | None = None,
+        i2c_address: int = DEFAULT_I2C_ADDRESS,
+        hop_latency: float | None = None,
     ) -> None:
         self.state_path = state_path
         self.module_count = module_count
@@ -39,15 +56,32 @@ class GatewayThread:
         self.port = port
         self.trusted_update_keys = trusted_update_keys
         self.factory: FactorySecrets | None = None
+        self.i2c = i2c
+        self.i2c_device: FakeI2CDevice | None = None
+        """The gateway MCU on the fake bus (kept across restarts, rebooted by each start)."""
+        if hop_latency is None:
+            timing = i2c.timing if i2c is not None else None
+            hop_latency = DEFAULT_HOP_LATENCY if timing is not None and timing.sleep else 0.0
+        self.hop_latency = hop_latency
+        if i2c is not None:
+            self.i2c_device = FakeI2CDevice(i2c_address)
+        self._adapter: I2CGatewayAdapter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: GatewayServer | None = None
+        self._starts = 0
 
     @property
     def gateway(self) -> VirtualGateway:
         """The running gateway (touch it only through :meth:`call`)."""
         assert self._server is not None
         return self._server.gateway
+
+    @property
+    def i2c_adapter(self) -> I2CGatewayAdapter:
+        """The running gateway's I2C side (touch it only through :meth:`call`)."""
+        assert self._adapter is not None, "GatewayThread(i2c=...) is not running"
+        return self._adapter
 
     def start(self) -> GatewayThread:
         """Start (or restart) the gateway; returns when it is listening."""
@@ -63,6 +97,7 @@ class GatewayThread:
     def _run(self, ready: concurrent.futures.Future[None]) -> None:
         assert self._loop is not None
         asyncio.set_event_loop(self._loop)
+        listening = False
         try:
             gateway, factory = open_gateway(
                 self.state_path,
@@ -76,15 +111,42 @@ class GatewayThread:
                 gateway, host="127.0.0.1", port=self.port, state_path=self.state_path
             )
             self._loop.run_until_complete(self._server.start())
+            listening = True
             self.port = self._server.port
+            if self.i2c is not None and self.i2c_device is not None:
+                self._power_on_i2c(self.i2c, self.i2c_device, self._server.gateway)
         except BaseException as err:  # noqa: BLE001 - handed to the starting thread
             ready.set_exception(err)
+            if listening and self._server is not None:
+                self._loop.run_until_complete(self._server.stop())
             self._loop.close()
             return
         ready.set_result(None)
         self._loop.run_forever()
         self._loop.run_until_complete(self._server.stop())
+        self._power_off_i2c()
         self._loop.close()
+
+    def _power_on_i2c(
+        self, bus: FakeI2CBus, device: FakeI2CDevice, gateway: VirtualGateway
+    ) -> None:
+        """Put the MCU on the bus (rebooted if it ran before) and serve the gateway on it."""
+        assert self._loop is not None
+        if self._starts:
+            device.reboot()
+        self._starts += 1
+        bus.add_device(device)
+        self._adapter = serve_on_fake_bus(
+            gateway, device, hop_latency=self.hop_latency, loop=self._loop
+        )
+
+    def _power_off_i2c(self) -> None:
+        """Stop serving and take the MCU off the bus: it NACKs until the next start."""
+        if self._adapter is not None:
+            self._adapter.close()
+            self._adapter = None
+        if self.i2c is not None and self.i2c_device is not None:
+            self.i2c.remove_device(self.i2c_device.address)
 
     def call(self, function: Callable[[VirtualGateway], _T]) -> _T:
         """Run ``function(gateway)`` on the gateway's thread and return its result."""
@@ -109,6 +171,13 @@ class GatewayThread:
         """Power-cycle: stop, then start again from the state file on the same port."""
         self.stop()
         self.start()
+
+    def reboot_i2c(self) -> None:
+        """Reset the gateway MCU mid-session: new link epoch, every I2C session lost (§11.9).
+
+        The gateway's state (users, keys, outputs, replay cache) survives, as it does in flash.
+        """
+        self.call(lambda gateway: self.i2c_adapter.reboot())
 
     def setup_owner(self, password: str, *, user: str = "installer") -> None:
         """Leave factory state directly (tests that are not about first contact)."""
