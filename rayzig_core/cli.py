@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from rayzig_core.firmware import CatalogueEntry, UpdateServerClient
     from rayzig_core.gateway.gateway import FactorySecrets
     from rayzig_core.gateway.server import GatewayServer
+    from rayzig_core.testing.gateway import GatewayThread
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -547,6 +548,98 @@ def _make_client(
     )
 
 
+_FAULT_OPTIONS = {
+    "fault_bit_flips": "bit_flip_rate",
+    "fault_nacks": "nack_rate",
+    "fault_busy": "busy_rate",
+    "fault_timeouts": "timeout_rate",
+}
+
+
+@contextlib.contextmanager
+def _fake_i2c(args: argparse.Namespace) -> Iterator[None]:
+    """With --fake-i2c: a virtual gateway on a simulated I2C bus for the duration of the command.
+
+    The gateway runs in its own thread with its own event loop; the command reaches it through
+    I2CConnector and smbus2's real code path, only the kernel boundary being simulated
+    (PROTOCOL.md §11.13). Faults and the timing model come from the other options of the group.
+    """
+    state = getattr(args, "fake_i2c", None)
+    rates: dict[str, float] = {
+        name: float(getattr(args, option))
+        for option, name in _FAULT_OPTIONS.items()
+        if getattr(args, option, None) is not None
+    }
+    clock: int | None = getattr(args, "i2c_clock", None)
+    seed: int | None = getattr(args, "fault_seed", None)
+    if state is None:
+        if rates or clock is not None or seed is not None:
+            raise CliError(
+                "--i2c-clock and the --fault-* options only apply to a simulated bus: add "
+                "--fake-i2c STATE_FILE (a real bus's clock is set in the kernel, "
+                "dtparam=i2c_arm_baudrate)."
+            )
+        yield
+        return
+    from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, FaultPlan  # noqa: PLC0415
+    from rayzig_core.testing.gateway import GatewayThread  # noqa: PLC0415
+
+    if getattr(args, "host", None) is not None or getattr(args, "port", None) is not None:
+        raise CliError(
+            "--fake-i2c simulates an I2C bus: use --i2c-bus/--address, not --host/--port."
+        )
+    bus_number, address = getattr(args, "i2c_bus", None), getattr(args, "address", None)
+    if bus_number is None and address is None:
+        key = _load_key_file(_key_path(args))
+        saved = key.connection if key is not None else {}
+        bus_number, address = saved.get("i2c_bus"), saved.get("address")
+    if bus_number is None or address is None:
+        raise CliError(
+            "--fake-i2c needs the bus and address to simulate: add --i2c-bus and --address."
+        )
+    try:
+        plan = FaultPlan(**rates, seed=seed or 0) if rates else None
+    except ValueError as err:
+        raise CliError(f"Bad fault rates: {err}.") from None
+    timing = BusTiming(clock, sleep=True) if clock is not None else None
+    bus = FakeI2CBus(int(bus_number), timing=timing, faults=plan)
+    path = Path(state).expanduser()
+    gateway = GatewayThread(path, scrypt_n=2**15, i2c=bus, i2c_address=int(address))
+    with bus.installed():
+        try:
+            gateway.start()
+        except (ValueError, OSError) as err:
+            raise CliError(f"Cannot start the virtual gateway from {path}: {err}") from None
+        try:
+            if gateway.factory is not None:
+                _announce_fake_i2c(gateway, path)
+            yield
+        finally:
+            gateway.stop()
+    if plan is not None:
+        injected = plan.injected
+        _Out.note(
+            f"Simulated I2C bus {bus.number}: {bus.transactions} transactions; injected "
+            f"{injected.bit_flips} bit flips, {injected.nacks} NACKs, {injected.busy} busy, "
+            f"{injected.timeouts} timeouts (seed {plan.seed})."
+        )
+
+
+def _announce_fake_i2c(gateway: GatewayThread, path: Path) -> None:
+    """Show the factory secrets of a gateway just made for --fake-i2c (on stderr, once)."""
+    factory = gateway.factory
+    assert factory is not None
+    fingerprint = gateway.call(lambda g: g.fingerprint)
+    serial = gateway.call(lambda g: g.serial)
+    for line in (
+        f"New virtual gateway {serial} in {path} (factory state). Shown ONLY THIS ONCE:",
+        f"  User {DEFAULT_USER}, default password {factory.default_password}",
+        f"  Recovery secret {factory.recovery_secret}",
+        f"  Fingerprint {fingerprint}",
+    ):
+        _Out.note(line)
+
+
 @contextlib.asynccontextmanager
 async def _session(
     args: argparse.Namespace, key: _KeyFile | None = None
@@ -750,6 +843,27 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0:
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+I2C_CLOCKS = {"100k": 100_000, "400k": 400_000, "1m": 1_000_000}
+"""Bus clocks --i2c-clock accepts: standard mode, fast mode, fast mode plus."""
+
+
+def _i2c_clock(text: str) -> int:
+    value = I2C_CLOCKS.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError("choose 100k, 400k or 1M")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability such as 0.01") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("a rate is a probability from 0 to 1, e.g. 0.01 for 1 %")
     return value
 
 
@@ -1675,6 +1789,44 @@ def _connection_options(*, suppress: bool) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"connect and request timeout (default {DEFAULT_TIMEOUT:.0f})",
     )
+    fake = parent.add_argument_group(
+        "simulated I2C bus (tests and demos; needs --i2c-bus/--address)"
+    )
+    fake.add_argument(
+        "--fake-i2c",
+        default=default,
+        metavar="STATE_FILE",
+        help="run the command against a virtual gateway (state in STATE_FILE, made if missing) "
+        "started in-process on a simulated /dev/i2c-N, through the real smbus2 path",
+    )
+    fake.add_argument(
+        "--i2c-clock",
+        type=_i2c_clock,
+        default=default,
+        metavar="100k|400k|1M",
+        help="model the bus at this clock in real time, with mesh hop latency "
+        "(default: no timing model, as fast as possible)",
+    )
+    for option, what in (
+        ("--fault-bit-flips", "a bit flipped in transit"),
+        ("--fault-nacks", "a NACK (errno 121)"),
+        ("--fault-busy", "a BUSY answer from the gateway"),
+        ("--fault-timeouts", "its reply lost (errno 110)"),
+    ):
+        fake.add_argument(
+            option,
+            type=_rate,
+            default=default,
+            metavar="RATE",
+            help=f"probability (0 to 1) that a transaction gets {what}",
+        )
+    fake.add_argument(
+        "--fault-seed",
+        type=_non_negative,
+        default=default,
+        metavar="N",
+        help="seed of the fault injection (default 0: the same faults every run)",
+    )
     return parent
 
 
@@ -2033,7 +2185,7 @@ def main(argv: list[str] | None = None) -> int:
     out = _Out(json_mode=args.json)
     server = args.command in {"virtual-gateway", "update-server"}
     try:
-        with _logging(verbose=args.verbose, server=server):
+        with _logging(verbose=args.verbose, server=server), _fake_i2c(args):
             result = handler(args, out)
             return result if isinstance(result, int) else asyncio.run(result)
     except _UsageError as err:
