@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ LEVELS = {
 }
 SCRYPT_N = 2**12
 """Cheaper than the harness default: the tests check behaviour, not the cost of scrypt."""
-FAST = {"backoff_initial": 0.05, "backoff_max": 0.2, "request_timeout": 5.0}
+FAST: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.2, "request_timeout": 5.0}
 """Client options for tests: short back-off so reconnections happen within the test."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import ConnectionState, EventKind, ModuleKind, RestorePreset, UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpTransport
 from tests.core.conftest import (
     FAST,
     OWNER,
@@ -256,11 +258,11 @@ async def test_back_off_grows_exponentially_up_to_its_cap(owned: GatewayThread) 
     times: list[float] = []
     original = counting.connect
 
-    async def timed_connect() -> object:
+    async def timed_connect() -> TcpTransport:
         times.append(time.monotonic())
         return await original()
 
-    counting.connect = timed_connect  # type: ignore[method-assign]
+    counting.connect = timed_connect  # type: ignore[method-assign]  # instrumented
     client = RayzigClient(
         counting, credentials, backoff_initial=0.04, backoff_max=0.16, request_timeout=2.0
     )
@@ -288,13 +290,13 @@ async def test_back_off_grows_exponentially_up_to_its_cap(owned: GatewayThread) 
 
 
 async def test_request_waiting_for_reconnection_fails_at_once_when_its_user_is_deleted(
-    owned: GatewayThread, proxy_factory: object
+    owned: GatewayThread, proxy_factory: Callable[[int], Awaitable[MitmProxy]]
 ) -> None:
     _, owner_credentials = await pair(owned)
     owner = await connected(owned, owner_credentials)
     await owner.add_user("ursula", UserLevel.USER, PASSWORDS["ursula"])
     _, credentials = await pair(owned, "ursula", PASSWORDS["ursula"])
-    proxy: MitmProxy = await proxy_factory(owned.port)  # type: ignore[operator]
+    proxy = await proxy_factory(owned.port)
     client = await connected(proxy.port, credentials)
 
     def swallow(link: MitmLink, frame: bytes) -> bytes | None:

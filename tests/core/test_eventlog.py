@@ -14,7 +14,14 @@ import pytest
 from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.gateway.gateway import VirtualGateway
-from rayzig_core.models import MAX_EVENTS_PER_MODULE, ConnectionState, Event, EventKind, UserLevel
+from rayzig_core.models import (
+    MAX_EVENTS_PER_MODULE,
+    ConnectionState,
+    Event,
+    EventKind,
+    RestorePreset,
+    UserLevel,
+)
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from tests.core.conftest import (
@@ -210,7 +217,7 @@ async def test_restart_loses_no_events_outputs_users_or_clients(owned: GatewayTh
         module_id, index = switchable_output(owned)
         for on in itertools.islice(itertools.cycle((True, False)), 7):
             await client.set_output(module_id, index, on)
-        await client.set_restore_preset(module_id, index, m.RestorePreset.ON)
+        await client.set_restore_preset(module_id, index, RestorePreset.ON)
         await client.set_utility_output(module_id, index, controllable=True)
         before = (
             await client.list_modules(),

@@ -36,6 +36,7 @@ from rayzig_core.gateway.gateway import (
     VirtualGateway,
 )
 from rayzig_core.gateway.site import Site
+from rayzig_core.models import UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import (
     MAX_FRAME,
@@ -127,7 +128,9 @@ def field_strategy(tp: Any) -> st.SearchStrategy[Any]:
 
 def request_strategy(cls: type[m.Request]) -> st.SearchStrategy[m.Request]:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: field_strategy(hints[f.name]) for f in dataclasses.fields(cls)}
+    fields = {
+        f.name: field_strategy(hints[f.name]) for f in dataclasses.fields(typing.cast("Any", cls))
+    }
     return st.builds(cls, **fields)
 
 
@@ -400,9 +403,7 @@ def test_tampered_request_closes_the_link_and_changes_nothing(data: st.DataObjec
     link, channel = open_keyed(gateway, record)
     before = state(gateway)
     request = data.draw(
-        st.sampled_from(
-            [m.SetOutput(1, 0, on=True), m.AddUser("eve", m.UserLevel.SYSTEM, "x" * 20)]
-        )
+        st.sampled_from([m.SetOutput(1, 0, on=True), m.AddUser("eve", UserLevel.SYSTEM, "x" * 20)])
     )
     sealed = channel.seal(9, request)
     raw = data.draw(mutations(sealed))

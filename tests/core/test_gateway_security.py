@@ -26,7 +26,7 @@ from rayzig_core.errors import (
     ThrottledError,
 )
 from rayzig_core.gateway.gateway import VirtualGateway
-from rayzig_core.models import ConnectionState, RestorePreset, UserLevel
+from rayzig_core.models import ConnectionState, FirmwarePart, RestorePreset, UserLevel
 from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import FrameKind, StreamDeframer, length_prefixed
@@ -115,8 +115,8 @@ AUTHENTICATED_REQUESTS: list[m.Request] = [
     m.SetUtilityOutput(1, 0, controllable=True),
     m.GetFirmware(),
     m.FirmwareBegin(b"x", b"y"),
-    m.FirmwareChunk(m.FirmwarePart.TFT, 0, b"x", 0),
-    m.FirmwareCommit(m.FirmwarePart.TFT),
+    m.FirmwareChunk(FirmwarePart.TFT, 0, b"x", 0),
+    m.FirmwareCommit(FirmwarePart.TFT),
 ]
 
 
@@ -641,7 +641,7 @@ async def test_frame_cut_by_the_end_of_the_stream_is_not_executed(
     module_id, index = switchable_output(owned)
     count = len(commands(owned, module_id))
 
-    def cut(link: MitmLink, frame: bytes) -> bytes | None:
+    def cut(link: MitmLink, frame: bytes) -> None:
         link.to_gateway(length_prefixed(frame)[: len(frame) // 2])
         link.gateway_writer.write_eof()
 
