@@ -189,6 +189,10 @@ class VirtualGateway:
         self.unknown_throttle_limit = UNKNOWN_USER_THROTTLES
         self._connections: set[GatewayConnection] = set()
         self.on_dirty: Callable[[], None] = lambda: None
+        """Called after any change to persist; the server gathers changes into one write."""
+        self.on_save_now: Callable[[], None] = lambda: None
+        """Writes the state durably at once; called before answering a security-relevant change."""
+        self._durable_pending = False
         self.request_observers: list[RequestObserver] = []
         """Called with every answer the gateway worked out (not those replayed from the cache,
         §5.3), before it is sent: a transport's hook, e.g. the mesh-latency model of the fake I2C
@@ -331,7 +335,10 @@ class VirtualGateway:
             raise ValueError(f"gateway state is damaged: {err}") from err
         return gateway
 
-    def _dirty(self) -> None:
+    def _dirty(self, *, durable: bool = False) -> None:
+        """Note a change; ``durable``: it must be on disk before the answer is sent (§12)."""
+        if durable:
+            self._durable_pending = True
         self.on_dirty()
 
     # --- identity ------------------------------------------------------------------------
@@ -463,6 +470,15 @@ class VirtualGateway:
             while len(cache) > limit:
                 cache.popitem(last=False)
             self._dirty()
+        if self._durable_pending:
+            # Throttle failures, enrolments, revocations, passwords, accounts and firmware
+            # security versions reach the disk (with this answer's replay-cache entry) first.
+            self._durable_pending = False
+            try:
+                self.on_save_now()
+            except Exception:
+                _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
+                response = _INTERNAL
         for observer in list(self.request_observers):
             observer(connection, request, response)
         return response
@@ -599,7 +615,7 @@ class VirtualGateway:
                     f"{owner.level.name.title()} user.",
                 )
             del self.clients[target_id]
-            self._dirty()
+            self._dirty(durable=True)
             self._revoke_sessions(lambda c: c.client_id == target_id, connection)
             return m.Ok()
         if isinstance(request, m.GetFirmware):
@@ -623,7 +639,7 @@ class VirtualGateway:
             need(Permission.FIRMWARE)
             self.firmware.commit(request.part)
             versions = self.firmware.versions()
-            self._dirty()
+            self._dirty(durable=True)
             self.broadcast(m.FirmwareChanged(versions))
             return m.FirmwareList(versions)
         raise RequestRefused(m.ErrorCode.BAD_REQUEST, "Unsupported request.")
@@ -712,7 +728,8 @@ class VirtualGateway:
         matched = credentials.check_verifier(verifier, password)
         if account is None or not matched:
             credentials.record_failure(throttle, self.clock())
-            self._dirty()
+            # Durable for an unknown name too: the same disk work, so timing reveals nothing.
+            self._dirty(durable=True)
             raise RequestRefused(
                 m.ErrorCode.INVALID_CREDENTIALS,
                 "Wrong user name or password.",
@@ -764,7 +781,7 @@ class VirtualGateway:
             self.next_client_id += 1
             self.clients[record.client_id] = record
         connection.client = record
-        self._dirty()
+        self._dirty(durable=True)
         _LOGGER.info("Enrolled client %s for user %s", record.client_id, account.name)
         return m.Paired(record.client_id, account.name, account.level)
 
@@ -775,7 +792,7 @@ class VirtualGateway:
         account.verifier = credentials.make_verifier(request.new_password, n=self.scrypt_n)
         account.must_change = False
         account.policy_version = POLICY_VERSION
-        self._dirty()
+        self._dirty(durable=True)
         return m.Ok()
 
     def _recover(self, request: m.RecoverPassword) -> m.Response:
@@ -783,7 +800,7 @@ class VirtualGateway:
         secret = credentials.normalize_recovery_secret(request.recovery_secret)
         if not credentials.check_verifier(self.recovery_verifier, secret):
             credentials.record_failure(self.recovery_throttle, self.clock())
-            self._dirty()
+            self._dirty(durable=True)
             raise RequestRefused(m.ErrorCode.INVALID_CREDENTIALS, "Wrong recovery secret.")
         credentials.record_success(self.recovery_throttle)
         # Recovery resets the factory account, and only while it is a System account (§6.4):
@@ -800,7 +817,7 @@ class VirtualGateway:
         system_user.must_change = False
         system_user.policy_version = POLICY_VERSION
         credentials.record_success(system_user.throttle)
-        self._dirty()
+        self._dirty(durable=True)
         return m.Ok()
 
     def _add_user(self, request: m.AddUser) -> m.Response:
@@ -821,7 +838,7 @@ class VirtualGateway:
         self.users[name] = UserAccount(
             name, request.level, credentials.make_verifier(request.password, n=self.scrypt_n)
         )
-        self._dirty()
+        self._dirty(durable=True)
         return m.Ok()
 
     def _delete_user(
@@ -852,7 +869,7 @@ class VirtualGateway:
         for client_id in [c.client_id for c in self.clients.values() if c.user == account.name]:
             del self.clients[client_id]
         self._revoke_sessions(lambda c: c.user == account.name, connection)
-        self._dirty()
+        self._dirty(durable=True)
         return m.Ok()
 
 

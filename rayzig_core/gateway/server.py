@@ -1,8 +1,8 @@
 """Serving the virtual gateway over TCP, with its state persisted to a file (PROTOCOL.md §2.2, §12).
 
 One asyncio server; each TCP connection is a link attached to the :class:`VirtualGateway`. A client
-that sends garbage loses only its own link. State is saved atomically (0600) shortly after every
-change and on stop, so a restart loses nothing.
+that sends garbage loses only its own link. State is saved atomically and durably (fsync, 0600):
+before the answer for a security-relevant change, else within SAVE_DELAY of a change, and on stop.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ def load_state(path: Path) -> VirtualGateway | None:
 
 
 def save_state(gateway: VirtualGateway, path: Path) -> None:
-    """Write the gateway's state atomically, readable by its owner only (it holds secrets)."""
+    """Write the gateway's state atomically and durably, readable by its owner only (secrets).
+
+    The new file is flushed to disk (fsync) before it replaces the old one, and the directory
+    after the rename, so that once this returns a power loss can lose nothing of it (§12).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rayzig-state-")
     try:
@@ -50,11 +54,26 @@ def save_state(gateway: VirtualGateway, path: Path) -> None:
             # json.dumps (one C call) is about 3x faster than json.dump's chunked writes, and
             # this runs on the gateway's event loop.
             handle.write(json.dumps(gateway.to_json(), separators=(",", ":")))
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o600)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_gateway(
@@ -143,6 +162,7 @@ class GatewayServer:
         """Listen; a port in use raises OSError with a message naming it."""
         self._loop = asyncio.get_running_loop()
         self.gateway.on_dirty = self._schedule_save
+        self.gateway.on_save_now = self._save_durably
         try:
             self._server = await self._loop.create_server(
                 lambda: _LinkProtocol(self), self.host, self.port
@@ -175,6 +195,12 @@ class GatewayServer:
         if self.state_path is not None:
             save_state(self.gateway, self.state_path)
 
+    def _save_durably(self) -> None:
+        """Write now, before the answer reporting a security-relevant change leaves (§12)."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+        self._save_now()
+
     async def stop(self) -> None:
         """Close every link, stop listening and flush state to disk."""
         if self._simulation is not None:
@@ -195,6 +221,7 @@ class GatewayServer:
         if self.state_path is not None:
             save_state(self.gateway, self.state_path)
         self.gateway.on_dirty = lambda: None
+        self.gateway.on_save_now = lambda: None
 
     def call(self, function: Callable[[VirtualGateway], Any]) -> Any:
         """Run ``function(gateway)`` on the server's loop thread (simulation hooks, tests)."""

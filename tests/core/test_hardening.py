@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +29,7 @@ from rayzig_core.errors import (
     TransportError,
 )
 from rayzig_core.firmware import FirmwareManifest, build_manifest
+from rayzig_core.gateway import server
 from rayzig_core.gateway.gateway import (
     MAX_PLAINTEXT,
     MAX_USER_NAME,
@@ -771,3 +776,86 @@ async def test_a_retried_pair_is_answered_from_the_pre_auth_cache_across_a_resta
     finally:
         await retry.close()
     assert owned.call(lambda g: g.users[OWNER].throttle.failures) == 0
+
+
+# --- durability of security-relevant changes (§12) ------------------------------------------------
+
+
+def saved(gw: GatewayThread) -> dict[str, Any]:
+    """The state file as it is on disk right now."""
+    data: dict[str, Any] = json.loads(gw.state_path.read_text(encoding="utf-8"))
+    return data
+
+
+async def test_security_relevant_changes_are_on_disk_before_the_answer(
+    owned: GatewayThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, owner = await pair(owned)
+    module_id, index = switchable_output(owned)
+    owned.stop()
+    owned.start()  # everything so far is on disk; from here on only what is written at once
+    monkeypatch.setattr(server, "SAVE_DELAY", 3600.0)  # the coalesced write never comes
+    session = await RawSession.keyed(owned.port, owner)
+    pre_auth = await RawSession.open(owned.port)
+    try:
+        # An ordinary change keeps the coalesced write: not on disk yet.
+        def output_on_disk() -> bool:
+            modules = {module["id"]: module for module in saved(owned)["site"]["modules"]}
+            is_on: bool = modules[module_id]["outputs"][index][1]
+            return is_on
+
+        was_on = output_on_disk()
+        switched = await session.request(1, m.SetOutput(module_id, index, on=not was_on))
+        assert isinstance(switched, m.OutputResponse)
+        assert switched.output.is_on is not was_on
+        assert output_on_disk() is was_on
+        # A failed password check: the throttle is on disk as the answer arrives.
+        await pre_auth.request(1, m.Pair(OWNER, "wrong wrong wrong", "x"))
+        failures = {u["name"]: u["throttle"]["failures"] for u in saved(owned)["users"]}
+        assert failures[OWNER] == 1
+        # Unknown names cost the same disk work (and nothing about them is stored).
+        await pre_auth.request(2, m.Pair("nobody", "wrong wrong wrong", "x"))
+        # Account added, with the replay-cache entry of its request.
+        added = await session.request(2, m.AddUser("ursula", UserLevel.USER, PASSWORDS["ursula"]))
+        assert added == m.Ok()
+        state = saved(owned)
+        assert "ursula" in [u["name"] for u in state["users"]]
+        assert [e[1] for e in state["replay_cache"]][-1] == 2
+        # Enrolment.
+        paired = await pre_auth.request(3, m.Pair("ursula", PASSWORDS["ursula"], "phone"))
+        assert isinstance(paired, m.Paired)
+        assert paired.client_id in [c["id"] for c in saved(owned)["clients"]]
+        # Password change.
+        before = next(u["verifier"] for u in saved(owned)["users"] if u["name"] == "ursula")
+        new_password = "harbour lights flicker over sleeping gulls"
+        changed = await pre_auth.request(
+            4, m.ChangePassword("ursula", PASSWORDS["ursula"], new_password)
+        )
+        assert changed == m.Ok()
+        after = next(u["verifier"] for u in saved(owned)["users"] if u["name"] == "ursula")
+        assert after != before
+        # Revocation, then deletion of the account.
+        assert await session.request(3, m.RevokeClient(paired.client_id)) == m.Ok()
+        assert paired.client_id not in [c["id"] for c in saved(owned)["clients"]]
+        assert await session.request(4, m.DeleteUser("ursula")) == m.Ok()
+        assert "ursula" not in [u["name"] for u in saved(owned)["users"]]
+    finally:
+        await session.close()
+        await pre_auth.close()
+
+
+def test_save_state_flushes_the_file_and_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, _ = VirtualGateway.factory_new(scrypt_n=2**4)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    server.save_state(gateway, tmp_path / "gw.json")
+    assert synced == ["file", "dir"]
+    assert stat.S_IMODE((tmp_path / "gw.json").stat().st_mode) == 0o600
