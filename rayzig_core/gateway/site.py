@@ -36,7 +36,10 @@ _NOT_FOUND = 8
 _INVALID = 1
 
 MAX_MODULES = 250
-"""Most modules one site (one gateway) can hold; module ids run 1..MAX_MODULES."""
+"""Most modules one site (one gateway) can hold at a time."""
+MAX_MODULE_ID = 65535
+"""Largest module id. Ids are handed out in order and never reused within a site's lifetime, so
+an id (a client's event cursor, an entity) can never come to mean another module (§4.1)."""
 MAX_OUTPUTS = 8
 """Most power outputs one module can have."""
 MAX_NAME_LENGTH = 64
@@ -123,7 +126,7 @@ class ModuleJoined(Change):
 
 @dataclass(frozen=True, slots=True)
 class ModuleLeft(Change):
-    """A module left the mesh; its id may be reused by a later join."""
+    """A module left the mesh; its id is never given to another module."""
 
     module_id: int
 
@@ -414,6 +417,7 @@ class Site:
         self._rng = random.Random(seed)  # noqa: S311 - simulation, not cryptography
         self._serial_prefix = _check_serial_prefix(serial_prefix)
         self._next_serial = self._rng.randint(1_000_000, 8_999_999)
+        self._next_module_id = 1
         self._modules: dict[int, _ModuleState] = {}
         self._listeners: list[Callable[[SiteChange], None]] = []
 
@@ -505,6 +509,7 @@ class Site:
             )
             state.ring.append(module_id=module_id, timestamp=now, kind=EventKind.POWER_ON)
             site._modules[module_id] = state
+        site._next_module_id = len(kinds) + 1
         return site
 
     # -- listeners ----------------------------------------------------------------------------
@@ -743,7 +748,7 @@ class Site:
         return serial
 
     def add_module(self, *, kind: ModuleKind, name: str, outputs: int = 1) -> Module:
-        """Join a new factory-fresh module under the lowest free id; logs a JOINED event."""
+        """Join a new factory-fresh module under the next never-used id; logs a JOINED event."""
         try:
             kind = ModuleKind(kind)
         except ValueError:
@@ -756,16 +761,14 @@ class Site:
             raise InvalidRequestError(
                 _INVALID, f"A module has 1..{MAX_OUTPUTS} outputs, got {outputs}."
             )
-        module_id = next(
-            (
-                candidate
-                for candidate in range(1, MAX_MODULES + 1)
-                if candidate not in self._modules
-            ),
-            None,
-        )
-        if module_id is None:
+        if len(self._modules) >= MAX_MODULES:
             raise InvalidRequestError(_INVALID, f"The site already holds {MAX_MODULES} modules.")
+        module_id = self._next_module_id
+        if module_id > MAX_MODULE_ID:
+            raise InvalidRequestError(
+                _INVALID, "Every module id of this site has been used; a factory reset is needed."
+            )
+        self._next_module_id += 1
         battery = kind is ModuleKind.BATTERY
         state = _ModuleState(
             module_id=module_id,
@@ -880,6 +883,7 @@ class Site:
             "format": _JSON_FORMAT,
             "serial_prefix": self._serial_prefix,
             "next_serial": self._next_serial,
+            "next_module_id": self._next_module_id,
             "modules": modules,
         }
 
@@ -908,6 +912,12 @@ class Site:
                 raise ValueError(f"module {state.module_id}: duplicate serial {state.serial!r}")
             serials.add(state.serial)
             site._modules[state.module_id] = state
+        # Sites saved before the counter existed continue after the highest id in use.
+        stored = obj.get("next_module_id", 1)
+        site._next_module_id = max(
+            _expect_int(stored, "site next_module_id", 1, MAX_MODULE_ID + 1),
+            max(site._modules, default=0) + 1,
+        )
         return site
 
 
@@ -924,7 +934,7 @@ def _check_serial_prefix(prefix: object) -> str:
 def _module_from_json(raw: object) -> _ModuleState:
     """Validate and rebuild one module written by :meth:`Site.to_json`."""
     obj = _expect_dict(raw, "module")
-    module_id = _expect_int(_field(obj, "id", "module"), "module id", 1, MAX_MODULES)
+    module_id = _expect_int(_field(obj, "id", "module"), "module id", 1, MAX_MODULE_ID)
     where = f"module {module_id}"
     kind_value = _expect_int(_field(obj, "kind", where), f"{where} kind", 0)
     try:

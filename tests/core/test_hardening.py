@@ -28,6 +28,7 @@ from rayzig_core.errors import (
     RequestError,
     TransportError,
 )
+from rayzig_core.eventlog import EventLogSync
 from rayzig_core.firmware import FirmwareManifest, build_manifest
 from rayzig_core.gateway import server
 from rayzig_core.gateway.gateway import (
@@ -40,11 +41,13 @@ from rayzig_core.gateway.gateway import (
     UserAccount,
     VirtualGateway,
 )
+from rayzig_core.gateway.site import MAX_MODULE_ID, Site
 from rayzig_core.models import (
     Event,
     EventKind,
     FirmwarePart,
     GatewayUser,
+    ModuleKind,
     RestorePreset,
     UserLevel,
 )
@@ -859,3 +862,41 @@ def test_save_state_flushes_the_file_and_its_directory(
     server.save_state(gateway, tmp_path / "gw.json")
     assert synced == ["file", "dir"]
     assert stat.S_IMODE((tmp_path / "gw.json").stat().st_mode) == 0o600
+
+
+# --- module ids are never reused (§4.1, §8.2) -----------------------------------------------------
+
+
+def test_module_ids_are_never_reused_within_a_sites_lifetime() -> None:
+    site = Site.generate(module_count=3, seed=4)
+    assert [module.module_id for module in site.modules()] == [1, 2, 3]
+    site.remove_module(3)
+    assert site.add_module(kind=ModuleKind.MAINS, name="Porch").module_id == 4
+    site.remove_module(4)
+    restored = Site.from_json(json.loads(json.dumps(site.to_json())))
+    assert restored.add_module(kind=ModuleKind.MAINS, name="Shed").module_id == 5
+    # A site saved before the counter existed continues after the highest id in use.
+    legacy = site.to_json()
+    del legacy["next_module_id"]
+    assert Site.from_json(legacy).add_module(kind=ModuleKind.MAINS, name="X").module_id == 3
+    # Up to 250 modules at a time, whatever their ids.
+    high = Site.from_json({**site.to_json(), "next_module_id": MAX_MODULE_ID})
+    assert high.add_module(kind=ModuleKind.MAINS, name="Last").module_id == MAX_MODULE_ID
+    with pytest.raises(InvalidRequestError, match="factory reset"):
+        high.add_module(kind=ModuleKind.MAINS, name="None left")
+
+
+async def test_a_module_that_left_never_lends_its_id_or_cursor_to_a_newcomer(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    async with await connected(owned, owner) as client:
+        sync = EventLogSync(client, initial_backlog=8192)
+        left = owned.call(lambda g: g.site.modules()[-1].module_id)
+        await sync.pull(left)
+        owned.call(lambda g: g.site.remove_module(left))
+        joined = owned.call(lambda g: g.site.add_module(kind=ModuleKind.MAINS, name="New"))
+        assert joined.module_id == left + 1
+        assert [e.kind for e in await sync.pull(joined.module_id)] == [EventKind.JOINED]
+        with pytest.raises(NotFoundError):
+            await client.read_events(left, 0)

@@ -11,6 +11,7 @@ import pytest
 
 from rayzig_core.errors import InvalidRequestError, NotFoundError
 from rayzig_core.gateway.site import (
+    MAX_MODULE_ID,
     MAX_MODULES,
     EventRing,
     EventsAppended,
@@ -469,7 +470,7 @@ def test_add_and_remove_module() -> None:
     assert seen[-1] == ModuleLeft(1)
     assert [m.module_id for m in site.modules()] == [2]
     third = site.add_module(kind=ModuleKind.BATTERY, name="Vent")
-    assert third.module_id == 1
+    assert third.module_id == 3  # ids are never reused (PROTOCOL.md §4.1)
     assert third.telemetry.battery_percent is not None
     assert third.serial not in (first.serial, second.serial)
 
@@ -674,7 +675,7 @@ def _mutations() -> list[Callable[[dict[str, object]], object]]:
         lambda data: data.__setitem__("next_serial", "1"),
         duplicate,
         set_module("id", 0),
-        set_module("id", MAX_MODULES + 1),
+        set_module("id", MAX_MODULE_ID + 1),
         set_module("id", "1"),
         set_module("kind", 9),
         set_module("name", ""),
