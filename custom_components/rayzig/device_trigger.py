@@ -35,9 +35,14 @@ def _is_module_device(hass: HomeAssistant, device_id: str) -> bool:
     device = dr.async_get(hass).async_get(device_id)
     if device is None:
         return False
+    # HA 2026.8+ keeps one config entry per device (``config_entries`` is deprecated there).
+    entry_id_of_device = getattr(device, "config_entry_id", None)
+    entry_ids = (
+        {entry_id_of_device} if isinstance(entry_id_of_device, str) else device.config_entries
+    )
     gateway_serials = {
         entry.unique_id
-        for entry_id in device.config_entries
+        for entry_id in entry_ids
         if (entry := hass.config_entries.async_get_entry(entry_id)) is not None
         and entry.domain == DOMAIN
     }

@@ -225,8 +225,13 @@ class RayzigEventImporter:
     def _device_id(self, module: Module) -> str:
         """Device-registry id of the module's device (created early if entities are not up yet)."""
         registry = dr.async_get(self.hass)
-        identifiers = {(DOMAIN, module.serial)}
-        device = registry.async_get_device(identifiers=identifiers)
+        identifier = (DOMAIN, module.serial)
+        identifiers = {identifier}
+        by_identifier = getattr(registry, "async_get_device_by_identifier", None)
+        if by_identifier is not None:  # pragma: no cover - HA 2026.8+ (async_get_device deprecated)
+            device: dr.DeviceEntry | None = by_identifier(identifier, self.entry.entry_id)
+        else:
+            device = registry.async_get_device(identifiers=identifiers)
         if device is None:
             device = registry.async_get_or_create(
                 config_entry_id=self.entry.entry_id,

@@ -34,9 +34,17 @@ from custom_components.rayzig.events import (
 )
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.gateway.gateway import VirtualGateway
-from rayzig_core.models import MAX_EVENTS_PER_MODULE, Event, EventKind, ModuleKind
+from rayzig_core.models import (
+    MAX_EVENTS_PER_MODULE,
+    ConnectionState,
+    Event,
+    EventKind,
+    ModuleKind,
+)
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
+
+from .runtime_helpers import loaded_entry, wait_for
 
 MODULES = 12
 
@@ -427,3 +435,79 @@ async def test_stop_cancels_running_sync(
     await importer.async_stop()
     assert task.cancelled()
     gateway.start()
+
+
+# --- the whole integration: restart and outage ----------------------------------------------------
+
+
+def newest_seqs(gateway: GatewayThread) -> dict[int, int]:
+    """Newest sequence number of every module's log on the gateway."""
+    return gateway.call(lambda gw: {m.module_id: m.event_seq for m in gw.site.modules()})
+
+
+def assert_each_once(seen: list[HaEvent[dict[str, Any]]], gateway: GatewayThread) -> None:
+    """Every record the gateway holds was fired exactly once (all logs are small here)."""
+    keys = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert len(keys) == len(set(keys))
+    expected = {
+        (module_id, seq)
+        for module_id, newest in newest_seqs(gateway).items()
+        for seq in range(1, newest + 1)
+    }
+    assert set(keys) == expected
+
+
+async def test_entry_restart_imports_each_event_once(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unload and set up again (same storage): what happened meanwhile arrives once."""
+    seen = capture(hass)
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: len(seen) == MODULES)
+        switch(gateway, 1, 3, user="installer")
+        await wait_for(hass, lambda: importer.cursors.get(1) == 4)
+
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        switch(gateway, 1, 2)
+        switch(gateway, 2, 5)
+        assert len(seen) == MODULES + 3
+
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: importer.cursors.get(2) == 6)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert len(seen) == MODULES + 10
+        assert_each_once(seen, gateway)
+
+
+async def test_entry_gateway_outage_imports_each_event_once(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway goes away and comes back with new records: each is imported once."""
+    seen = capture(hass)
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        client = entry.runtime_data.client
+        await wait_for(hass, lambda: len(seen) == MODULES)
+        gateway.stop()
+        await wait_for(hass, lambda: client.state is not ConnectionState.CONNECTED)
+        gateway.start()
+        # Records logged right after the gateway restarts, before Home Assistant reconnects.
+        switch(gateway, 3, 4)
+        gateway.call(lambda gw: gw.site.power_outage([5]))
+        gateway.call(lambda gw: gw.site.power_restore([5]))
+        await wait_for(hass, lambda: client.state is ConnectionState.CONNECTED)
+        newest = newest_seqs(gateway)
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: importer.cursors.get(3) == newest[3])
+        await wait_for(hass, lambda: importer.cursors.get(5) == newest[5])
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert_each_once(seen, gateway)
+        assert sum(e.data["kind"] == "repower" for e in seen) == 1
