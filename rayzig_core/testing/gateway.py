@@ -150,7 +150,8 @@ class GatewayThread:
 
     def call(self, function: Callable[[VirtualGateway], _T]) -> _T:
         """Run ``function(gateway)`` on the gateway's thread and return its result."""
-        assert self._loop is not None and self._server is not None
+        assert self._loop is not None
+        assert self._server is not None
         server = self._server
 
         async def run() -> _T:
