@@ -548,6 +548,8 @@ def _make_client(
     )
 
 
+_LOCAL_COMMANDS = frozenset({"virtual-gateway", "update-server", "firmware-publish", "keygen"})
+"""Commands that do not connect to a gateway (so --fake-i2c has nothing to serve them)."""
 _FAULT_OPTIONS = {
     "fault_bit_flips": "bit_flip_rate",
     "fault_nacks": "nack_rate",
@@ -581,6 +583,11 @@ def _fake_i2c(args: argparse.Namespace) -> Iterator[None]:
             )
         yield
         return
+    if args.command in _LOCAL_COMMANDS:
+        raise CliError(
+            f"--fake-i2c runs a command against a simulated I2C bus; `rayzig {args.command}` "
+            "does not connect to a gateway."
+        )
     from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, FaultPlan  # noqa: PLC0415
     from rayzig_core.testing.gateway import GatewayThread  # noqa: PLC0415
 

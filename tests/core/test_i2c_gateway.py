@@ -526,3 +526,5 @@ def test_cli_over_fake_i2c(
     assert "100k, 400k or 1M" in capsys.readouterr().err
     assert cli.main(["--fake-i2c", str(state), "--host", "127.0.0.1", "modules"]) == 1
     assert "--i2c-bus/--address" in capsys.readouterr().err
+    assert cli.main(["--fake-i2c", str(state), "keygen", "--out", str(tmp_path / "k")]) == 1
+    assert "does not connect to a gateway" in capsys.readouterr().err
