@@ -14,7 +14,7 @@ reply); on Linux that is one ``I2C_RDWR`` call with two messages (§11.2). Frame
 link never looks inside them, it only cuts them into chunks of the negotiated size (§11.4) and puts
 them back together, exactly once and in order (§11.7, §11.8).
 
-One gateway serves up to 16 independent **link channels** (§11.3): the high nibble of every command
+One gateway serves up to 16 independent **link channels** (§11.2): the high nibble of every command
 byte names the channel, each channel has its own sequence numbers, queues, chunk cache and chunk
 size, and a HELLO resets only its own channel. A direct host uses channel 0; the network bridge
 gives each TCP client a channel of its own.
@@ -54,7 +54,7 @@ STATUS_LEN = 11
 """Length of a status block (§11.5)."""
 SEQ_MOD = 256
 CHANNELS = 16
-"""Link channels per gateway (§11.3): the channel is the high nibble of every command byte."""
+"""Link channels per gateway (§11.2): the channel is the high nibble of every command byte."""
 CHANNEL_SHIFT = 4
 _LOW_NIBBLE = 0x0F
 FLOATING = 0xFF
@@ -62,7 +62,7 @@ FLOATING = 0xFF
 
 
 class Command(IntEnum):
-    """Low nibble of every command byte (the high nibble is the channel, §11.3)."""
+    """Low nibble of every command byte (the high nibble is the channel, §11.2)."""
 
     HELLO = 0x01
     STATUS = 0x02
@@ -92,7 +92,7 @@ _READY_CODES = frozenset({Reply.RESPONSE_READY, Reply.NOTIFY_PENDING})
 
 
 class ChunkFlags(IntFlag):
-    """Low nibble of the flags byte of a chunk header; the high nibble is the channel (§11.3)."""
+    """Low nibble of the flags byte of a chunk header; the high nibble is the channel (§11.2)."""
 
     LAST = 0x01
     """This chunk ends its frame."""
@@ -105,7 +105,7 @@ class ChunkFlags(IntFlag):
 class StatusFlags(IntFlag):
     """Low nibble of the flags byte of a status block and of HELLO_ACK (§11.5).
 
-    The high nibble of that byte is the channel the reply belongs to (§11.3).
+    The high nibble of that byte is the channel the reply belongs to (§11.2).
     """
 
     LINKED = 0x01
@@ -297,7 +297,7 @@ class I2CHostLink:
 
     @property
     def channel(self) -> int:
-        """The link channel this host end uses (0..15, §11.3)."""
+        """The link channel this host end uses (0..15, §11.2)."""
         return self._channel
 
     @property
@@ -655,7 +655,7 @@ class SlaveLinkStats:
 
 
 class _SlaveChannel:
-    """The link state of one channel on the slave (§11.3): everything a HELLO resets."""
+    """The link state of one channel on the slave (§11.2): everything a HELLO resets."""
 
     __slots__ = (
         "chunk",

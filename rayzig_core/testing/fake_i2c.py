@@ -216,7 +216,7 @@ class FaultPlan:
 class FakeI2CDevice:
     """A gateway MCU on the fake bus: an :class:`I2CSlaveLink` plus a frame handler.
 
-    Every callback and method takes the link channel (0..15, PROTOCOL.md §11.3) it concerns:
+    Every callback and method takes the link channel (0..15, PROTOCOL.md §11.2) it concerns:
 
     * :meth:`attach` — ``on_frame(channel, frame)`` receives every complete host→gateway frame;
       ``on_connect(channel)`` is called when a host (re)starts that channel's link with HELLO

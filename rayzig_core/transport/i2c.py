@@ -3,7 +3,7 @@
 Every blocking smbus2 call runs on one dedicated worker thread per transport (never on the event
 loop), behind one fair (first come, first served) lock per bus number shared by every transport on
 that bus, so transports on one bus take turns transaction by transaction. Each transport uses one
-link channel (0..15, §11.3) of its gateway: several independent sessions (the bridge's TCP clients)
+link channel (0..15, §11.2) of its gateway: several independent sessions (the bridge's TCP clients)
 can share one gateway, a direct client uses channel 0. The worker drives an
 :class:`~rayzig_core.protocol.i2c_link.I2CHostLink`: it sends queued frames, polls the gateway's
 status (at ``poll_interval``, backing off to ~50 ms while idle; §11.10) and hands received frames
@@ -204,7 +204,7 @@ class I2CTransport:
 
     @property
     def channel(self) -> int:
-        """The link channel this transport uses (§11.3)."""
+        """The link channel this transport uses (§11.2)."""
         return self._channel
 
     @property
@@ -478,7 +478,7 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
 class I2CConnector:
     """Opens I2C transports to a gateway at ``address`` on ``/dev/i2c-<bus>`` (PROTOCOL.md §11).
 
-    ``channel`` (0..15) is the link channel (§11.3): every transport of one connector uses it, and
+    ``channel`` (0..15) is the link channel (§11.2): every transport of one connector uses it, and
     two transports open at the same time on the same gateway need different channels (a HELLO on a
     channel ends the session that used it). A direct client uses 0; the network bridge gives each
     TCP client its own. ``clock_hz`` is the bus clock the kernel was configured with

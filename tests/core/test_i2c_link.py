@@ -454,7 +454,7 @@ def test_any_frame_round_trips_at_any_chunk_size(
     assert host.stats.chunks_sent == host.stats.chunks_received == expected_chunks
 
 
-# --- link channels (§11.3) -------------------------------------------------------------------
+# --- link channels (§11.2) -------------------------------------------------------------------
 
 
 def linked_on(slave: I2CSlaveLink, channel: int, host_max: int = 256) -> I2CHostLink:
