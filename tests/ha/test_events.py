@@ -369,6 +369,9 @@ async def test_replaced_and_removed_modules(
 
     def replace_module(gw: VirtualGateway) -> None:
         gw.site.remove_module(8)
+        # The virtual gateway never reuses a module id (PROTOCOL.md §4.1); model a gateway whose
+        # state predates that rule, which gives the freed id to the next module.
+        gw.site._next_module_id = 8
         module = gw.site.add_module(kind=ModuleKind.MAINS, name="Workshop", outputs=2)
         assert module.module_id == 8
         for n in range(25):
