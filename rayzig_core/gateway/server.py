@@ -24,6 +24,13 @@ from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
 
 _LOGGER = logging.getLogger(__name__)
 
+MAX_BACKLOG = 64 * 1024
+"""Bytes a link may have waiting beyond the transport's high-water mark before it is dropped.
+
+A peer that stops reading (hung, or hostile) would otherwise make the gateway buffer every
+notification for it without limit, and asyncio's write path slows down with the buffer's length,
+stalling the gateway for every other session. A dropped client reconnects and catches up from its
+event-log cursors."""
 SAVE_DELAY = 0.2
 """Seconds to gather changes before one state write."""
 
@@ -105,6 +112,8 @@ class _LinkProtocol(asyncio.Protocol):
         self._deframer = StreamDeframer()
         self._transport: asyncio.Transport | None = None
         self._link: GatewayConnection | None = None
+        self._paused = False
+        self._backlog = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -113,8 +122,25 @@ class _LinkProtocol(asyncio.Protocol):
         self._server.transports.add(transport)
 
     def _send(self, frame: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(length_prefixed(frame))
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        data = length_prefixed(frame)
+        if self._paused:
+            self._backlog += len(data)
+            if self._backlog > MAX_BACKLOG:
+                _LOGGER.info("Dropping a link that does not read what it is sent")
+                transport.abort()  # discard the backlog; connection_lost() detaches the link
+                return
+        transport.write(data)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._backlog = 0
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._backlog = 0
 
     def data_received(self, data: bytes) -> None:
         assert self._link is not None
