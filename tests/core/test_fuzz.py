@@ -14,6 +14,8 @@ import itertools
 import json
 import logging
 import random
+import socket
+import time
 import typing
 from typing import Any
 
@@ -49,7 +51,18 @@ from rayzig_core.protocol.frames import (
 from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import InitiatorHandshake, ResponderHandshake, SecureChannel
 from rayzig_core.testing.gateway import GatewayThread
-from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, connected, connector, pair
+from rayzig_core.transport.tcp import TcpTransport
+from tests.core.conftest import (
+    HOST,
+    OWNER,
+    OWNER_PASSWORD,
+    connected,
+    connector,
+    pair,
+    switchable_output,
+    wait_for,
+)
+from tests.core.test_eventlog import generate
 from tests.core.test_frames_codec import SAMPLES
 
 FUZZ = settings(
@@ -554,3 +567,56 @@ async def test_unknown_user_with_a_long_name_gets_a_decodable_refusal(owned: Gat
                 await admin.delete_user(name)
         assert admin.stats.disconnects == 0
         assert admin.stats.retries == 0
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_stalls_no_one(
+    owned: GatewayThread, bystander_client: RayzigClient
+) -> None:
+    """An enrolled client that never reads must not make the gateway buffer (and slow) forever."""
+    _, credentials = await pair(owned)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a constrained link
+    sock.setblocking(False)  # noqa: FBT003
+    await asyncio.get_running_loop().sock_connect(sock, (HOST, owned.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    stalled = TcpTransport(reader, writer, "stalled")
+    handshake = InitiatorHandshake(
+        static_private=credentials.client_private_key,
+        client_name="stalled",
+        gateway_key=credentials.gateway_public_key,
+    )
+    await stalled.send(handshake.start())
+    handshake.receive(await stalled.receive())
+    assert handshake.gateway_hello is not None
+    assert handshake.gateway_hello.client_enrolled
+
+    def transports() -> set[asyncio.Transport]:
+        assert owned._server is not None
+        return owned._server.transports
+
+    def shrink(g: VirtualGateway) -> None:  # and a small kernel buffer on the gateway's side
+        for transport in transports():
+            sock = transport.get_extra_info("socket")
+            if sock.getpeername() == writer.get_extra_info("sockname"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    owned.call(shrink)
+    module_id, index = switchable_output(owned)
+    generated = 0
+    try:
+        for _ in range(20):  # the stalled link is never read from
+            started = time.monotonic()
+            generate(owned, module_id, index, 1000)
+            generated += 1000
+            assert time.monotonic() - started < 5, "the gateway slowed down for everyone"
+            if owned.call(lambda g: len(g._connections)) == 1:
+                break
+        assert owned.call(lambda g: len(g._connections)) == 1, "the stalled link was kept"
+        buffered = owned.call(lambda g: sum(t.get_write_buffer_size() for t in transports()))
+        assert buffered < 64 * 1024
+        # The bystander got every notification and carries on.
+        await wait_for(lambda: bystander_client.stats.notifications >= 2 * generated, within=10)
+        assert bystander_client.stats.disconnects == 0
+        assert (await bystander_client.get_info()).user == OWNER
+    finally:
+        await stalled.close()
