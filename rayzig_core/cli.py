@@ -18,6 +18,7 @@ with ``--i2c-bus/--address`` directly over I2C)::
 Local commands::
 
     virtual-gateway               run the virtual gateway (the demo and test gateway)
+    bridge                        forward encrypted frames between TCP clients and the I2C gateway
     update-server DIR             serve a signed firmware catalogue directory over HTTP
     firmware-publish DIR ...      sign an image and add it to a catalogue directory
     keygen --out FILE             make an Ed25519 firmware signing key
@@ -97,6 +98,7 @@ from rayzig_core.password_policy import PolicyViolation, check_password
 from rayzig_core.transport.base import Connector
 
 if TYPE_CHECKING:
+    from rayzig_core.bridge import Bridge, BridgeConfig, GatewayAdvert, ZeroconfAdvertiser
     from rayzig_core.firmware import CatalogueEntry, UpdateServerClient
     from rayzig_core.gateway.gateway import FactorySecrets
     from rayzig_core.gateway.server import GatewayServer
@@ -1737,6 +1739,87 @@ async def _serve_updates(
     return EXIT_OK
 
 
+def cmd_bridge(args: argparse.Namespace, out: _Out) -> Coroutine[Any, Any, int]:
+    """Forward frames between TCP clients and the I2C gateway until Ctrl-C or SIGTERM."""
+    from rayzig_core.bridge import BridgeConfig  # noqa: PLC0415 - bridge code only when bridging
+    from rayzig_core.transport.i2c import I2CConnector  # noqa: PLC0415
+
+    bus, address = args.i2c_bus, args.address
+    if bus is None or address is None:
+        raise CliError(
+            "Give the gateway's --i2c-bus and --address (e.g. --i2c-bus 1 --address 0x42)."
+        )
+    host, port = args.listen
+
+    def connector_for(channel: int) -> Connector:
+        return I2CConnector(bus, address, channel=channel)
+
+    config = BridgeConfig(
+        connector_for,
+        host=host,
+        port=port,
+        max_clients=args.max_clients,
+        zeroconf=not args.no_zeroconf,
+        zeroconf_interfaces=args.zeroconf_interface,
+    )
+    return _run_bridge(config, out, args.run_for)
+
+
+async def _run_bridge(config: BridgeConfig, out: _Out, run_for: float | None) -> int:
+    """Identify the gateway, listen and advertise, then forward until stopped."""
+    from rayzig_core.bridge import IdentifyError, run_bridge  # noqa: PLC0415
+
+    def ready(bridge: Bridge, advert: GatewayAdvert, advertiser: ZeroconfAdvertiser | None) -> None:
+        announced = advertiser.name if advertiser is not None else None
+        out.result(
+            {
+                "event": "listening",
+                "host": bridge.host,
+                "port": bridge.port,
+                "serial": advert.serial,
+                "fingerprint": advert.fingerprint,
+                "protocol_version": advert.protocol_version,
+                "max_clients": bridge.max_clients,
+                "zeroconf": announced,
+            },
+            f"Rayzig bridge for gateway {advert.serial} listening on {bridge.host}:{bridge.port} "
+            f"(at most {bridge.max_clients} clients"
+            + (f"; announced as {announced!r}" if announced else "; not announced")
+            + f").\nFingerprint {advert.fingerprint}. Press Ctrl-C to stop.",
+        )
+
+    try:
+        bridge = await run_bridge(config, wait=lambda: _wait_for_stop(run_for), on_ready=ready)
+    except IdentifyError as err:
+        raise CliError(str(err), EXIT_CONNECT) from None
+    except OSError as err:
+        raise CliError(
+            str(err) if err.strerror else f"Cannot listen: {err}", EXIT_CONNECT
+        ) from None
+    if out.json:
+        out.record({"event": "stopped", "clients_served": bridge.accepted}, "")
+    else:
+        served = bridge.accepted
+        _Out.note(f"Bridge stopped; it served {served} connection{'' if served == 1 else 's'}.")
+    return EXIT_OK
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    from rayzig_core.bridge import parse_listen  # noqa: PLC0415
+
+    try:
+        return parse_listen(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _max_clients(text: str) -> int:
+    value = _positive(text)
+    if value > 15:
+        raise argparse.ArgumentTypeError("a bridge serves 1 to 15 clients (one link channel each)")
+    return value
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -2034,6 +2117,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command(
         commands,
+        "bridge",
+        cmd_bridge,
+        "forward encrypted frames between TCP clients and the I2C gateway (on the SBC)",
+        client=False,
+    )
+    p.add_argument(
+        "--i2c-bus", type=_non_negative, metavar="N", help="I2C bus of the gateway (/dev/i2c-N)"
+    )
+    p.add_argument(
+        "--address", type=_i2c_address, metavar="ADDR", help="gateway I2C address, e.g. 0x42"
+    )
+    p.add_argument(
+        "--listen",
+        type=_listen_address,
+        required=True,
+        metavar="HOST:PORT",
+        help="TCP address to serve, e.g. 0.0.0.0:7780 ([::]:7780 for IPv6; port 0: any free one)",
+    )
+    p.add_argument(
+        "--max-clients",
+        type=_max_clients,
+        default=8,
+        metavar="N",
+        help="TCP clients at once, 1 to 15 (default 8); more are refused",
+    )
+    p.add_argument(
+        "--no-zeroconf", action="store_true", help="do not announce the bridge over zeroconf"
+    )
+    p.add_argument(
+        "--zeroconf-interface",
+        action="append",
+        metavar="ADDR",
+        help="announce only on the interface with this IP address (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--fake-i2c",
+        metavar="STATE_FILE",
+        help="demo: bridge to a virtual gateway (state in STATE_FILE, made if missing) started "
+        "in-process on a simulated /dev/i2c-N at --i2c-bus/--address",
+    )
+    p.add_argument(
+        "--i2c-clock",
+        type=_i2c_clock,
+        metavar="100k|400k|1M",
+        help="with --fake-i2c: model the bus at this clock in real time",
+    )
+    p.add_argument("--run-for", type=_seconds, metavar="SECONDS", help="stop after SECONDS (demos)")
+
+    p = command(
+        commands,
         "firmware-publish",
         cmd_firmware_publish,
         "sign an image into a catalogue directory",
@@ -2190,7 +2323,7 @@ def main(argv: list[str] | None = None) -> int:
         print("rayzig: choose a command (see `rayzig --help`)", file=sys.stderr)
         return EXIT_USAGE
     out = _Out(json_mode=args.json)
-    server = args.command in {"virtual-gateway", "update-server"}
+    server = args.command in {"virtual-gateway", "update-server", "bridge"}
     try:
         with _logging(verbose=args.verbose, server=server), _fake_i2c(args):
             result = handler(args, out)
