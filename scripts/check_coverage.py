@@ -22,7 +22,8 @@ def main(report: str) -> int:
         need = THRESHOLDS.get(name, DEFAULT)
         ok = percent >= need if name in THRESHOLDS else percent > need
         failed |= not ok
-        print(f"{'ok ' if ok else 'LOW'} {percent:6.2f} % {path} (needs {'' if name in THRESHOLDS else '> '}{need:g} %)")  # noqa: T201
+        rule = f"{need:g} %" if name in THRESHOLDS else f"> {need:g} %"
+        print(f"{'ok ' if ok else 'LOW'} {percent:6.2f} % {path} (needs {rule})")  # noqa: T201
     return 1 if failed else 0
 
 
