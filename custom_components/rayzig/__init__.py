@@ -12,6 +12,7 @@ import importlib
 import logging
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError, ConfigEntryNotReady
@@ -211,7 +212,13 @@ async def async_unload_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> b
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: RayzigConfigEntry, device: dr.DeviceEntry
 ) -> bool:
-    """Let the user delete a module device only once the module has left the mesh."""
+    """Let the user delete a module device only once the module has left the mesh.
+
+    While the entry is not loaded nothing is known about the mesh: the deletion is allowed, and a
+    module that is still there gets its device back at the next setup.
+    """
+    if entry.state is not ConfigEntryState.LOADED:
+        return True
     data = entry.runtime_data.coordinator.data
     in_use = {gateway_device_identifier(data.info.serial)} | {
         module_device_identifier(module.serial) for module in data.modules.values()

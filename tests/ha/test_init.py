@@ -291,6 +291,8 @@ async def test_remove_module_device_only_when_gone(
             config_entry_id=entry.entry_id, identifiers={(DOMAIN, "RZ-GONE")}
         )
         assert await async_remove_config_entry_device(hass, entry, orphan)
+        await hass.config_entries.async_unload(entry.entry_id)
+        assert await async_remove_config_entry_device(hass, entry, device)
 
 
 async def test_stale_devices_removed_at_setup(
