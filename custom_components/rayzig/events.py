@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from homeassistant.helpers.storage import Store
 from rayzig_core.errors import NotFoundError, RayzigError
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import ConnectionState, Event, EventKind, Module
+from rayzig_core.protocol import messages as m
 
 from .const import (
     ATTR_DEVICE_ID,
@@ -88,6 +90,9 @@ class RayzigEventImporter:
         self._pending_all = False
         self._task: asyncio.Task[None] | None = None
         self._unsub_state: CALLBACK_TYPE | None = None
+        self._unsub_notice: CALLBACK_TYPE | None = None
+        self._known: dict[int, Module] = {}
+        """Modules as last synced, to name one that leaves the mesh."""
         self._loaded = False
         self._stopped = False
         self.imported = 0
@@ -117,6 +122,7 @@ class RayzigEventImporter:
         self._sync = EventLogSync(self.client, cursors, initial_backlog=self._import_window())
         self._loaded = True
         self._unsub_state = self.client.subscribe_state(self._on_connection_state)
+        self._unsub_notice = self.client.subscribe(self._on_notification)
 
     @callback
     def _on_connection_state(self, state: ConnectionState) -> None:
@@ -124,12 +130,32 @@ class RayzigEventImporter:
         if state is ConnectionState.CONNECTED:
             self.async_schedule_sync()
 
+    @callback
+    def _on_notification(self, notice: m.Notification) -> None:
+        """Fire a ``left`` event when a module leaves the mesh (its log went with it)."""
+        if isinstance(notice, m.ModuleLeft):
+            self._async_module_left(notice.module_id)
+
+    @callback
+    def _async_module_left(self, module_id: int) -> None:
+        module = self._known.pop(module_id, None)
+        seq = self._sync.cursors.get(module_id, 0)
+        self._sync.forget(module_id)
+        self._serials.pop(module_id, None)
+        self._schedule_save()
+        if module is None:
+            return
+        # No log record tells when: the gateway's notification is the moment it left.
+        event = Event(module_id, seq, time.time(), EventKind.LEFT, None, None, None)
+        self._fire(module, self._device_id(module, create=False), event)
+
     async def async_stop(self) -> None:
         """Cancel the sync task and flush the cursors (called on unload)."""
         self._stopped = True
-        if self._unsub_state is not None:
-            self._unsub_state()
-            self._unsub_state = None
+        for unsub in (self._unsub_state, self._unsub_notice):
+            if unsub is not None:
+                unsub()
+        self._unsub_state = self._unsub_notice = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -204,6 +230,7 @@ class RayzigEventImporter:
 
     async def _sync_module(self, module: Module) -> int:
         module_id = module.module_id
+        self._known[module_id] = module
         if self._serials.get(module_id, module.serial) != module.serial:
             # Another module took this id: its log has nothing to do with the old cursor.
             self._sync.forget(module_id)
@@ -213,6 +240,7 @@ class RayzigEventImporter:
         except NotFoundError:
             self._sync.forget(module_id)
             self._serials.pop(module_id, None)
+            self._known.pop(module_id, None)
             self._schedule_save()
             return 0
         device_id = self._device_id(module)
@@ -222,7 +250,7 @@ class RayzigEventImporter:
         return len(events)
 
     @callback
-    def _device_id(self, module: Module) -> str:
+    def _device_id(self, module: Module, *, create: bool = True) -> str | None:
         """Device-registry id of the module's device (created early if entities are not up yet)."""
         registry = dr.async_get(self.hass)
         identifier = (DOMAIN, module.serial)
@@ -233,6 +261,8 @@ class RayzigEventImporter:
         else:
             device = registry.async_get_device(identifiers=identifiers)
         if device is None:
+            if not create:
+                return None
             device = registry.async_get_or_create(
                 config_entry_id=self.entry.entry_id,
                 identifiers=identifiers,
@@ -244,7 +274,7 @@ class RayzigEventImporter:
         return device.id
 
     @callback
-    def _fire(self, module: Module, device_id: str, event: Event) -> None:
+    def _fire(self, module: Module, device_id: str | None, event: Event) -> None:
         data = {
             ATTR_DEVICE_ID: device_id,
             ATTR_MODULE_ID: module.module_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -39,7 +40,6 @@ from rayzig_core.models import (
     ConnectionState,
     Event,
     EventKind,
-    ModuleKind,
 )
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
@@ -359,7 +359,7 @@ async def test_replaced_and_removed_modules(
     gateway: GatewayThread,
     hass_storage: dict[str, Any],
 ) -> None:
-    """A module id taken by another module starts afresh; a vanished module loses its cursor."""
+    """A module id now behind another serial starts afresh; a vanished module loses its cursor."""
     config_entry.add_to_hass(hass)
     seen = capture(hass)
     importer = await new_importer(hass, config_entry, client)
@@ -367,23 +367,23 @@ async def test_replaced_and_removed_modules(
     await importer.async_sync([8])
     assert importer.cursors[8] == 21
 
-    def replace_module(gw: VirtualGateway) -> None:
-        gw.site.remove_module(8)
-        # The virtual gateway never reuses a module id (PROTOCOL.md §4.1); model a gateway whose
-        # state predates that rule, which gives the freed id to the next module.
-        gw.site._next_module_id = 8
-        module = gw.site.add_module(kind=ModuleKind.MAINS, name="Workshop", outputs=2)
-        assert module.module_id == 8
-        for n in range(25):
-            gw.site.set_output(8, 1, n % 2 == 0, user="installer")
-
-    gateway.call(replace_module)
+    # Module ids are never reused (PROTOCOL.md §4.1), but a gateway reset to factory state
+    # starts again at 1: when the serial behind an id changes, the old cursor is meaningless.
+    module = gateway.call(lambda gw: gw.site.module(8))
+    stranger = replace(module, serial="RZ9999999", name="Workshop")
+    config_entry.runtime_data = SimpleNamespace(  # type: ignore[assignment]
+        coordinator=SimpleNamespace(data=SimpleNamespace(modules={8: stranger}))
+    )
     seen.clear()
-    assert await importer.async_sync([8]) == 26
+    assert await importer.async_sync([8]) == 21
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert seen[0].data["kind"] == "joined"
-    assert seen[0].data["module_name"] == "Workshop"
+    assert seen[0].data["seq"] == 1
+    assert {e.data["module_name"] for e in seen} == {"Workshop"}
     assert not [e for e in seen if e.data["kind"] == "gap"]
+    await importer.async_stop()
+    stored = hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"]["data"]["modules"]
+    assert stored["8"] == {"seq": 21, "serial": "RZ9999999"}
+    importer = await new_importer(hass, config_entry, client)
 
     # The coordinator still lists a module the gateway no longer knows: its cursor goes.
     stale = gateway.call(lambda gw: gw.site.module(9))
@@ -514,3 +514,32 @@ async def test_entry_gateway_outage_imports_each_event_once(
         await hass.async_block_till_done(wait_background_tasks=True)
         assert_each_once(seen, gateway)
         assert sum(e.data["kind"] == "repower" for e in seen) == 1
+
+
+async def test_module_leaving_fires_left(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A module leaving the mesh is reported once as "left"; its cursor is forgotten."""
+    seen = capture(hass)
+    module = gateway.call(lambda gw: gw.site.module(4))
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: 4 in importer.cursors)
+        device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, module.serial)})
+        assert device is not None
+        gateway.call(lambda gw: gw.site.remove_module(4))
+        await wait_for(hass, lambda: any(e.data["kind"] == "left" for e in seen))
+        left = [e for e in seen if e.data["kind"] == "left"]
+        assert len(left) == 1
+        assert left[0].data["module_id"] == 4
+        assert left[0].data["module_name"] == module.name
+        assert left[0].data["device_id"] in (device.id, None)
+        assert left[0].data["seq"] == 1
+        assert 4 not in importer.cursors
+        # A notice for a module the importer never synced only drops what it may hold.
+        importer._async_module_left(4242)
+        await hass.async_block_till_done()
+        assert len([e for e in seen if e.data["kind"] == "left"]) == 1
