@@ -14,7 +14,7 @@ install it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from rayzig_core.firmware import CatalogueEntry, UpdateServerClient, version_key
 from rayzig_core.firmware_install import install_firmware
 from rayzig_core.models import FirmwarePart, FirmwareVersion, UserLevel
 from rayzig_core.permissions import Permission, allowed
+from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.messages import ErrorCode
 
 from .const import DOMAIN
@@ -95,6 +96,13 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
         self.server = UpdateServerClient(async_get_clientsession(hass), url, (signing_key,))
         self.entries: list[CatalogueEntry] = []
         """Every verified entry of the last catalogue fetched."""
+        # Firmware installed by anyone (another client, the CLI) settles the security repair.
+        entry.async_on_unload(client.subscribe(self._on_notification))
+
+    @callback
+    def _on_notification(self, notice: m.Notification) -> None:
+        if isinstance(notice, m.FirmwareChanged):
+            self.async_check_security_fixes(notice.versions)
 
     # --- what is installed -----------------------------------------------------------------------
 
@@ -138,11 +146,16 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
         return {part: newest(entries, part) for part in FirmwarePart}
 
     @callback
-    def async_check_security_fixes(self) -> None:
-        """Raise a repair per part with a newer image fixing a security problem; clear the rest."""
+    def async_check_security_fixes(self, versions: Iterable[FirmwareVersion] | None = None) -> None:
+        """Raise a repair per part with a newer image fixing a security problem; clear the rest.
+
+        ``versions`` are the installed versions when the caller knows them first-hand (a
+        FirmwareChanged notice), otherwise the gateway's last report is used.
+        """
         entries = self.entries
+        known = {version.part: version for version in versions or ()}
         for part in FirmwarePart:
-            installed = self.installed(part)
+            installed = known.get(part) or self.installed(part)
             if installed is None:
                 continue
             fixes = [

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from homeassistant.components.update import (
     ATTR_IN_PROGRESS,
@@ -44,12 +45,13 @@ from rayzig_core.firmware import (
     image_file_name,
     publish_image,
 )
+from rayzig_core.firmware_install import install_firmware
 from rayzig_core.models import FirmwarePart, FirmwareVersion, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.update_server import serve
 
-from .runtime_helpers import loaded_entry
+from .runtime_helpers import loaded_entry, wait_for
 
 IMAGE_SIZE = 5 * CHUNK_SIZE + 123
 VIEWER = "viewer"
@@ -470,3 +472,43 @@ def test_version_helpers(tmp_path: Path) -> None:
     assert is_newer(best, None)
     assert is_newer(entries[0], FirmwareVersion(FirmwarePart.RAYZIG, "2.9.0", 3))
     assert not is_newer(entries[1], FirmwareVersion(FirmwarePart.RAYZIG, "2.10.0", 3))
+
+
+async def test_install_by_another_client_settles_repair(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+    update_server: UpdateServer,
+) -> None:
+    """Firmware installed elsewhere (e.g. with the CLI) clears the repair and shows at once."""
+    publish(gateway, update_server.directory, update_server.private, security_fix=True)
+    entry = entry_with_options(config_entry, update_server.url, update_server.public)
+    async with loaded_entry(hass, entry, monkeypatch):
+        issues = ir.async_get(hass)
+        security_issue = issue_id(ISSUE_FIRMWARE_SECURITY_UPDATE, entry.entry_id, "rayzig")
+        assert issues.async_get_issue(DOMAIN, security_issue) is not None
+        entity_id = update_entity(hass, FirmwarePart.RAYZIG).entity_id
+
+        other = RayzigClient(
+            TcpConnector("127.0.0.1", gateway.port),
+            ClientCredentials.from_dict(config_entry.data[CONF_CREDENTIALS]),
+        )
+        await other.connect()
+        async with aiohttp.ClientSession() as session:
+            server = UpdateServerClient(session, update_server.url, (update_server.public,))
+            latest = await server.latest_for(FirmwarePart.RAYZIG)
+            assert latest is not None
+            await install_firmware(other, latest, await server.fetch_image(latest))
+        await other.close()
+
+        await wait_for(hass, lambda: issues.async_get_issue(DOMAIN, security_issue) is None)
+
+        def shows_new_version() -> bool:
+            state = hass.states.get(entity_id)
+            return state is not None and state.attributes[ATTR_INSTALLED_VERSION] == "2.5.0"
+
+        await wait_for(hass, shows_new_version)
+        state = hass.states.get(entity_id)
+        assert state is not None
+        assert state.state == STATE_OFF
