@@ -1,1 +1,1 @@
-"""Rayzig core: secure protocol, client, virtual gateway, bridge and CLI for Rayzig power-control meshes."""
+"""Rayzig core: secure protocol, client, virtual gateway, bridge and CLI for Rayzig meshes."""

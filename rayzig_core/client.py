@@ -133,7 +133,9 @@ class ClientCredentials:
                 int(data["client_id"]),
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"stored Rayzig credentials are damaged ({type(err).__name__})") from err
+            raise ValueError(
+                f"stored Rayzig credentials are damaged ({type(err).__name__})"
+            ) from err
 
 
 @dataclass(slots=True)
@@ -364,9 +366,7 @@ class RayzigClient:
         handshake = InitiatorHandshake(
             static_private=private, client_name=self.client_name, expected_gateway_key=gateway_key
         )
-        session = await _handshake(
-            self.connector, handshake, self._dispatch, self.request_timeout
-        )
+        session = await _handshake(self.connector, handshake, self._dispatch, self.request_timeout)
         return session, private
 
     async def identify(self) -> GatewayIdentity:
@@ -389,18 +389,14 @@ class RayzigClient:
     ) -> m.Response:
         session, _ = await self._pairing_session(gateway_key, static_private)
         try:
-            response = await session.request(
-                self._new_request_id(), request, self.request_timeout
-            )
+            response = await session.request(self._new_request_id(), request, self.request_timeout)
         finally:
             await session.close()
         if isinstance(response, m.ErrorResponse):
             raise error_from_response(response)
         return response
 
-    async def pair(
-        self, gateway: GatewayIdentity, user: str, password: str
-    ) -> ClientCredentials:
+    async def pair(self, gateway: GatewayIdentity, user: str, password: str) -> ClientCredentials:
         """Prove ``user``'s password to the pinned gateway and enrol a fresh client key.
 
         Raises PasswordChangeRequiredError on the factory password, InvalidCredentialsError,
@@ -413,7 +409,11 @@ class RayzigClient:
         if not isinstance(response, m.Paired):
             raise ProtocolError("unexpected answer to Pair")
         self.credentials = ClientCredentials(
-            private, gateway.public_key, gateway.serial, response.user, response.level,
+            private,
+            gateway.public_key,
+            gateway.serial,
+            response.user,
+            response.level,
             response.client_id,
         )
         return self.credentials
@@ -601,7 +601,7 @@ class RayzigClient:
             if len(modules) >= page.total or not page.modules:
                 return modules
 
-    async def set_output(self, module_id: int, output: int, on: bool) -> Output:  # noqa: FBT001
+    async def set_output(self, module_id: int, output: int, on: bool) -> Output:
         """Switch an output; returns its state as acknowledged by the gateway."""
         return (await self._call(m.SetOutput(module_id, output, on), m.OutputResponse)).output
 
@@ -612,9 +612,7 @@ class RayzigClient:
         request = m.SetRestorePreset(module_id, output, preset)
         return (await self._call(request, m.OutputResponse)).output
 
-    async def set_utility_output(
-        self, module_id: int, output: int, controllable: bool  # noqa: FBT001
-    ) -> Output:
+    async def set_utility_output(self, module_id: int, output: int, controllable: bool) -> Output:
         """Mark whether the Utility user may switch an output."""
         request = m.SetUtilityOutput(module_id, output, controllable)
         return (await self._call(request, m.OutputResponse)).output

@@ -27,7 +27,7 @@ class EventLogSync:
         *,
         initial_backlog: int = 0,
     ) -> None:
-        """Start from saved ``cursors``; a module without one imports its last ``initial_backlog``."""
+        """Start from saved ``cursors``; a module without one imports ``initial_backlog`` events."""
         self._client = client
         self._cursors = dict(cursors or {})
         self.initial_backlog = max(0, min(initial_backlog, MAX_EVENTS_PER_MODULE))

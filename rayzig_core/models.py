@@ -1,7 +1,8 @@
-"""Domain data of a Rayzig site: modules, outputs, telemetry, events, users (PROTOCOL.md §4, §7, §8).
+"""Domain data of a Rayzig site: modules, outputs, telemetry, events, users (PROTOCOL.md §4, §7-8).
 
-These frozen dataclasses are both the public API of :mod:`rayzig_core` and the bodies of wire messages
-(the codec in :mod:`rayzig_core.protocol.codec` encodes them field by field, in declaration order).
+These frozen dataclasses are both the public API of :mod:`rayzig_core` and the bodies of wire
+messages (:mod:`rayzig_core.protocol.codec` encodes them field by field, in declaration
+order).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ DEFAULT_I2C_ADDRESS: Final = 0x42
 CONF_EVENT_IMPORT_WINDOW: Final = "event_import_window"
 """How many past events per module to import on first sync."""
 CONF_LOW_BATTERY_THRESHOLD: Final = "low_battery_threshold"
-"""Battery percent at or below which the battery-low binary sensor turns on (0 = module's own minimum)."""
+"""Battery percent at or below which battery-low turns on (0 = the module's own minimum)."""
 CONF_POLL_INTERVAL: Final = "poll_interval"
 """Seconds between safety-net polls; push notifications do the real work."""
 CONF_UPDATE_SERVER_URL: Final = "update_server_url"

@@ -220,9 +220,7 @@ class VirtualGateway:
         default_folded_verifier = credentials.make_verifier(
             fold_password(secrets_.default_password), n=scrypt_n
         )
-        installer = UserAccount(
-            FACTORY_USER, UserLevel.SYSTEM, default_verifier, must_change=True
-        )
+        installer = UserAccount(FACTORY_USER, UserLevel.SYSTEM, default_verifier, must_change=True)
         private, _ = generate_keypair()
         if not trusted_update_keys:
             # Trust no publisher: an unknown key whose private half is discarded at once.
@@ -428,7 +426,9 @@ class VirtualGateway:
 
     # --- request handling ------------------------------------------------------------------
 
-    def handle(self, connection: GatewayConnection, request_id: int, request: m.Request) -> m.Response:
+    def handle(
+        self, connection: GatewayConnection, request_id: int, request: m.Request
+    ) -> m.Response:
         """Answer one request, from the replay cache when it is a retried mutating request."""
         if request_id == 0:  # §5.3: 0 is the id of notifications, never of a request
             return m.ErrorResponse(
@@ -496,8 +496,7 @@ class VirtualGateway:
             # §6.1: in factory state nothing but setting the new password, on any session.
             raise RequestRefused(
                 m.ErrorCode.PASSWORD_CHANGE_REQUIRED,
-                f"The gateway is in factory state: set a new password for {FACTORY_USER!r} "
-                "first.",
+                f"The gateway is in factory state: set a new password for {FACTORY_USER!r} first.",
             )
         client = connection.client
         if client is None or self.clients.get(client.client_id) is not client:
@@ -514,7 +513,7 @@ class VirtualGateway:
             )
         return self._authenticated(connection, client, account, request)
 
-    def _authenticated(  # noqa: C901, PLR0911, PLR0912 - one branch per catalogue request
+    def _authenticated(
         self,
         connection: GatewayConnection,
         client: ClientRecord,
@@ -583,9 +582,10 @@ class VirtualGateway:
         if isinstance(request, m.ListUsers):
             need(Permission.MANAGE_USERS)
             return m.UserList(
-                tuple(GatewayUser(u.name, u.level) for u in sorted(
-                    self.users.values(), key=lambda u: u.name
-                ))
+                tuple(
+                    GatewayUser(u.name, u.level)
+                    for u in sorted(self.users.values(), key=lambda u: u.name)
+                )
             )
         if isinstance(request, m.AddUser):
             need(permission_to_manage(request.level))
@@ -648,9 +648,7 @@ class VirtualGateway:
         for output in self.site.module(module_id).outputs:
             if output.index == index:
                 return output
-        raise RequestRefused(
-            m.ErrorCode.NOT_FOUND, f"Module {module_id} has no output {index}."
-        )
+        raise RequestRefused(m.ErrorCode.NOT_FOUND, f"Module {module_id} has no output {index}.")
 
     def _module_page(self, start: int) -> m.ModulePage:
         modules = self.site.modules()
@@ -689,9 +687,7 @@ class VirtualGateway:
             # Shrink in proportion to the overshoot: one or two encodings instead of six.
             keep = len(events) * MAX_PLAINTEXT // size
             events = events[: max(1, min(keep, len(events) - 1))]
-            batch = m.EventBatch(
-                request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq
-            )
+            batch = m.EventBatch(request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq)
             size = len(m.encode(2**62, batch))
         return batch
 
@@ -941,7 +937,7 @@ class GatewayConnection:
         self._send_frame = send_frame
         self._close = close
         self._handshake = ResponderHandshake(
-            static_private=gateway._static_private,  # noqa: SLF001 - the gateway's own key
+            static_private=gateway._static_private,
             hello_for=gateway.hello_for,
         )
         self._channel: SecureChannel | None = None

@@ -63,7 +63,7 @@ def save_state(gateway: VirtualGateway, path: Path) -> None:
             handle.write(json.dumps(gateway.to_json(), separators=(",", ":")))
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
+        Path(tmp).chmod(0o600)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -84,7 +84,11 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def open_gateway(
-    state_path: Path | None, *, module_count: int = 12, scrypt_n: int = 2**15, seed: int = 1,
+    state_path: Path | None,
+    *,
+    module_count: int = 12,
+    scrypt_n: int = 2**15,
+    seed: int = 1,
     trusted_update_keys: tuple[bytes, ...] = (),
 ) -> tuple[VirtualGateway, FactorySecrets | None]:
     """Load the gateway from its state file, or make a factory-new one (and save it)."""

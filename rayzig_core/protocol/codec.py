@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -51,7 +52,7 @@ def _decode_float(value: Any) -> float:
     if type(value) not in (float, int):
         raise DecodeError("expected a number")
     result = float(value)
-    if result != result or result in (float("inf"), float("-inf")):
+    if not math.isfinite(result):
         raise DecodeError("expected a finite number")
     return result
 
@@ -264,5 +265,5 @@ def loads(data: bytes) -> Any:
     check_strict(data)
     try:
         return cbor2.loads(data)
-    except Exception as err:  # noqa: BLE001 - cbor2 raises many types on hostile input
+    except Exception as err:
         raise DecodeError("payload is not valid CBOR") from err

@@ -32,7 +32,7 @@ IK = "IK"
 
 
 def fingerprint(public_key: bytes) -> str:
-    """Human-comparable fingerprint of a static key: SHA-256, 16 bytes as 8 groups of 4 hex (§3.4)."""
+    """Human-comparable fingerprint of a static key: 16 bytes of SHA-256 as 8 hex groups (§3.4)."""
     digest = hashlib.sha256(b"rayzig-fingerprint\x00" + public_key).hexdigest()[:32].upper()
     return "-".join(digest[i : i + 4] for i in range(0, 32, 4))
 

@@ -34,8 +34,12 @@ def test_readme_example_pairs_and_toggles(tmp_path: Path) -> None:
             "RAYZIG_NEW_PASSWORD": "mauve-otter-juggles-47-kites",
             "PATH": "/usr/bin:/bin",
         }
-        result = subprocess.run(  # noqa: S603 - our own example, our own interpreter
-            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60,
+        result = subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
             check=False,
         )
         assert result.returncode == 0, result.stderr
@@ -44,8 +48,12 @@ def test_readme_example_pairs_and_toggles(tmp_path: Path) -> None:
         assert after is (not before)
         assert ("on" if after else "off") in result.stdout.splitlines()[-1]
         # Once more: the gateway is out of factory state now, pairing goes straight through.
-        again = subprocess.run(  # noqa: S603
-            [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60,
+        again = subprocess.run(
+            [sys.executable, str(script)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
             check=False,
         )
         assert again.returncode == 0, again.stderr

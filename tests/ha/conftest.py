@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,13 +46,13 @@ def gateway(gateway_factory: GatewayThread) -> GatewayThread:
 
 
 @pytest.fixture
-async def credentials(gateway: GatewayThread) -> AsyncIterator[ClientCredentials]:
+async def credentials(gateway: GatewayThread) -> ClientCredentials:
     """Credentials of a client paired as the installer (System level)."""
     client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), client_name="Home Assistant")
     identity = await client.identify()
     creds = await client.pair(identity, OWNER, OWNER_PASSWORD)
     await client.close()
-    yield creds
+    return creds
 
 
 @pytest.fixture
