@@ -22,6 +22,7 @@ gives each TCP client a channel of its own.
 
 from __future__ import annotations
 
+import binascii
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -118,28 +119,15 @@ class StatusFlags(IntFlag):
 # --- CRC-16/CCITT-FALSE (§11.3) -----------------------------------------------------------
 
 
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
-
-
 def crc16_ccitt(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final XOR; §11.3).
 
-    ``crc16_ccitt(b"123456789") == 0x29B1``.
+    ``crc16_ccitt(b"123456789") == 0x29B1``. ``crc`` continues an earlier computation.
+    :func:`binascii.crc_hqx` is this very CRC (MSB first, poly 0x1021, no final XOR) with the
+    initial value as its second argument, computed in C: a chunk's CRC costs about a
+    microsecond instead of tens of microseconds for a table loop in Python.
     """
-    table = _CRC_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    return binascii.crc_hqx(data, crc & 0xFFFF)
 
 
 def _seal(body: bytes | bytearray) -> bytes:

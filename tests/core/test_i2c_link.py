@@ -77,6 +77,24 @@ def test_crc16_ccitt_false_check_value() -> None:
     assert crc16_ccitt(b"") == 0xFFFF
 
 
+def _crc16_bitwise(data: bytes, crc: int = 0xFFFF) -> int:
+    """The textbook definition, bit by bit: poly 0x1021, MSB first, no reflection, no final XOR."""
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+@given(st.binary(max_size=300), st.integers(0, 0xFFFF))
+def test_crc16_ccitt_matches_the_bitwise_definition(data: bytes, init: int) -> None:
+    assert crc16_ccitt(data) == _crc16_bitwise(data)
+    assert crc16_ccitt(data, init) == _crc16_bitwise(data, init)
+    assert crc16_ccitt(bytearray(data)) == crc16_ccitt(memoryview(data)) == _crc16_bitwise(data)
+    head, tail = data[: len(data) // 2], data[len(data) // 2 :]
+    assert crc16_ccitt(tail, crc16_ccitt(head)) == crc16_ccitt(data)
+
+
 @pytest.mark.parametrize("host_max", CHUNK_SIZES)
 @pytest.mark.parametrize("slave_max", CHUNK_SIZES)
 def test_negotiation_uses_the_smaller_size(host_max: int, slave_max: int) -> None:
