@@ -188,6 +188,19 @@ class GatewayServer:
         self._simulation: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The (host, port) of every socket listening now (empty before start and after stop).
+
+        By default the gateway listens on 127.0.0.1 only (EN 303 645 5.6-1).
+        """
+        if self._server is None:
+            return []
+        return [
+            (str(name[0]), int(name[1]))
+            for name in (sock.getsockname() for sock in self._server.sockets)
+        ]
+
     async def start(self) -> None:
         """Listen; a port in use raises OSError with a message naming it."""
         self._loop = asyncio.get_running_loop()
