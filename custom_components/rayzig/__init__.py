@@ -146,6 +146,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bo
     client = await _async_connect(hass, entry)
     try:
         coordinator = RayzigCoordinator(hass, entry, client)
+        # Subscribed before the first read: what changes meanwhile is replayed on top of it.
+        coordinator.async_start_push()
         await coordinator.async_config_entry_first_refresh()
         events = RayzigEventImporter(hass, entry, client)
         await events.async_load()
@@ -195,7 +197,6 @@ async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bo
     )
     coordinator.gateway_device_id = gateway.id
     coordinator.async_remove_stale_devices()
-    coordinator.async_start_push()
     if firmware is not None:
         await firmware.async_refresh()
 

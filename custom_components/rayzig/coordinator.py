@@ -97,6 +97,51 @@ def required_level(permission: Permission) -> UserLevel:
     return UserLevel.SYSTEM  # pragma: no cover - every permission is held by System
 
 
+def _with_module(data: RayzigSiteData, module: Module) -> RayzigSiteData:
+    return replace(data, modules={**data.modules, module.module_id: module})
+
+
+def _with_output(data: RayzigSiteData, module_id: int, output: Output) -> RayzigSiteData:
+    module = data.modules.get(module_id)
+    if module is None or not 0 <= output.index < len(module.outputs):
+        return data
+    outputs = list(module.outputs)
+    outputs[output.index] = output
+    return _with_module(data, replace(module, outputs=tuple(outputs)))
+
+
+def apply_notice(data: RayzigSiteData, notice: m.Notification) -> RayzigSiteData:
+    """Return the site data after a gateway notification (``data`` itself if nothing changes)."""
+    if isinstance(notice, m.OutputChanged):
+        return _with_output(data, notice.module_id, notice.output)
+    if isinstance(notice, m.ModuleJoined):
+        return _with_module(data, notice.module)
+    if isinstance(notice, m.FirmwareChanged):
+        return replace(data, info=replace(data.info, firmware=notice.versions))
+    if isinstance(notice, m.ModuleLeft):
+        if notice.module_id not in data.modules:
+            return data
+        modules = {k: v for k, v in data.modules.items() if k != notice.module_id}
+        return replace(data, modules=modules)
+    module_id = getattr(notice, "module_id", None)
+    module = data.modules.get(module_id) if isinstance(module_id, int) else None
+    if module is None:
+        return data
+    if isinstance(notice, m.TelemetryChanged):
+        return _with_module(data, replace(module, telemetry=notice.telemetry))
+    if isinstance(notice, m.EventsAvailable) and notice.newest_seq > module.event_seq:
+        added = notice.newest_seq - module.event_seq
+        return _with_module(
+            data,
+            replace(
+                module,
+                event_seq=notice.newest_seq,
+                event_count=min(MAX_EVENTS_PER_MODULE, module.event_count + added),
+            ),
+        )
+    return data
+
+
 class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     """Keeps :class:`RayzigSiteData` current, mostly from the gateway's push notifications."""
 
@@ -121,6 +166,7 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         self.gateway_device_id: str | None = None
         """Device-registry id of the gateway device (modules are linked to it)."""
         self._connection_lost = False
+        self._poll_buffers: list[list[m.Notification]] = []
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -185,6 +231,11 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         if self.data is not None and not self.connected:
             # Entities already show the outage; the client reconnects by itself.
             return self.data
+        # Notifications that arrive while the snapshot is read may be newer than (part of) it:
+        # they are replayed on top of it, in order. Each carries an absolute state, and the
+        # session delivers notifications and answers in order, so the replay is exact.
+        received: list[m.Notification] = []
+        self._poll_buffers.append(received)
         try:
             info = await self.client.get_info()
             modules = await self.client.list_modules()
@@ -198,7 +249,11 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
                 translation_key="update_failed",
                 translation_placeholders={"error": str(err)},
             ) from err
+        finally:
+            self._poll_buffers.remove(received)
         data = RayzigSiteData(info, {module.module_id: module for module in modules})
+        for notice in received:
+            data = apply_notice(data, notice)
         self._async_track_changes(self.data, data)
         return data
 
@@ -206,61 +261,29 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
 
     @callback
     def _handle_notification(self, notice: m.Notification) -> None:
+        for received in self._poll_buffers:
+            received.append(notice)
+        if isinstance(notice, m.EventsAvailable) and self.events is not None:
+            self.events.async_schedule_sync(notice.module_id)
         data = self.data
         if data is None:
-            return
-        if isinstance(notice, m.OutputChanged):
-            self.async_apply_output(notice.module_id, notice.output)
-        elif isinstance(notice, m.TelemetryChanged):
-            module = data.modules.get(notice.module_id)
-            if module is not None:
-                self._async_publish_module(replace(module, telemetry=notice.telemetry))
-        elif isinstance(notice, m.EventsAvailable):
-            self._handle_events_available(data, notice)
-        elif isinstance(notice, m.ModuleJoined):
-            modules = {**data.modules, notice.module.module_id: notice.module}
-            self._async_publish(replace(data, modules=modules))
-        elif isinstance(notice, m.ModuleLeft):
-            modules = {k: v for k, v in data.modules.items() if k != notice.module_id}
-            self._async_publish(replace(data, modules=modules))
-        elif isinstance(notice, m.FirmwareChanged):
-            self._async_publish(replace(data, info=replace(data.info, firmware=notice.versions)))
-
-    @callback
-    def _handle_events_available(self, data: RayzigSiteData, notice: m.EventsAvailable) -> None:
-        module = data.modules.get(notice.module_id)
-        if module is not None and notice.newest_seq > module.event_seq:
-            added = notice.newest_seq - module.event_seq
-            self._async_publish_module(
-                replace(
-                    module,
-                    event_seq=notice.newest_seq,
-                    event_count=min(MAX_EVENTS_PER_MODULE, module.event_count + added),
-                )
-            )
-        if self.events is not None:
-            self.events.async_schedule_sync(notice.module_id)
+            return  # the first refresh is running: it replays this notification
+        updated = apply_notice(data, notice)
+        if updated is not data:
+            self._async_publish(updated)
 
     @callback
     def async_apply_output(self, module_id: int, output: Output) -> None:
-        """Take an output state the gateway acknowledged or pushed."""
-        module = self.data.modules.get(module_id)
-        if module is None or not 0 <= output.index < len(module.outputs):
-            return
-        outputs = list(module.outputs)
-        outputs[output.index] = output
-        self._async_publish_module(replace(module, outputs=tuple(outputs)))
+        """Take an output state the gateway acknowledged."""
+        updated = _with_output(self.data, module_id, output)
+        if updated is not self.data:
+            self._async_publish(updated)
 
     @callback
     def async_apply_module(self, module: Module) -> None:
         """Take a fresher snapshot or telemetry of a known module."""
         if module.module_id in self.data.modules:
-            self._async_publish_module(module)
-
-    @callback
-    def _async_publish_module(self, module: Module) -> None:
-        data = self.data
-        self._async_publish(replace(data, modules={**data.modules, module.module_id: module}))
+            self._async_publish(_with_module(self.data, module))
 
     @callback
     def _async_publish(self, data: RayzigSiteData) -> None:

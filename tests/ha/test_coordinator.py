@@ -18,6 +18,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.rayzig.const import CONF_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
 from custom_components.rayzig.coordinator import (
     RayzigCoordinator,
+    RayzigSiteData,
+    apply_notice,
     rayzig_firmware,
     required_level,
 )
@@ -35,6 +37,7 @@ from rayzig_core.models import (
     FirmwarePart,
     FirmwareVersion,
     GatewayInfo,
+    Module,
     ModuleKind,
     RestorePreset,
     UserLevel,
@@ -344,3 +347,50 @@ def test_rayzig_firmware_unknown() -> None:
         weak_password=False,
     )
     assert rayzig_firmware(info) is None
+
+
+async def test_push_during_poll_not_lost(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change pushed while a poll reads the site survives the (older) snapshot."""
+    module = site_modules(gateway)[0]
+    gateway.call(lambda gw: gw.site.set_output(module.module_id, 0, on=False, user="installer"))
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        coordinator = entry.runtime_data.coordinator
+        client = entry.runtime_data.client
+        real_list_modules = client.list_modules
+        notices = client.stats.notifications
+
+        async def list_modules_then_change() -> list[Module]:
+            snapshot = await real_list_modules()  # output 0 is off in this snapshot
+            gateway.call(
+                lambda gw: gw.site.set_output(module.module_id, 0, on=True, user="installer")
+            )
+            await wait_for(hass, lambda: client.stats.notifications > notices)
+            return snapshot
+
+        monkeypatch.setattr(client, "list_modules", list_modules_then_change)
+        await coordinator.async_refresh()
+        assert coordinator.data.modules[module.module_id].outputs[0].is_on
+        switch = entity_id(hass, "switch", f"{module.serial}_output_0")
+        assert hass.states.get(switch).state == STATE_ON
+
+
+def test_apply_notice_ignores_unknown_modules() -> None:
+    """Notices about modules the data does not hold leave it untouched."""
+    info = GatewayInfo(
+        serial="RG1-1",
+        model="RG-1",
+        protocol_version=1,
+        fingerprint="ab",
+        firmware=(),
+        user="installer",
+        level=UserLevel.SYSTEM,
+        weak_password=False,
+    )
+    data = RayzigSiteData(info, {})
+    assert apply_notice(data, m.ModuleLeft(3)) is data
+    assert apply_notice(data, m.EventsAvailable(3, 9)) is data
