@@ -39,6 +39,7 @@ from rayzig_core.gateway.site import (
 from rayzig_core.gateway.site import OutputChanged as SiteOutputChanged
 from rayzig_core.models import (
     EnrolledClient,
+    Event,
     FirmwarePart,
     FirmwareVersion,
     GatewayInfo,
@@ -47,6 +48,7 @@ from rayzig_core.models import (
 )
 from rayzig_core.password_policy import PolicyViolation, check_password, fold_password
 from rayzig_core.permissions import Permission, allowed, permission_to_manage
+from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import MAX_FRAME
 from rayzig_core.protocol.noise import generate_keypair, public_key_of
@@ -82,6 +84,7 @@ MAX_MESSAGE = 1024
 MAX_MESSAGE_BYTES = 2048
 """Longest error message in UTF-8, so that an ErrorResponse always fits one frame."""
 MAX_PLAINTEXT = MAX_FRAME - 1 - 16
+_EVENT_ENCODER = codec.encoder_for(Event)
 STATE_FORMAT = 1
 DEFAULT_FIRMWARE = {
     FirmwarePart.RAYZIG: ("2.4.1", 3),
@@ -678,18 +681,28 @@ class VirtualGateway:
         return m.ClientList(tuple(page), len(records))
 
     def _read_events(self, request: m.ReadEvents) -> m.EventBatch:
+        """As many records as fit one frame (at least one), up to the batch limit (§8.2).
+
+        Each record is encoded once, in order, until the next one would not fit: a CBOR array
+        is its head followed by its items, so the batch's size is the size of the empty batch
+        plus the records plus the growth of the array head (one byte at 24 items, two at 256).
+        Encoding the whole 512-record read and cutting it down cost about three times as much
+        for a frame that holds about 150 records.
+        """
         ring = self.site.ring(request.module_id)
         wanted = max(1, min(request.max_count, MAX_EVENTS_PER_BATCH))
         events = ring.read(max(request.after_seq, 0), wanted)
-        batch = m.EventBatch(request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq)
-        size = len(m.encode(2**62, batch))
-        while len(events) > 1 and size > MAX_PLAINTEXT:
-            # Shrink in proportion to the overshoot: one or two encodings instead of six.
-            keep = len(events) * MAX_PLAINTEXT // size
-            events = events[: max(1, min(keep, len(events) - 1))]
-            batch = m.EventBatch(request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq)
-            size = len(m.encode(2**62, batch))
-        return batch
+        empty = m.EventBatch(request.module_id, (), ring.oldest_seq, ring.newest_seq)
+        room = MAX_PLAINTEXT - len(m.encode(2**62, empty))
+        used = 0
+        for count, event in enumerate(events):
+            used += len(codec.dumps(_EVENT_ENCODER(event)))
+            items = count + 1
+            head_growth = 0 if items < 24 else 1 if items < 256 else 2
+            if count and used + head_growth > room:
+                events = events[:count]
+                break
+        return m.EventBatch(request.module_id, tuple(events), ring.oldest_seq, ring.newest_seq)
 
     # --- passwords and pairing (PROTOCOL.md §6) --------------------------------------------
 

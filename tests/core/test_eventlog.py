@@ -8,12 +8,16 @@ lost; a restart of the gateway loses no events, outputs, users or enrolled clien
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
-from rayzig_core.gateway.gateway import VirtualGateway
+from rayzig_core.gateway.gateway import MAX_EVENTS_PER_BATCH, MAX_PLAINTEXT, VirtualGateway
+from rayzig_core.gateway.site import Site
 from rayzig_core.models import (
     MAX_EVENTS_PER_MODULE,
     ConnectionState,
@@ -242,3 +246,56 @@ async def test_restart_loses_no_events_outputs_users_or_clients(owned: GatewayTh
             assert (await other.get_info()).user == "ursula"
     finally:
         await client.close()
+
+
+# --- batches fill one frame (sans I/O) ------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    users=st.lists(st.text(min_size=1, max_size=32), min_size=1, max_size=4),
+    count=st.integers(1, 700),
+    after=st.integers(-3, 700),
+    max_count=st.integers(-1, 600),
+)
+def test_event_batch_is_the_largest_prefix_that_fits_one_frame(
+    users: list[str], count: int, after: int, max_count: int
+) -> None:
+    gateway, _ = VirtualGateway.factory_new(site=Site.generate(module_count=1), scrypt_n=2**4)
+    ring = gateway.site.ring(1)
+    for n in range(count):
+        ring.append(
+            module_id=1,
+            timestamp=1_735_000_000.123 + 37.1 * n,
+            kind=EventKind.COMMAND if n % 5 else EventKind.REPOWER,
+            output=n % 4 if n % 5 else None,
+            user=users[n % len(users)] if n % 5 else None,
+            is_on=bool(n % 2) if n % 5 else None,
+        )
+    wanted = max(1, min(max_count, MAX_EVENTS_PER_BATCH))
+    expected = ring.read(max(after, 0), wanted)
+    batch = gateway._read_events(m.ReadEvents(1, after, max_count))
+    assert len(m.encode(2**63 - 1, batch)) <= MAX_PLAINTEXT
+    assert (batch.oldest_seq, batch.newest_seq) == (ring.oldest_seq, ring.newest_seq)
+    assert list(batch.events) == expected[: len(batch.events)]
+    if expected:
+        assert batch.events
+    if len(batch.events) < len(expected):  # cut for size: one more record would not fit
+        bigger = replace(batch, events=tuple(expected[: len(batch.events) + 1]))
+        assert len(m.encode(2**62, bigger)) > MAX_PLAINTEXT
+
+
+@pytest.mark.parametrize("name", ["u" * n for n in range(1, 33)] + ["é" * n for n in range(1, 33)])
+def test_event_batch_fills_the_frame_to_the_byte(name: str) -> None:
+    """Records of one size: whatever the slack left at the cut, the batch fits and is maximal."""
+    gateway, _ = VirtualGateway.factory_new(site=Site.generate(module_count=1), scrypt_n=2**4)
+    ring = gateway.site.ring(1)
+    for n in range(MAX_EVENTS_PER_BATCH):
+        ring.append(
+            module_id=1, timestamp=1.5, kind=EventKind.COMMAND, output=1, user=name, is_on=n > 0
+        )
+    batch = gateway._read_events(m.ReadEvents(1, 0, MAX_EVENTS_PER_BATCH))
+    expected = ring.read(0, MAX_EVENTS_PER_BATCH)
+    assert len(m.encode(2**63 - 1, batch)) <= MAX_PLAINTEXT
+    bigger = replace(batch, events=tuple(expected[: len(batch.events) + 1]))
+    assert len(m.encode(2**62, bigger)) > MAX_PLAINTEXT
