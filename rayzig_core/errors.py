@@ -98,9 +98,7 @@ class ThrottledError(AuthenticationError):
     """Too many failed attempts: the gateway refuses password checks for a while."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(
-            f"Too many failed attempts; try again in {retry_after:.0f} seconds."
-        )
+        super().__init__(f"Too many failed attempts; try again in {retry_after:.0f} seconds.")
         self.retry_after = retry_after
 
 
