@@ -17,7 +17,8 @@ with ``--i2c-bus/--address`` directly over I2C)::
 
 Local commands::
 
-    virtual-gateway               run the virtual gateway (the demo and test gateway)
+    virtual-gateway               run the virtual gateway (the demo and test gateway);
+                                  --factory-reset erases its users, clients and event logs
     bridge                        forward encrypted frames between TCP clients and the I2C gateway
     update-server DIR             serve a signed firmware catalogue directory over HTTP
     firmware-publish DIR ...      sign an image and add it to a catalogue directory
@@ -1571,16 +1572,52 @@ async def _wait_for_stop(duration: float | None = None) -> None:
                 await asyncio.wait_for(stop.wait(), duration)
 
 
-def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> Coroutine[Any, Any, int]:
+def _lock_state(state: Path) -> int | None:
+    """Take the lock of a state file (``FILE.lock``) for this process; CliError if it is held.
+
+    A running virtual gateway holds it, so that a factory reset cannot be undone by the
+    gateway writing its old state back when it stops. The lock ends with the process (or when
+    the returned descriptor is closed). None where locking is not available.
+    """
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    path = state.with_name(f"{state.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise CliError(f"Cannot open the lock file {path}: {err.strerror}.") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CliError(
+            f"A virtual gateway is running with {state}: stop it first (Ctrl-C)."
+        ) from None
+    return fd
+
+
+def _unlock_state(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> int | Coroutine[Any, Any, int]:
     """Load (or create) the virtual gateway, then run it until Ctrl-C or SIGTERM."""
     from rayzig_core.gateway.firmware_store import FirmwareStore  # noqa: PLC0415
     from rayzig_core.gateway.server import GatewayServer, load_state, open_gateway  # noqa: PLC0415
 
     state = Path(args.state).expanduser()
+    if args.factory_reset:
+        return _factory_reset(state, out, confirmed=args.yes)
     trusted = tuple(args.trust_update_key or ())
+    lock = _lock_state(state)
     try:
         gateway = load_state(state)
     except (ValueError, OSError) as err:
+        _unlock_state(lock)
         raise CliError(f"Cannot load the gateway state {state}: {err}") from None
     factory = None
     if gateway is None:
@@ -1606,7 +1643,72 @@ def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> Coroutine[Any, A
         state_path=state,
         simulate_interval=args.simulate,
     )
-    return _run_gateway(server, state, factory, out, args.run_for)
+    return _run_gateway(server, state, factory, out, args.run_for, lock=lock)
+
+
+def _factory_reset(state: Path, out: _Out, *, confirmed: bool) -> int:
+    """Erase the user data of a stopped virtual gateway's state file (PROTOCOL.md §12)."""
+    from rayzig_core.gateway.gateway import FACTORY_USER  # noqa: PLC0415
+    from rayzig_core.gateway.server import load_state, save_state  # noqa: PLC0415
+
+    if not state.exists():
+        raise CliError(f"There is no gateway state in {state}: nothing to reset.")
+    lock = _lock_state(state)
+    try:
+        try:
+            gateway = load_state(state)
+        except (ValueError, OSError) as err:
+            raise CliError(f"Cannot load the gateway state {state}: {err}") from None
+        if gateway is None:  # removed meanwhile
+            raise CliError(f"There is no gateway state in {state}: nothing to reset.")
+        if not confirmed:
+            if not _interactive():
+                raise CliError(
+                    "A factory reset erases every user but installer, every paired client and "
+                    "every event log; pass --yes to confirm it without a terminal."
+                )
+            _Out.note(
+                f"Factory reset of gateway {gateway.serial} ({state}): every user but "
+                f"{FACTORY_USER}, every paired client and every event log will be erased, and "
+                f"{FACTORY_USER} goes back to the default password on the label."
+            )
+            answer = _ask_line("Erase them? [yes/no] ")
+            if answer.lower() not in {"y", "yes"}:
+                raise CliError("Factory reset not confirmed: nothing was erased.")
+        report = gateway.factory_reset()
+        try:
+            save_state(gateway, state)
+        except OSError as err:
+            raise CliError(f"Cannot write the state file {state}: {err.strerror}.") from None
+    finally:
+        _unlock_state(lock)
+    users = ", ".join(report.users)
+    out.result(
+        {
+            "event": "factory_reset",
+            "serial": gateway.serial,
+            "state": str(state),
+            "fingerprint": gateway.fingerprint,
+            "users_erased": list(report.users),
+            "clients_erased": report.clients,
+            "event_records_erased": report.event_records,
+            "modules": report.modules,
+        },
+        "\n".join(
+            [
+                f"Factory reset of virtual gateway {gateway.serial} (state {state}):",
+                f"  erased {len(report.users)} user(s){f' ({users})' if users else ''}; "
+                f"{FACTORY_USER} is back to the default password on the label and must change it",
+                f"  erased {report.clients} paired client key(s): they must pair again",
+                f"  erased {report.event_records} event-log record(s) of {report.modules} "
+                "module(s) (sequence numbers go on)",
+                "  cleared every password throttle and the replay caches",
+                f"Kept: the identity key (fingerprint {gateway.fingerprint}), the default "
+                "password and recovery secret, modules, outputs, presets and firmware.",
+            ]
+        ),
+    )
+    return EXIT_OK
 
 
 async def _run_gateway(
@@ -1615,8 +1717,23 @@ async def _run_gateway(
     factory: FactorySecrets | None,
     out: _Out,
     run_for: float | None,
+    *,
+    lock: int | None = None,
 ) -> int:
-    """Listen, save the (new) state, announce, and serve until stopped."""
+    """Listen, save the (new) state, announce, and serve until stopped; then release ``lock``."""
+    try:
+        return await _serve_gateway(server, state, factory, out, run_for)
+    finally:
+        _unlock_state(lock)
+
+
+async def _serve_gateway(
+    server: GatewayServer,
+    state: Path,
+    factory: FactorySecrets | None,
+    out: _Out,
+    run_for: float | None,
+) -> int:
     from rayzig_core.gateway.server import save_state  # noqa: PLC0415
 
     try:
@@ -2097,6 +2214,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="trust firmware signed by this Ed25519 public key (repeatable; replaces saved keys)",
     )
     p.add_argument("--run-for", type=_seconds, metavar="SECONDS", help="stop after SECONDS (demos)")
+    p.add_argument(
+        "--factory-reset",
+        action="store_true",
+        help="erase the users (installer back to the default password), paired clients and "
+        "event logs in the state file of a stopped gateway, then exit",
+    )
+    p.add_argument("--yes", action="store_true", help="with --factory-reset: do not ask")
 
     p = command(
         commands,

@@ -130,6 +130,22 @@ class FactorySecrets:
     recovery_secret: str
 
 
+@dataclass(frozen=True, slots=True)
+class FactoryResetReport:
+    """What :meth:`VirtualGateway.factory_reset` erased."""
+
+    users: tuple[str, ...]
+    """Accounts deleted, in name order (the factory account is reset, not deleted)."""
+    clients: int
+    """Enrolled client keys removed."""
+    event_records: int
+    """Event-log records erased, all modules together."""
+    modules: int
+    """Modules whose event logs were cleared (every module; the modules stay in the mesh)."""
+    sessions: int
+    """Links that were open and have been closed."""
+
+
 class RequestRefused(RequestError):  # noqa: N818 - internal control flow carrying an ErrorResponse
     """Raised inside the handler to answer a request with an ErrorResponse."""
 
@@ -335,6 +351,45 @@ class VirtualGateway:
         except (KeyError, TypeError, ValueError, ProtocolError) as err:
             raise ValueError(f"gateway state is damaged: {err}") from err
         return gateway
+
+    def factory_reset(self) -> FactoryResetReport:
+        """Erase the user data, as the device's factory reset does (PROTOCOL.md §12).
+
+        Kept, as on the device: the identity key (the label's fingerprint stays true), the
+        verifiers of the label's default password and of the recovery secret, trusted update keys
+        and installed firmware, the modules with their outputs and presets, and every counter that
+        must never repeat (client ids, module ids, event sequence numbers). Erased: every account
+        but the factory account ``installer``, which is back to the label's default password and
+        must change it (recreated if it had been deleted); every enrolled client key, and every
+        open session is closed; every throttle and both replay caches (their answers name users);
+        every module's event log (the records name the users who switched). The state is written
+        durably before this returns when a server is attached.
+        """
+        removed = tuple(sorted(name for name in self.users if name != FACTORY_USER))
+        clients = len(self.clients)
+        sessions = len(self._connections)
+        self.users = {
+            FACTORY_USER: UserAccount(
+                FACTORY_USER, UserLevel.SYSTEM, self.default_verifier, must_change=True
+            )
+        }
+        self.clients = {}
+        self.recovery_throttle = Throttle()
+        self.unknown_throttles.clear()
+        self.replay_cache.clear()
+        self.pre_auth_replay_cache.clear()
+        records = self.site.erase_event_logs()
+        self.close_all()
+        _LOGGER.info(
+            "Factory reset: %d accounts, %d client keys and %d event records erased",
+            len(removed),
+            clients,
+            records,
+        )
+        self._dirty(durable=True)
+        self._durable_pending = False
+        self.on_save_now()
+        return FactoryResetReport(removed, clients, records, len(self.site.modules()), sessions)
 
     def _dirty(self, *, durable: bool = False) -> None:
         """Note a change; ``durable``: it must be on disk before the answer is sent (§12)."""

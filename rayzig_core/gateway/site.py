@@ -221,11 +221,12 @@ def _event_from_json(raw: object, module_id: int, seq: int) -> Event:
 class EventRing:
     """A module's event log: a fixed-capacity ring whose sequence numbers are never reused.
 
-    The record with sequence number ``seq`` lives at slot ``(seq - 1) % capacity``, so a read is a
-    direct index and a wrap simply overwrites the oldest record.
+    The record with sequence number ``seq`` lives at slot ``(seq - 1 - base) % capacity``, so a
+    read is a direct index and a wrap simply overwrites the oldest record; ``base`` is 0 for a new
+    ring, and the sequence number before the first record held after :meth:`clear` or a reload.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_newest_seq")
+    __slots__ = ("_base", "_buffer", "_capacity", "_newest_seq")
 
     def __init__(self, capacity: int = MAX_EVENTS_PER_MODULE) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
@@ -233,6 +234,7 @@ class EventRing:
         self._capacity = capacity
         self._buffer: list[Event] = []
         self._newest_seq = 0
+        self._base = 0
 
     @property
     def capacity(self) -> int:
@@ -280,9 +282,20 @@ class EventRing:
         if len(self._buffer) < self._capacity:
             self._buffer.append(event)
         else:
-            self._buffer[(seq - 1) % self._capacity] = event
+            self._buffer[(seq - 1 - self._base) % self._capacity] = event
         self._newest_seq = seq
         return event
+
+    def clear(self) -> int:
+        """Erase every record (a factory reset); returns how many were held.
+
+        Sequence numbers go on from :attr:`newest_seq`: they are never reused, so a reader's
+        cursor never points past the log, and records it had not read count as lost (§8.2).
+        """
+        erased = len(self._buffer)
+        self._buffer = []
+        self._base = self._newest_seq
+        return erased
 
     def read(self, after_seq: int, max_count: int) -> list[Event]:
         """Return records with seq > ``after_seq``, oldest first, at most ``max_count``.
@@ -296,7 +309,8 @@ class EventRing:
         stop = min(self._newest_seq, start + max_count - 1)
         capacity = self._capacity
         buffer = self._buffer
-        return [buffer[(seq - 1) % capacity] for seq in range(start, stop + 1)]
+        offset = 1 + self._base
+        return [buffer[(seq - offset) % capacity] for seq in range(start, stop + 1)]
 
     def __iter__(self) -> Iterator[Event]:
         """Iterate over the held records, oldest first."""
@@ -331,18 +345,14 @@ class EventRing:
         raw_events = _expect_list(_field(obj, "events", "event ring"), "ring events")
         if len(raw_events) > capacity:
             raise ValueError("event ring: more records than its capacity")
-        if first_seq != 1 and len(raw_events) != capacity:
-            raise ValueError("event ring: a ring that has wrapped must be full")
+        # A ring that has wrapped is full; one cleared by a factory reset (or a reset and then
+        # wrapped) starts after 1 with any number of records: both are laid out from slot 0.
         events: list[Event] = []
         for offset, raw in enumerate(raw_events):
             events.append(_event_from_json(raw, module_id, first_seq + offset))
         ring = cls(capacity)
-        if first_seq == 1:
-            ring._buffer = events
-        else:
-            # A wrapped ring is full: put record ``seq`` at slot ``(seq - 1) % capacity``.
-            shift = (first_seq - 1) % capacity
-            ring._buffer = events[capacity - shift :] + events[: capacity - shift]
+        ring._buffer = events
+        ring._base = first_seq - 1
         ring._newest_seq = first_seq + len(events) - 1
         return ring
 
@@ -797,6 +807,14 @@ class Site:
         event = self._log(state, EventKind.JOINED)
         self._emit([ModuleJoined(state.snapshot()), EventsAppended(module_id, event.seq)])
         return state.snapshot()
+
+    def erase_event_logs(self) -> int:
+        """Erase every module's event log (a factory reset); returns how many records went.
+
+        Sequence numbers go on where each log stopped (see :meth:`EventRing.clear`). Listeners
+        are not told: the gateway closes every session when it resets.
+        """
+        return sum(state.ring.clear() for state in self._modules.values())
 
     def remove_module(self, module_id: int) -> None:
         """Remove a module from the mesh (its event log goes with it)."""
