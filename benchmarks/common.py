@@ -19,6 +19,8 @@ import platform
 import statistics
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,11 +134,26 @@ def _first_byte(message: Any) -> int:
     return int.from_bytes(ctypes.string_at(message.buf, 1), "big") if int(message.len) else -1
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One transaction on the timeline: ``perf_counter`` at its start and end, and its class."""
+
+    start: float
+    end: float
+    kind: str
+
+
+TIMELINE = 20_000
+"""Most recent transactions (and gateway frame pushes) kept on the timelines."""
+
+
 class ObservedBus(FakeI2CBus):
     """A :class:`FakeI2CBus` that also keeps a :class:`Ledger` of every transaction.
 
     Classification reads the first byte of the write (the command) and of the read (the reply
-    code) after the transfer; it runs under the bus lock and costs a few microseconds.
+    code) after the transfer; it runs under the bus lock and costs a few microseconds. The
+    latest transactions are also kept in :attr:`timeline`, and :attr:`pushes` holds the times at
+    which an :class:`ObservedDevice` on this bus had a gateway→host frame queued.
     """
 
     def __init__(self, number: int, *, timing: BusTiming) -> None:
@@ -144,14 +161,35 @@ class ObservedBus(FakeI2CBus):
         self.bus_timing = timing
         self._ledger = Ledger()
         self._ledger_lock = threading.Lock()
+        self.timeline: deque[Span] = deque(maxlen=TIMELINE)
+        self.pushes: deque[float] = deque(maxlen=TIMELINE)
+
+    def spans_since(self, since: float) -> list[Span]:
+        """Transactions that started at or after ``since`` (``perf_counter``), oldest first."""
+        with self._ledger_lock:
+            spans = [span for span in reversed(self.timeline) if span.start >= since]
+        spans.reverse()
+        return spans
+
+    def pushes_since(self, since: float) -> list[float]:
+        """Times at which the gateway queued a frame, at or after ``since``."""
+        with self._ledger_lock:
+            return sorted(t for t in self.pushes if t >= since)
 
     def ledger(self) -> Ledger:
         """A copy of the running totals."""
         with self._ledger_lock:
             return self._ledger.copy()
 
+    def note_push(self) -> None:
+        """The gateway queued a frame now."""
+        with self._ledger_lock:
+            self.pushes.append(time.perf_counter())
+
     def _transfer(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
+        start = time.perf_counter()
         super()._transfer(messages, touched)
+        end = time.perf_counter()
         lengths = [int(message.len) for message in messages]
         writes = [msg for msg in messages if not int(msg.flags) & I2C_M_RD]
         reads = [msg for msg in messages if int(msg.flags) & I2C_M_RD]
@@ -180,6 +218,20 @@ class ObservedBus(FakeI2CBus):
             totals.seconds += seconds
             totals.wire_bytes += sum(lengths) + len(lengths)
             totals.payload += payload
+            self.timeline.append(Span(start, end, kind))
+
+
+class ObservedDevice(FakeI2CDevice):
+    """The gateway MCU of :func:`gateway_on_bus`: notes when each gateway→host frame is queued."""
+
+    def __init__(self, address: int, bus: ObservedBus) -> None:
+        super().__init__(address)
+        self._bus = bus
+
+    def push_frame(self, channel: int, frame: bytes, *, notify: bool = False) -> None:
+        """Queue a frame (see :meth:`FakeI2CDevice.push_frame`) and note the time."""
+        self._bus.note_push()
+        super().push_frame(channel, frame, notify=notify)
 
 
 def exchange_bus_time(
@@ -257,6 +309,7 @@ def gateway_on_bus(
             i2c_address=ADDRESS,
             hop_latency=hop_latency,
         )
+        gw.i2c_device = ObservedDevice(ADDRESS, bus)
         with bus.installed():
             gw.start()
             try:
