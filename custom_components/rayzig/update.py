@@ -1,9 +1,13 @@
 """Update entity per firmware part of the gateway, fed by the update server from the options.
 
-Installing is refused up front (nothing is contacted) unless Home Assistant is paired as a
-System-level user. Otherwise the image is downloaded, checked against its signed manifest and sent
-to the gateway in chunks with progress; the gateway verifies it again and refuses a bad signature,
-a tampered image or a rollback, each with its own message, leaving the running firmware as it was.
+Before installing, the entity says what installing interrupts: the first line of the release
+summary (and of the release notes) warns that the part restarts (the Rayzig radio rejoins the mesh,
+the TFT display goes blank) and that outputs keep their state, in the user's language
+(EN 303 645 5.3-12). Installing is refused up front (nothing is contacted) unless Home Assistant is
+paired as a System-level user. Otherwise the image is downloaded, checked against its signed
+manifest and sent to the gateway in chunks with progress; the gateway verifies it again and refuses
+a bad signature, a tampered image or a rollback, each with its own message, leaving the running
+firmware as it was.
 """
 
 from __future__ import annotations
@@ -41,6 +45,42 @@ from .firmware import RayzigFirmwareCoordinator, is_newer
 
 PARALLEL_UPDATES = 1
 """The gateway installs one image at a time."""
+
+RELEASE_SUMMARY_MAX = 255
+"""Longest release summary Home Assistant shows."""
+INSTALL_WARNING_KEY = "install_restarts"
+"""Translation of the warning: ``entity.update.<translation key>.state_attributes.release_summary
+.state.install_restarts`` (Home Assistant's table for translated attribute values)."""
+INSTALL_WARNINGS: dict[FirmwarePart, str] = {
+    FirmwarePart.RAYZIG: (
+        "Installing restarts the Rayzig radio: it rejoins the mesh, and until it has, modules "
+        "cannot be switched or read. Outputs keep their state."
+    ),
+    FirmwarePart.TFT: (
+        "Installing restarts the TFT display: it stays blank until the new firmware runs. "
+        "Outputs keep their state."
+    ),
+}
+"""English warnings, used when no translation is loaded (the same text as en.json)."""
+
+
+_PART_NAMES = {
+    FirmwarePart.RAYZIG: "Rayzig",
+    FirmwarePart.RAXMEGA: "Raxmega",
+    FirmwarePart.RAYDAL: "Raydal",
+    FirmwarePart.WBXMEGA: "WBxMega",
+    FirmwarePart.TFT: "TFT",
+}
+
+
+def default_install_warning(part: FirmwarePart) -> str:
+    """English warning of what installing ``part`` interrupts."""
+    return INSTALL_WARNINGS.get(
+        part,
+        f"Installing restarts the {_PART_NAMES[part]} part of the gateway: the gateway may not "
+        "answer until it is back. Outputs keep their state.",
+    )
+
 
 _FIRMWARE_ERRORS: tuple[tuple[type[FirmwareError], str], ...] = (
     (FirmwareSignatureError, "firmware_signature"),
@@ -119,17 +159,47 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
         return entry.manifest.version if entry is not None else self.installed_version
 
     @property
+    def install_warning(self) -> str:
+        """What installing this part interrupts, in Home Assistant's language (5.3-12)."""
+        if self.platform is not None and self.translation_key is not None:
+            key = (
+                f"component.{self.platform.platform_name}.entity.{self.platform.domain}"
+                f".{self.translation_key}.state_attributes.release_summary.state"
+                f".{INSTALL_WARNING_KEY}"
+            )
+            for table in (
+                self.platform.platform_translations,
+                self.platform.default_language_platform_translations,
+            ):
+                if text := table.get(key):
+                    return text
+        return default_install_warning(self.part)
+
+    @property
     def release_summary(self) -> str | None:
-        """First part of the release notes of the newer release."""
+        """The install warning on the first line, then the start of the release notes."""
         entry = self._entry
-        if entry is None or not entry.manifest.release_notes:
+        if entry is None:
             return None
-        return entry.manifest.release_notes[:255]
+        summary = self.install_warning
+        if entry.manifest.release_notes:
+            summary = f"{summary}\n\n{entry.manifest.release_notes}"
+        if len(summary) > RELEASE_SUMMARY_MAX:
+            summary = summary[: RELEASE_SUMMARY_MAX - 1] + "…"
+        return summary
 
     async def async_release_notes(self) -> str | None:
-        """Full release notes of the newer release."""
+        """The install warning, then the full release notes of the newer release.
+
+        Home Assistant's update dialog shows these notes instead of the summary, so the warning
+        leads them too.
+        """
         entry = self._entry
-        return entry.manifest.release_notes if entry is not None else None
+        if entry is None:
+            return None
+        notes = entry.manifest.release_notes
+        warning = f"**{self.install_warning}**"
+        return f"{warning}\n\n{notes}" if notes else warning
 
     async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
         """Install the newest release; refused below System level before anything is contacted."""

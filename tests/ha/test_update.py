@@ -179,7 +179,9 @@ async def test_install_from_update_server(
         assert state.state == STATE_ON
         assert state.attributes[ATTR_INSTALLED_VERSION] == "2.4.1"
         assert state.attributes[ATTR_LATEST_VERSION] == "2.5.0"
-        assert state.attributes[ATTR_RELEASE_SUMMARY].startswith("Rayzig 2.5.0")
+        summary = state.attributes[ATTR_RELEASE_SUMMARY].split("\n")
+        assert summary[0].startswith("Installing restarts the Rayzig radio")  # 5.3-12
+        assert summary[2].startswith("Rayzig 2.5.0")
         assert state.attributes[ATTR_SUPPORTED_FEATURES] == (
             UpdateEntityFeature.INSTALL
             | UpdateEntityFeature.PROGRESS
