@@ -144,14 +144,18 @@ def _setup_exception(
 async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bool:
     """Connect to the gateway, load the site and set up the platforms."""
     client = await _async_connect(hass, entry)
+    events = RayzigEventImporter(hass, entry, client)
+    coordinator = RayzigCoordinator(hass, entry, client)
     try:
-        coordinator = RayzigCoordinator(hass, entry, client)
-        # Subscribed before the first read: what changes meanwhile is replayed on top of it.
+        # Listeners run in subscription order: the importer first, so that on ModuleLeft it
+        # still finds the module's device (for its "left" event) before the coordinator
+        # removes it. The coordinator subscribes before its first read: what changes
+        # meanwhile is replayed on top of it.
+        await events.async_load()
         coordinator.async_start_push()
         await coordinator.async_config_entry_first_refresh()
-        events = RayzigEventImporter(hass, entry, client)
-        await events.async_load()
     except BaseException:
+        await events.async_stop()
         await client.close()
         raise
     coordinator.events = events

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import STATE_ON
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
@@ -74,8 +74,22 @@ async def test_module_joined_and_left(
         await wait_for(hass, lambda: hass.states.get(switch) is not None)
         await wait_for(hass, lambda: hass.states.get(battery).state == "100")
 
+        left: list[str | None] = []
+
+        @callback
+        def on_event(event: Event[dict[str, Any]]) -> None:
+            if event.data["kind"] == "left":
+                left.append(event.data["device_id"])
+
+        hass.bus.async_listen("rayzig_event", on_event)
+        # Once its log is imported, the importer knows the module by name and device.
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: module.module_id in importer.cursors, seconds=60)
         gateway.call(lambda gw: gw.site.remove_module(module.module_id))
         await wait_for(hass, lambda: _device(hass, module.serial) is None)
+        # The importer named the device in its "left" event before the device was removed.
+        await wait_for(hass, lambda: bool(left))
+        assert left == [device.id]
         await wait_for(hass, lambda: hass.states.get(switch) is None)
         assert er.async_get(hass).async_get(switch) is None
 
