@@ -15,6 +15,7 @@ import os
 import random
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,32 @@ def open_gateway(
     return gateway, factory
 
 
+@dataclass(frozen=True, slots=True)
+class TcpFaults:
+    """Faults the TCP server injects, to prove clients recover (issue 3 fault injection)."""
+
+    disconnect_rate: float = 0.0
+    """Probability, per frame received, that the gateway drops the connection before handling it."""
+    reboot_interval: float | None = None
+    """Seconds between simulated gateway reboots (every session ends; state survives)."""
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse rates outside 0..1 and non-positive intervals."""
+        if not 0.0 <= self.disconnect_rate <= 1.0:
+            raise ValueError("disconnect rate must be between 0 and 1")
+        if self.reboot_interval is not None and self.reboot_interval <= 0:
+            raise ValueError("reboot interval must be positive")
+
+
+@dataclass(slots=True)
+class TcpFaultCounts:
+    """How many faults the server injected."""
+
+    disconnects: int = 0
+    reboots: int = 0
+
+
 class _LinkProtocol(asyncio.Protocol):
     """One TCP connection: length-prefixed frames in and out of a gateway link."""
 
@@ -150,6 +177,10 @@ class _LinkProtocol(asyncio.Protocol):
         assert self._link is not None
         try:
             for frame in self._deframer.feed(data):
+                if self._server.inject_disconnect():
+                    assert self._transport is not None
+                    self._transport.abort()
+                    return
                 self._link.frame_received(frame)
         except FrameError as err:
             _LOGGER.debug("Dropping link with bad framing: %s", err)
@@ -176,8 +207,13 @@ class GatewayServer:
         port: int = 7780,
         state_path: Path | None = None,
         simulate_interval: float | None = None,
+        faults: TcpFaults | None = None,
     ) -> None:
         self.gateway = gateway
+        self.faults = faults or TcpFaults()
+        self.fault_counts = TcpFaultCounts()
+        self._fault_rng = random.Random(self.faults.seed)  # noqa: S311 - fault timing only
+        self._reboots: asyncio.Task[None] | None = None
         self.host = host
         self.port = port
         self.state_path = state_path
@@ -221,6 +257,28 @@ class GatewayServer:
             self.port = sockets[0].getsockname()[1]
         if self.simulate_interval:
             self._simulation = self._loop.create_task(self._simulate(self.simulate_interval))
+        if self.faults.reboot_interval:
+            self._reboots = self._loop.create_task(self._reboot_every(self.faults.reboot_interval))
+
+    def inject_disconnect(self) -> bool:
+        """Decide whether to drop a connection before handling its next frame (fault injection)."""
+        if self.faults.disconnect_rate and self._fault_rng.random() < self.faults.disconnect_rate:
+            self.fault_counts.disconnects += 1
+            return True
+        return False
+
+    def reboot(self) -> None:
+        """Simulate a gateway reboot: every session ends at once; persisted state survives."""
+        self.fault_counts.reboots += 1
+        self._save_now()
+        self.gateway.close_all()
+        for transport in list(self.transports):
+            transport.abort()
+
+    async def _reboot_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reboot()
 
     async def _simulate(self, interval: float) -> None:
         rng = random.Random()  # noqa: S311 - simulation timing, not security
@@ -246,6 +304,11 @@ class GatewayServer:
 
     async def stop(self) -> None:
         """Close every link, stop listening and flush state to disk."""
+        if self._reboots is not None:
+            self._reboots.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reboots
+            self._reboots = None
         if self._simulation is not None:
             self._simulation.cancel()
             with contextlib.suppress(asyncio.CancelledError):

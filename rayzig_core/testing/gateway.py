@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 from rayzig_core.gateway.gateway import FactorySecrets, VirtualGateway
 from rayzig_core.gateway.i2c import DEFAULT_HOP_LATENCY, I2CGatewayAdapter, serve_on_fake_bus
-from rayzig_core.gateway.server import GatewayServer, load_state, open_gateway, save_state
+from rayzig_core.gateway.server import (
+    GatewayServer,
+    TcpFaults,
+    load_state,
+    open_gateway,
+    save_state,
+)
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 
 _T = TypeVar("_T")
@@ -49,8 +55,10 @@ class GatewayThread:
         i2c: FakeI2CBus | None = None,
         i2c_address: int = DEFAULT_I2C_ADDRESS,
         hop_latency: float | None = None,
+        tcp_faults: TcpFaults | None = None,
     ) -> None:
         self.state_path = state_path
+        self.tcp_faults = tcp_faults
         self.module_count = module_count
         self.scrypt_n = scrypt_n
         self.port = port
@@ -76,6 +84,12 @@ class GatewayThread:
         """The running gateway (touch it only through :meth:`call`)."""
         assert self._server is not None
         return self._server.gateway
+
+    @property
+    def server(self) -> GatewayServer:
+        """The running TCP server (fault counts, reboot(); touch it only through :meth:`call`)."""
+        assert self._server is not None
+        return self._server
 
     @property
     def i2c_adapter(self) -> I2CGatewayAdapter:
@@ -108,7 +122,11 @@ class GatewayThread:
             if factory is not None:
                 self.factory = factory
             self._server = GatewayServer(
-                gateway, host="127.0.0.1", port=self.port, state_path=self.state_path
+                gateway,
+                host="127.0.0.1",
+                port=self.port,
+                state_path=self.state_path,
+                faults=self.tcp_faults,
             )
             self._loop.run_until_complete(self._server.start())
             listening = True
