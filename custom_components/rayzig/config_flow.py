@@ -601,7 +601,30 @@ class RayzigConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class RayzigOptionsFlow(OptionsFlow):
-    """Event import window, battery threshold, poll interval and the firmware update server."""
+    """Event import window, battery threshold, poll interval and the firmware update server.
+
+    Saved options take effect at once: the entry is reloaded when they changed. Home Assistant
+    2025.4 has no ``OptionsFlowWithReload``, and an update listener must not be combined with
+    the ``async_update_reload_and_abort`` of reauth and reconfigure (an error from 2026.12), so
+    the step reloads the entry itself.
+    """
+
+    @callback
+    def _async_store_and_reload(self, options: dict[str, Any]) -> None:
+        """Store ``options`` now and reload the entry if they changed.
+
+        Home Assistant writes a finished options flow's data only after the step has returned,
+        while ``async_schedule_reload`` starts the reload eagerly (it runs until its first
+        suspension before this method returns). Storing the options first means the reload
+        always sets up with them; Home Assistant's own write of the same data is then a no-op.
+        """
+        entry = self.config_entry
+        if not self.hass.config_entries.async_update_entry(entry, options=options):
+            return
+        if entry.state.recoverable:
+            self.hass.config_entries.async_schedule_reload(entry.entry_id)
+        # Otherwise (failed unload, migration error) only a restart can load the entry again;
+        # it then uses the stored options.
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """One form for every option."""
@@ -629,6 +652,7 @@ class RayzigOptionsFlow(OptionsFlow):
             if url and not key:
                 errors[CONF_UPDATE_SIGNING_KEY] = "signing_key_required"
             if not errors:
+                self._async_store_and_reload(options)
                 return self.async_create_entry(data=options)
             current = user_input
         schema = vol.Schema(

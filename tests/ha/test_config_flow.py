@@ -7,13 +7,14 @@ import shutil
 import socket
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, patch
 
 import pytest
-from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
+from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
@@ -38,21 +39,31 @@ from custom_components.rayzig.const import (
 )
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.gateway.gateway import VirtualGateway
+from rayzig_core.models import ConnectionState
 from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 
 from .conftest import OWNER, OWNER_PASSWORD
+from .runtime_helpers import loaded_entry
 
 NEW_PASSWORD = "tangerine-walrus-orbits-93-lanterns"
 OTHER_PASSWORD = "correct-sloth-whistles-18-maps"
 COMPONENT = Path(__file__).parents[2] / "custom_components" / DOMAIN
 
 
+@pytest.fixture
+def real_integration() -> None:
+    """Request it to set entries up with the whole integration (see ``no_integration_setup``)."""
+
+
 @pytest.fixture(autouse=True)
-def no_integration_setup() -> Iterator[None]:
+def no_integration_setup(request: pytest.FixtureRequest) -> Iterator[None]:
     """Flow tests: creating or reloading an entry must not start the whole integration."""
+    if "real_integration" in request.fixturenames:
+        yield
+        return
     with (
         patch("custom_components.rayzig.async_setup_entry", AsyncMock(return_value=True)),
         patch("custom_components.rayzig.async_unload_entry", AsyncMock(return_value=True)),
@@ -836,6 +847,72 @@ async def test_options_defaults_and_save(hass: HomeAssistant) -> None:
         CONF_LOW_BATTERY_THRESHOLD: 0,
         CONF_POLL_INTERVAL: 3600,
     }
+
+
+async def test_options_take_effect_at_once(
+    hass: HomeAssistant,
+    real_integration: None,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saving changed options reloads a set-up entry: the new poll interval applies at once."""
+    options = {CONF_EVENT_IMPORT_WINDOW: 100, CONF_LOW_BATTERY_THRESHOLD: 0}
+    reloads = patch.object(
+        hass.config_entries,
+        "async_schedule_reload",
+        wraps=hass.config_entries.async_schedule_reload,
+    )
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        assert entry.state is ConfigEntryState.LOADED
+        before = entry.runtime_data
+        assert before.coordinator.update_interval == timedelta(seconds=300)
+
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        with reloads as schedule_reload:
+            result = await hass.config_entries.options.async_configure(
+                result["flow_id"], {**options, CONF_POLL_INTERVAL: 45}
+            )
+            await hass.async_block_till_done()
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        schedule_reload.assert_called_once_with(entry.entry_id)
+        assert entry.options == {**options, CONF_POLL_INTERVAL: 45}
+        assert entry.state is ConfigEntryState.LOADED
+        after = entry.runtime_data
+        assert after is not before
+        assert after.coordinator.update_interval == timedelta(seconds=45)
+        assert after.client.state is ConnectionState.CONNECTED
+        assert before.client.state is ConnectionState.CLOSED
+
+        # The same options again: nothing to apply, no reload.
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        assert defaults(result, {})[CONF_POLL_INTERVAL] == 45
+        with reloads as schedule_reload:
+            result = await hass.config_entries.options.async_configure(
+                result["flow_id"], {**options, CONF_POLL_INTERVAL: 45}
+            )
+            await hass.async_block_till_done()
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        schedule_reload.assert_not_called()
+        assert entry.runtime_data is after
+        assert after.coordinator.update_interval == timedelta(seconds=45)
+
+
+async def test_options_stored_when_entry_cannot_reload(hass: HomeAssistant) -> None:
+    """An entry that failed to unload cannot be reloaded: the options wait for a restart."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="RZ-OPT", data={}, state=ConfigEntryState.FAILED_UNLOAD
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    with patch.object(hass.config_entries, "async_schedule_reload") as schedule_reload:
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {CONF_EVENT_IMPORT_WINDOW: 5, CONF_LOW_BATTERY_THRESHOLD: 0, CONF_POLL_INTERVAL: 60},
+        )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_POLL_INTERVAL] == 60
+    schedule_reload.assert_not_called()
 
 
 @pytest.mark.parametrize(
