@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 ATTR_MODULE_NAME = "module_name"
+ATTR_OUTPUT_NAME = "output_name"
 SAVE_DELAY = 1.0
 """Seconds the cursor store waits to batch writes (a final write happens on unload and stop)."""
 
@@ -64,6 +65,16 @@ EVENT_KINDS: tuple[str, ...] = tuple(kind.name.lower() for kind in EventKind)
 def kind_name(kind: EventKind) -> str:
     """Name of an event kind as used in bus events and triggers (``EventKind.GAP`` → ``gap``)."""
     return kind.name.lower()
+
+
+def output_name(module: Module, output: int | None) -> str | None:
+    """Name of output index ``output`` of ``module``; None if module-wide or not known."""
+    if output is None:
+        return None
+    for candidate in module.outputs:
+        if candidate.index == output:
+            return candidate.name or None
+    return None
 
 
 def signal_new_event(entry_id: str, module_id: int) -> str:
@@ -280,6 +291,7 @@ class RayzigEventImporter:
             ATTR_MODULE_ID: module.module_id,
             ATTR_MODULE_NAME: module.name,
             ATTR_OUTPUT: None if event.output is None else event.output + 1,
+            ATTR_OUTPUT_NAME: output_name(module, event.output),
             ATTR_KIND: kind_name(event.kind),
             ATTR_USER: event.user,
             ATTR_IS_ON: event.is_on,

@@ -26,16 +26,24 @@ from .const import (
     DOMAIN,
     EVENT_RAYZIG,
 )
-from .events import ATTR_MODULE_NAME
+from .events import ATTR_MODULE_NAME, ATTR_OUTPUT_NAME
 
 
 def describe_message(data: Mapping[str, Any]) -> str:
-    """Say in words what a ``rayzig_event`` reports, e.g. "Output 2 switched on by installer"."""
+    """Say in words what a ``rayzig_event`` reports, e.g. "Hot water switched on by installer".
+
+    The output is named by its own name, or by its number ("Output 2 …") when the name is not
+    known (events recorded before names were part of the data, or an output the module no longer
+    lists).
+    """
     kind = data.get(ATTR_KIND)
     output = data.get(ATTR_OUTPUT)
     is_on = data.get(ATTR_IS_ON)
     state = "on" if is_on else "off"
-    subject = f"Output {output}" if output is not None else "Output"
+    if name := data.get(ATTR_OUTPUT_NAME):
+        subject = str(name)
+    else:
+        subject = f"Output {output}" if output is not None else "Output"
     if kind == "command":
         user = data.get(ATTR_USER)
         message = f"{subject} switched" if is_on is None else f"{subject} switched {state}"

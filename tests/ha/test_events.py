@@ -158,6 +158,7 @@ async def test_import_fires_with_module_timestamp(
         "module_id": 1,
         "module_name": module.name,
         "output": None,
+        "output_name": None,
         "kind": "power_on",
         "user": None,
         "is_on": None,
@@ -166,13 +167,15 @@ async def test_import_fires_with_module_timestamp(
     }
     assert dispatched == ring
 
-    # A command: output shown 1-based, the acting user and the new state.
+    # A command: output shown 1-based with its name, the acting user and the new state.
     switch(gateway, 1, 1, user="installer")
     assert await importer.async_sync([1]) == 1
     await hass.async_block_till_done(wait_background_tasks=True)
     command = seen[-1]
     assert command.data["kind"] == "command"
     assert command.data["output"] == 1
+    assert command.data["output_name"] == module.outputs[0].name
+    assert command.data["output_name"]
     assert command.data["user"] == "installer"
     assert command.data["is_on"] is True
     assert command.data["seq"] == 2
@@ -184,6 +187,55 @@ async def test_import_fires_with_module_timestamp(
     # Nothing new: nothing fired.
     assert await importer.async_sync() == 0
     assert importer.imported == MODULES + 1
+    await importer.async_stop()
+
+
+async def test_output_name_from_coordinator_data(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Events name the output as the coordinator knows it; None for an output it does not list."""
+    config_entry.add_to_hass(hass)
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync([2])
+    module = gateway.call(lambda gw: gw.site.module(2))
+    assert len(module.outputs) >= 2
+
+    # The coordinator's module data (here: an output renamed in it) is what names the output.
+    renamed = replace(
+        module,
+        outputs=(replace(module.outputs[0], name="Hot water"), *module.outputs[1:]),
+    )
+    config_entry.runtime_data = SimpleNamespace(  # type: ignore[assignment]
+        coordinator=SimpleNamespace(data=SimpleNamespace(modules={2: renamed}))
+    )
+    switch(gateway, 2, 1, user="installer")
+    gateway.call(lambda gw: gw.site.set_output(2, 1, on=True, user="installer"))
+    # A record for an output the module does not list: its number, but no name.
+    unknown = len(module.outputs)
+
+    def stray(gw: VirtualGateway) -> None:
+        gw.site.ring(2).append(
+            module_id=2,
+            timestamp=1_700_000_000.0,
+            kind=EventKind.COMMAND,
+            output=unknown,
+            user="automation",
+            is_on=True,
+        )
+
+    gateway.call(stray)
+    seen.clear()
+    assert await importer.async_sync([2]) == 3
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [(e.data["output"], e.data["output_name"]) for e in seen] == [
+        (1, "Hot water"),
+        (2, module.outputs[1].name),
+        (unknown + 1, None),
+    ]
     await importer.async_stop()
 
 

@@ -38,6 +38,30 @@ def auto_enable_custom_integrations(
 
 MESSAGES: list[tuple[dict[str, Any], str]] = [
     (
+        {
+            "kind": "command",
+            "output": 2,
+            "output_name": "Hot water",
+            "is_on": True,
+            "user": "installer",
+        },
+        "Hot water switched on by installer",
+    ),
+    (
+        {"kind": "preset_applied", "output": 1, "output_name": "Pond pump", "is_on": False},
+        "Pond pump restored off (preset applied)",
+    ),
+    # The name unknown (None, empty or missing, as in events recorded before it was added):
+    # the output's number instead.
+    (
+        {"kind": "command", "output": 2, "output_name": None, "is_on": True, "user": "installer"},
+        "Output 2 switched on by installer",
+    ),
+    (
+        {"kind": "command", "output": 4, "output_name": "", "is_on": False, "user": "gridco"},
+        "Output 4 switched off by gridco",
+    ),
+    (
         {"kind": "command", "output": 2, "is_on": True, "user": "installer"},
         "Output 2 switched on by installer",
     ),
@@ -167,18 +191,22 @@ async def test_logbook_describes_every_kind(
         await wait_for(hass, lambda: battery.module_id not in importer.cursors)
 
         ring = gateway.call(lambda gw: list(gw.site.ring(mains.module_id)))
+        # Outputs are named by their own names (the virtual site's are real ones, e.g.
+        # "Hot water"), not by their numbers.
+        names = [output.name for output in mains.outputs]
+        assert all(name and not name.startswith("Output") for name in names)
         applied = [
-            f"Output {r.output + 1} restored {'on' if r.is_on else 'off'} (preset applied)"
+            f"{names[r.output]} restored {'on' if r.is_on else 'off'} (preset applied)"
             for r in ring
             if r.kind is EventKind.PRESET_APPLIED
         ]
         assert len(applied) == len(mains.outputs)
-        assert applied[0] == "Output 1 restored on (preset applied)"
+        assert applied[0] == f"{names[0]} restored on (preset applied)"
         mains_entries = await _logbook(hass, hass_ws_client, start, mains_device.id)
         assert [e["message"] for e in mains_entries] == [
             "Power on",
-            "Output 2 switched on by installer",
-            "Output 2 switched off by automation",
+            f"{names[1]} switched on by installer",
+            f"{names[1]} switched off by automation",
             "Repowered after outage",
             *applied,
         ]
@@ -199,10 +227,12 @@ async def test_logbook_describes_every_kind(
             "Power on",
             "Battery low",
             "Repowered after outage",
-            f"Output 1 restored {restored} (preset applied)",
+            f"{battery.outputs[0].name} restored {restored} (preset applied)",
             "Left the mesh",
         ]
 
+        # A module added later has the gateway's default output names.
+        assert joined.outputs[0].name == "Output 1"
         joined_messages = [
             e["message"] for e in await _logbook(hass, hass_ws_client, start, joined_device.id)
         ]
