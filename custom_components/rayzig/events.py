@@ -7,6 +7,11 @@ module's event entity through the dispatcher, and then stores the cursors in Hom
 storage. A restart or an outage therefore imports each missed record once; records overwritten
 before they could be read arrive as a single ``gap`` event stating how many were lost.
 
+Exactly once across crashes: the cursors are written (atomically, flushed to disk) right after
+each module's batch has been fired, and that write is awaited before the next module is pulled.
+Only a crash between firing a batch and the end of its write can fire that one batch again at
+the next start.
+
 Syncs never overlap: every pull runs under one lock, and schedule requests are coalesced into one
 background task (created on the config entry, so it ends on unload).
 """
@@ -56,7 +61,8 @@ _LOGGER = logging.getLogger(__name__)
 ATTR_MODULE_NAME = "module_name"
 ATTR_OUTPUT_NAME = "output_name"
 SAVE_DELAY = 1.0
-"""Seconds the cursor store waits to batch writes (a final write happens on unload and stop)."""
+"""Seconds the store waits before dropping the cursor of a module that left (nothing is fired
+again if that write is lost); imported batches are written at once."""
 
 EVENT_KINDS: tuple[str, ...] = tuple(kind.name.lower() for kind in EventKind)
 """Event kinds as they appear in bus events, triggers and the event entity."""
@@ -90,9 +96,13 @@ class RayzigEventImporter:
         self.hass = hass
         self.entry = entry
         self.client = client
+        # Atomic writes are flushed to disk (fsync): a cursor written after a batch survives a
+        # power cut, not only a crash of Home Assistant.
         self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events"
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events", atomic_writes=True
         )
+        self._saved: dict[str, Any] | None = None
+        """The cursors as last written by :meth:`_async_save` (None: not known to be stored)."""
         self._sync = EventLogSync(client, initial_backlog=self._import_window())
         self._serials: dict[int, str] = {}
         """Serial of the module each cursor belongs to (a replaced module starts afresh)."""
@@ -131,6 +141,7 @@ class RayzigEventImporter:
             except (KeyError, TypeError, ValueError):
                 _LOGGER.warning("Ignoring a damaged event-log cursor for module %s", key)
         self._sync = EventLogSync(self.client, cursors, initial_backlog=self._import_window())
+        self._saved = stored
         self._loaded = True
         self._unsub_state = self.client.subscribe_state(self._on_connection_state)
         self._unsub_notice = self.client.subscribe(self._on_notification)
@@ -252,12 +263,14 @@ class RayzigEventImporter:
             self._sync.forget(module_id)
             self._serials.pop(module_id, None)
             self._known.pop(module_id, None)
-            self._schedule_save()
+            await self._async_save()
             return 0
         device_id = self._device_id(module)
         for event in events:
             self._fire(module, device_id, event)
-        self._schedule_save()
+        # Store the cursor before anything else is pulled: from here on a restart does not
+        # fire this batch again. A crash before this write completes does (the one window).
+        await self._async_save()
         return len(events)
 
     @callback
@@ -305,8 +318,17 @@ class RayzigEventImporter:
 
     # --- storage ---------------------------------------------------------------------------------
 
+    async def _async_save(self) -> None:
+        """Write the cursors now and wait for the write, unless they are stored as they are."""
+        data = self._data()
+        if data == self._saved:
+            return
+        await self._store.async_save(data)
+        self._saved = data
+
     @callback
     def _schedule_save(self) -> None:
+        self._saved = None  # the next _async_save writes whatever is stored by then
         self._store.async_delay_save(self._data, SAVE_DELAY)
 
     @callback

@@ -10,17 +10,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from homeassistant.core import Event as HaEvent
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.const import (
     CONF_EVENT_IMPORT_WINDOW,
@@ -290,22 +289,115 @@ async def test_exactly_once_across_restart(
     assert key not in hass_storage
 
 
-async def test_delayed_save_after_each_batch(
+async def test_cursor_saved_right_after_each_batch(
     hass: HomeAssistant,
     config_entry: MockConfigEntry,
     client: RayzigClient,
+    gateway: GatewayThread,
     hass_storage: dict[str, Any],
 ) -> None:
-    """Cursors are written shortly after a batch even without an unload."""
+    """Each module's batch is fired, then its cursor is written (awaited) before the next pull."""
+    config_entry.add_to_hass(hass)
+    key = f"{DOMAIN}.{config_entry.entry_id}.events"
+    importer = await new_importer(hass, config_entry, client)
+    assert await importer.async_sync() == MODULES
+    # Written at once: no delay, no unload needed.
+    assert {
+        int(m): c["seq"] for m, c in stored_modules(hass_storage, key).items()
+    } == dict.fromkeys(range(1, MODULES + 1), 1)
+
+    # What is stored at the moment each record is fired: the module's own batch is not yet
+    # stored while it fires, the batch of the module synced before it already is.
+    switch(gateway, 1, 2)
+    switch(gateway, 2, 3)
+    at_fire: list[tuple[int, int, dict[int, int]]] = []
+
+    @callback
+    def on_event(event: HaEvent[dict[str, Any]]) -> None:
+        stored = {int(m): c["seq"] for m, c in stored_modules(hass_storage, key).items()}
+        at_fire.append((event.data["module_id"], event.data["seq"], stored))
+
+    hass.bus.async_listen(EVENT_RAYZIG, on_event)
+    assert await importer.async_sync([1, 2]) == 5
+    assert [(module, seq) for module, seq, _ in at_fire] == [
+        (1, 2),
+        (1, 3),
+        (2, 2),
+        (2, 3),
+        (2, 4),
+    ]
+    for module, _, stored in at_fire:
+        assert stored[1] == (1 if module == 1 else 3)
+        assert stored[2] == 1
+    assert stored_modules(hass_storage, key)["2"]["seq"] == 4
+
+    # Nothing new: nothing is written.
+    with patch.object(importer._store, "async_save", wraps=importer._store.async_save) as save:
+        assert await importer.async_sync() == 0
+        save.assert_not_called()
+        switch(gateway, 3, 1)
+        assert await importer.async_sync() == 1
+        save.assert_called_once()
+    await importer.async_stop()
+
+
+class Crash(BaseException):
+    """Home Assistant dying (power cut) at a chosen moment."""
+
+
+async def test_crash_repeats_only_the_unsaved_batch(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    """A crash after a batch is fired but before its cursor is written repeats that batch only."""
     config_entry.add_to_hass(hass)
     importer = await new_importer(hass, config_entry, client)
-    await importer.async_sync([3])
-    key = f"{DOMAIN}.{config_entry.entry_id}.events"
-    assert key not in hass_storage
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=5))
-    await hass.async_block_till_done(wait_background_tasks=True)
-    assert hass_storage[key]["data"]["modules"]["3"]["seq"] == 1
+    await importer.async_sync()
+    switch(gateway, 1, 2)
+    switch(gateway, 2, 3)
+    seen = capture(hass)
+    save = importer._store.async_save
+    saves = 0
+
+    async def crash_on_second_save(data: dict[str, Any]) -> None:
+        nonlocal saves
+        saves += 1
+        if saves == 2:
+            raise Crash
+        await save(data)
+
+    with (
+        patch.object(importer._store, "async_save", crash_on_second_save),
+        pytest.raises(Crash),
+    ):
+        await importer.async_sync([1, 2])
+    # Module 1's batch was fired and stored; module 2's was fired, then the crash.
+    assert [(e.data["module_id"], e.data["seq"]) for e in seen] == [
+        (1, 2),
+        (1, 3),
+        (2, 2),
+        (2, 3),
+        (2, 4),
+    ]
+
+    # The next start (a new importer on what was stored) fires module 2's batch once more, and
+    # nothing of module 1.
+    seen.clear()
+    importer = await new_importer(hass, config_entry, client)
+    assert await importer.async_sync([1, 2]) == 3
+    assert [(e.data["module_id"], e.data["seq"]) for e in seen] == [(2, 2), (2, 3), (2, 4)]
     await importer.async_stop()
+
+
+def stored_modules(hass_storage: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """The cursors in Home Assistant storage (empty if nothing is written yet)."""
+    if key not in hass_storage:
+        return {}
+    modules: dict[str, dict[str, Any]] = hass_storage[key]["data"]["modules"]
+    return modules
 
 
 async def test_overrun_reports_one_gap(
