@@ -2,21 +2,27 @@
 
 Registered once in ``async_setup`` (they name their config entry or device when called). Bad input
 raises ServiceValidationError, a refusal by the gateway a HomeAssistantError; both translated.
+
+``add_user`` never takes a password: Home Assistant records every action call with its data (the
+``call_service`` event), so a password given there would end up in its database. It generates a
+random initial password instead and returns it only in the action's response, which is not
+recorded.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Final
 
 import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.translation import async_get_translations
 
-from rayzig_core.errors import PasswordRejectedError, RayzigError
+from rayzig_core.errors import PasswordRejectedError, RayzigError, RayzigInternalError
 from rayzig_core.models import Module, RestorePreset, UserLevel
 from rayzig_core.password_policy import PolicyViolation, check_password
 from rayzig_core.permissions import Permission, permission_to_manage
@@ -33,8 +39,17 @@ ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 ATTR_DEVICE_ID: Final = "device_id"
 ATTR_NAME: Final = "name"
 ATTR_LEVEL: Final = "level"
-ATTR_PASSWORD: Final = "password"  # noqa: S105 - a field name
+ATTR_PASSWORD: Final = "password"  # noqa: S105 - a response key
+ATTR_MESSAGE: Final = "message"
 ATTR_PRESET: Final = "preset"
+
+PASSWORD_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet
+"""Lower-case letters and digits without look-alikes (i/l/1, o/0): easy to read out and type."""
+PASSWORD_GROUPS: Final = 5
+PASSWORD_GROUP_LENGTH: Final = 5
+"""25 random characters (about 124 bits) in five dash-separated groups: 29 characters in all."""
+PASSWORD_ATTEMPTS: Final = 100
+"""Fresh draws before giving up on passing the policy (one draw practically always passes)."""
 
 LEVELS: Final[dict[str, UserLevel]] = {
     "user": UserLevel.USER,
@@ -54,7 +69,6 @@ ADD_USER_SCHEMA = vol.Schema(
         vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
         vol.Required(ATTR_NAME): USER_NAME,
         vol.Required(ATTR_LEVEL): vol.In(list(LEVELS)),
-        vol.Required(ATTR_PASSWORD): cv.string,
     }
 )
 DELETE_USER_SCHEMA = vol.Schema(
@@ -122,23 +136,63 @@ async def _reasons(hass: HomeAssistant, codes: tuple[str, ...]) -> str:
     return " ".join(reasons)
 
 
-async def _async_add_user(call: ServiceCall) -> None:
+def generate_password(user_name: str, serial: str) -> str:
+    """Return a random initial password that passes the password policy for this user.
+
+    Checked with rayzig_core's policy (the one the gateway applies); runs zxcvbn, so call it in
+    the executor.
+    """
+    for _ in range(PASSWORD_ATTEMPTS):
+        password = "-".join(
+            "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_GROUP_LENGTH))
+            for _ in range(PASSWORD_GROUPS)
+        )
+        if not check_password(password, user_name=user_name, serial=serial):
+            return password
+    raise RayzigInternalError("no generated password passed the password policy")
+
+
+async def _handover_message(hass: HomeAssistant, name: str) -> str:
+    """What to do with the initial password, in Home Assistant's language (English fallback).
+
+    Kept with the exception texts: Home Assistant has no translation category for responses.
+    """
+    texts = await async_get_translations(hass, hass.config.language, "exceptions", [DOMAIN])
+    template = texts.get(f"component.{DOMAIN}.exceptions.user_created.message") or (
+        "Give this initial password to {name} in person or over another secure channel, and "
+        "have them change it at once with `rayzig passwd --user {name}`. Home Assistant does not "
+        "keep it and cannot show it again."
+    )
+    return template.replace("{name}", name)
+
+
+async def _async_add_user(call: ServiceCall) -> ServiceResponse:
+    """Create the user with a generated password, returned only in the (unrecorded) response."""
     entry = _loaded_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
     coordinator = entry.runtime_data.coordinator
     name: str = call.data[ATTR_NAME]
     level = LEVELS[call.data[ATTR_LEVEL]]
-    password: str = call.data[ATTR_PASSWORD]
-    violations = check_password(password, user_name=name, serial=coordinator.data.info.serial)
-    if violations:
-        reasons = await _reasons(call.hass, tuple(v.value for v in violations))
-        raise _validation_error("password_rejected", reasons=reasons)
+    password = await call.hass.async_add_executor_job(
+        generate_password, name, coordinator.data.info.serial
+    )
     try:
         await coordinator.client.add_user(name, level, password)
     except PasswordRejectedError as err:
+        # The gateway knows rules Home Assistant does not (its default password, say).
         reasons = await _reasons(call.hass, err.reasons)
-        raise _validation_error("password_rejected", reasons=reasons) from err
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="password_rejected",
+            translation_placeholders={"reasons": reasons},
+        ) from err
     except RayzigError as err:
         raise coordinator.translate_error(err, permission=permission_to_manage(level)) from err
+    return {
+        ATTR_NAME: name,
+        ATTR_LEVEL: call.data[ATTR_LEVEL],
+        ATTR_PASSWORD: password,
+        ATTR_MESSAGE: await _handover_message(call.hass, name),
+    }
 
 
 async def _async_delete_user(call: ServiceCall) -> None:
@@ -180,7 +234,13 @@ async def _async_set_module_presets(call: ServiceCall) -> None:
 
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the integration's actions."""
-    hass.services.async_register(DOMAIN, SERVICE_ADD_USER, _async_add_user, ADD_USER_SCHEMA)
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_ADD_USER,
+        _async_add_user,
+        ADD_USER_SCHEMA,
+        supports_response=SupportsResponse.ONLY,
+    )
     hass.services.async_register(
         DOMAIN, SERVICE_DELETE_USER, _async_delete_user, DELETE_USER_SCHEMA
     )

@@ -1,6 +1,9 @@
-"""Actions: gateway users, event sync and module presets, with validation and refusals."""
+"""Actions: gateway users (generated passwords), event sync and module presets; refusals."""
 
 from __future__ import annotations
+
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 import voluptuous as vol
@@ -9,10 +12,15 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.rayzig import services
 from custom_components.rayzig.const import DOMAIN
 from custom_components.rayzig.services import _reasons
+from rayzig_core.client import RayzigClient
+from rayzig_core.errors import RayzigInternalError
 from rayzig_core.models import RestorePreset, UserLevel
+from rayzig_core.password_policy import check_password
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpConnector
 
 from .runtime_helpers import entry_for, loaded_entry, pair_user, site_modules
 
@@ -27,79 +35,136 @@ def _users(gateway: GatewayThread) -> dict[str, UserLevel]:
     return gateway.call(lambda gw: {name: user.level for name, user in gw.users.items()})
 
 
+async def _add_user(hass: HomeAssistant, data: dict[str, object]) -> dict[str, Any]:
+    response = await hass.services.async_call(
+        DOMAIN, "add_user", data, blocking=True, return_response=True
+    )
+    assert response is not None
+    return dict(response)
+
+
 async def test_add_and_delete_user(
     hass: HomeAssistant,
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A System pairing adds and deletes users on the gateway."""
+    """A System pairing adds a user with a generated password (in the response) and deletes it."""
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
-        await _call(
-            hass,
-            "add_user",
-            {
-                "config_entry_id": entry.entry_id,
-                "name": " guest ",
-                "level": "administrator",
-                "password": GOOD_PASSWORD,
-            },
+        response = await _add_user(
+            hass, {"config_entry_id": entry.entry_id, "name": " guest ", "level": "administrator"}
         )
         assert _users(gateway)["guest"] is UserLevel.ADMINISTRATOR
+        password = response.pop("password")
+        assert response == {
+            "name": "guest",
+            "level": "administrator",
+            "message": (
+                "Give this initial password to guest in person or over another secure channel, "
+                "and have them change it at once with `rayzig passwd --user guest`. Home "
+                "Assistant does not keep it and cannot show it again."
+            ),
+        }
+        serial = entry.runtime_data.coordinator.data.info.serial
+        assert check_password(password, user_name="guest", serial=serial) == ()
+        # The password is the account's: the new user can pair with it.
+        client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), client_name="guest's tool")
+        try:
+            paired = await client.pair(await client.identify(), "guest", password)
+        finally:
+            await client.close()
+        assert paired.level is UserLevel.ADMINISTRATOR
         await _call(hass, "delete_user", {"config_entry_id": entry.entry_id, "name": "guest"})
         assert "guest" not in _users(gateway)
 
 
-async def test_add_user_weak_password(
+async def test_add_user_takes_no_password_and_needs_the_response(
     hass: HomeAssistant,
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A password failing the policy is refused before anything is sent, listing every reason."""
+    """A password in the action data is refused (it would be recorded); the response is required."""
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
-        with pytest.raises(ServiceValidationError) as raised:
-            await _call(
-                hass,
-                "add_user",
-                {
-                    "config_entry_id": entry.entry_id,
-                    "name": "guest",
-                    "level": "user",
-                    "password": "rayzig123",
-                },
-            )
-        assert raised.value.translation_key == "password_rejected"
-        message = str(raised.value)
-        assert "Use at least 15 characters." in message
-        assert 'Do not use product names such as "Rayzig"' in message
+        base = {"config_entry_id": entry.entry_id, "name": "guest", "level": "user"}
+        with pytest.raises(vol.Invalid):
+            await _add_user(hass, {**base, "password": GOOD_PASSWORD})
+        with pytest.raises(ServiceValidationError):
+            await _call(hass, "add_user", base)  # without return_response
         assert "guest" not in _users(gateway)
 
 
-async def test_add_user_default_password_refused_by_gateway(
+async def test_add_user_message_in_german(
     hass: HomeAssistant,
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The label's default password passes the local rules but the gateway refuses it."""
+    """The hand-over message follows Home Assistant's language."""
+    hass.config.language = "de"
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        response = await _add_user(
+            hass, {"config_entry_id": entry.entry_id, "name": "gast", "level": "user"}
+        )
+    assert response["message"].startswith("Gib dieses Anfangspasswort")
+    assert "`rayzig passwd --user gast`" in response["message"]
+
+
+async def test_add_user_message_fallback(hass: HomeAssistant) -> None:
+    """Without a translation the hand-over message is English."""
+
+    async def no_translations(*args: object) -> dict[str, str]:
+        return {}
+
+    with patch.object(services, "async_get_translations", no_translations):
+        message = await services._handover_message(hass, "{x}")
+    assert message.startswith("Give this initial password to {x} in person")
+
+
+def test_generated_passwords_pass_the_policy() -> None:
+    """Random, 29 characters in five groups, accepted by the policy for that user and serial."""
+    passwords = {services.generate_password("guest", "RG1-0D8F4956") for _ in range(50)}
+    assert len(passwords) == 50
+    for password in passwords:
+        groups = password.split("-")
+        assert [len(group) for group in groups] == [5] * 5
+        assert set("".join(groups)) <= set(services.PASSWORD_ALPHABET)
+        assert check_password(password, user_name="guest", serial="RG1-0D8F4956") == ()
+
+
+def test_generated_password_drawn_again_until_it_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draw the policy refuses (here: it holds the user name) is replaced by a fresh one."""
+    draws = iter("guest" * 5 + "k7m2q" + "x9p4r" + "h3t8w" + "c6v2n" + "y5b9s")
+    monkeypatch.setattr(services.secrets, "choice", lambda alphabet: next(draws))
+    assert services.generate_password("guest", "") == "k7m2q-x9p4r-h3t8w-c6v2n-y5b9s"
+
+
+def test_generated_password_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy no draw can pass is a bug, not a user error."""
+    monkeypatch.setattr(services.secrets, "choice", lambda alphabet: "a")
+    with pytest.raises(RayzigInternalError):
+        services.generate_password("guest", "")
+
+
+async def test_add_user_generated_password_refused_by_gateway(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rule only the gateway knows (its label's default password) refuses the password."""
     assert gateway.factory is not None
     default = gateway.factory.default_password
+    monkeypatch.setattr(services, "generate_password", lambda name, serial: default)
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
-        with pytest.raises(ServiceValidationError) as raised:
-            await _call(
-                hass,
-                "add_user",
-                {
-                    "config_entry_id": entry.entry_id,
-                    "name": "guest",
-                    "level": "user",
-                    "password": default,
-                },
+        with pytest.raises(HomeAssistantError) as raised:
+            await _add_user(
+                hass, {"config_entry_id": entry.entry_id, "name": "guest", "level": "user"}
             )
         assert raised.value.translation_key == "password_rejected"
         assert "default password printed on the gateway's label" in str(raised.value)
         assert default not in str(raised.value)
+        assert "guest" not in _users(gateway)
 
 
 async def test_add_user_refusals(
@@ -109,15 +174,8 @@ async def test_add_user_refusals(
     credentials = await pair_user(gateway, "guest", UserLevel.USER, "plum-harbor-sings-83-lanterns")
     async with loaded_entry(hass, entry_for(gateway, credentials), monkeypatch) as entry:
         with pytest.raises(HomeAssistantError) as raised:
-            await _call(
-                hass,
-                "add_user",
-                {
-                    "config_entry_id": entry.entry_id,
-                    "name": "other",
-                    "level": "administrator",
-                    "password": GOOD_PASSWORD,
-                },
+            await _add_user(
+                hass, {"config_entry_id": entry.entry_id, "name": "other", "level": "administrator"}
             )
         assert raised.value.translation_key == "permission_denied"
         assert "needs the System level" in str(raised.value)
@@ -136,13 +194,13 @@ async def test_user_errors(
 ) -> None:
     """Bad input, duplicates, unknown users and deleting Home Assistant's own user."""
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
-        base = {"config_entry_id": entry.entry_id, "password": GOOD_PASSWORD}
+        base = {"config_entry_id": entry.entry_id}
         with pytest.raises(vol.Invalid):
-            await _call(hass, "add_user", {**base, "name": "x", "level": "emperor"})
+            await _add_user(hass, {**base, "name": "x", "level": "emperor"})
         with pytest.raises(vol.Invalid):
-            await _call(hass, "add_user", {**base, "name": "x" * 33, "level": "user"})
+            await _add_user(hass, {**base, "name": "x" * 33, "level": "user"})
         with pytest.raises(HomeAssistantError) as raised:
-            await _call(hass, "add_user", {**base, "name": "installer", "level": "user"})
+            await _add_user(hass, {**base, "name": "installer", "level": "user"})
         assert raised.value.translation_key == "request_failed"
         assert "already exists" in str(raised.value)
         with pytest.raises(HomeAssistantError) as raised:
