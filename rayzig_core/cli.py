@@ -1,7 +1,7 @@
 """``rayzig``: the installer's command-line tool for a Rayzig gateway (issue 3 §5, issue 2 §6).
 
 Client commands (connect with ``--host/--port`` over TCP to the virtual gateway or a bridge, or
-with ``--i2c-bus/--address`` directly over I2C)::
+with ``--i2c-bus/--address [--i2c-channel N]`` directly over I2C)::
 
     info                          versions, fingerprint, serial, model, factory state
     pair [--user U]               confirm the fingerprint, prove the password, save the key file
@@ -10,6 +10,7 @@ with ``--i2c-bus/--address`` directly over I2C)::
     modules                       modules, outputs, presets, battery, link quality
     set MODULE OUTPUT on|off      switch an output (outputs are numbered from 1)
     preset MODULE OUTPUT off|on|last
+    utility MODULE OUTPUT on|off  mark whether the Utility user may switch an output
     events [--module M] [--since N] [--follow]
     users list | add NAME --level L | delete NAME
     clients list | revoke ID
@@ -138,6 +139,8 @@ LEVELS = {
     "utility": UserLevel.UTILITY,
 }
 PRESETS = {"off": RestorePreset.OFF, "on": RestorePreset.ON, "last": RestorePreset.LAST}
+I2C_CHANNELS = 16
+"""Link channels of the I2C link (PROTOCOL.md §11.2): 0 (Home Assistant's, the default) to 15."""
 PARTS = {part.name.lower(): part for part in FirmwarePart}
 
 EPILOG = """\
@@ -491,15 +494,31 @@ def _require_key_file(args: argparse.Namespace) -> _KeyFile:
 
 
 def _connection(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[str, Any]:
-    """Where to connect: the command line, else the key file, else the local virtual gateway."""
+    """Where to connect: the command line, else the key file, else the local virtual gateway.
+
+    An I2C connection carries ``i2c_channel`` only when it is not 0, the default (so key files
+    paired on channel 0 look as they always did).
+    """
     host, port = getattr(args, "host", None), getattr(args, "port", None)
     bus, address = getattr(args, "i2c_bus", None), getattr(args, "address", None)
+    channel: int | None = getattr(args, "i2c_channel", None)
+    if channel is not None and (host is not None or port is not None):
+        raise CliError(
+            "--i2c-channel applies to a direct I2C connection (--i2c-bus/--address); through "
+            "a bridge (--host/--port) the bridge chooses the channel."
+        )
     if bus is not None or address is not None:
         if host is not None or port is not None:
             raise CliError("Use either --host/--port or --i2c-bus/--address, not both.")
         if bus is None or address is None:
             raise CliError("--i2c-bus and --address go together: give both.")
-        return {"i2c_bus": bus, "address": address}
+        return _with_channel({"i2c_bus": bus, "address": address}, channel)
+    if channel is not None:
+        if not saved or "i2c_bus" not in saved:
+            raise CliError(
+                "--i2c-channel applies to a direct I2C connection: add --i2c-bus and --address."
+            )
+        return _with_channel(dict(saved), channel)
     saved_tcp = saved if saved and "host" in saved else None
     if host is not None or port is not None:
         return {
@@ -509,6 +528,14 @@ def _connection(args: argparse.Namespace, saved: dict[str, Any] | None) -> dict[
     if saved:
         return dict(saved)
     return {"host": DEFAULT_HOST, "port": DEFAULT_PORT}
+
+
+def _with_channel(connection: dict[str, Any], channel: int | None) -> dict[str, Any]:
+    """``connection`` on I2C link channel ``channel`` (None: keep what it has)."""
+    if channel is None:
+        return connection
+    rest = {key: value for key, value in connection.items() if key != "i2c_channel"}
+    return {**rest, "i2c_channel": channel} if channel else rest
 
 
 def _connector(connection: dict[str, Any], timeout: float) -> Connector:
@@ -524,10 +551,15 @@ def _connector(connection: dict[str, Any], timeout: float) -> Connector:
             ) from None
         try:
             return cast(
-                "Connector", factory(int(connection["i2c_bus"]), int(connection["address"]))
+                "Connector",
+                factory(
+                    int(connection["i2c_bus"]),
+                    int(connection["address"]),
+                    channel=int(connection.get("i2c_channel", 0)),
+                ),
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise CliError(f"Bad I2C bus or address: {err}") from None
+            raise CliError(f"Bad I2C bus, address or channel: {err}") from None
     from rayzig_core.transport.tcp import TcpConnector  # noqa: PLC0415
 
     try:
@@ -829,6 +861,13 @@ def _i2c_address(text: str) -> int:
     return value
 
 
+def _i2c_channel(text: str) -> int:
+    channel = _non_negative(text)
+    if channel >= I2C_CHANNELS:
+        raise argparse.ArgumentTypeError(f"an I2C link channel is 0 to {I2C_CHANNELS - 1}")
+    return channel
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text, 10)
@@ -1110,6 +1149,21 @@ async def cmd_preset(args: argparse.Namespace, out: _Out) -> int:
         {"module": args.module, **_output_json(output)},
         f"Module {args.module} output {output.index + 1} ({output.name}) restores "
         f"{output.preset.name.lower()} after a power cut.",
+    )
+    return EXIT_OK
+
+
+async def cmd_utility(args: argparse.Namespace, out: _Out) -> int:
+    """Mark whether the Utility user may switch an output (Administrator and above)."""
+    async with _session(args) as (client, _):
+        output = await client.set_utility_output(
+            args.module, _output_index(args.output), args.state == "on"
+        )
+    may = "may" if output.utility_controllable else "may not"
+    out.result(
+        {"module": args.module, **_output_json(output)},
+        f"Module {args.module} output {output.index + 1} ({output.name}): the Utility user "
+        f"{may} switch it.",
     )
     return EXIT_OK
 
@@ -1984,6 +2038,14 @@ def _connection_options(*, suppress: bool) -> argparse.ArgumentParser:
         help="gateway I2C address, e.g. 0x42",
     )
     group.add_argument(
+        "--i2c-channel",
+        type=_i2c_channel,
+        default=default,
+        metavar="N",
+        help="I2C link channel, 0 to 15 (default 0, or the key file's); Home Assistant on "
+        "local I2C uses 0: use 1 next to it on the same computer",
+    )
+    group.add_argument(
         "--key-file",
         default=argparse.SUPPRESS if suppress else DEFAULT_KEY_FILE,
         metavar="PATH",
@@ -2112,6 +2174,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("module", type=_non_negative, metavar="MODULE", help="module id")
     p.add_argument("output", type=_positive, metavar="OUTPUT", help="output number, from 1")
     p.add_argument("preset", choices=list(PRESETS))
+
+    p = command(
+        commands,
+        "utility",
+        cmd_utility,
+        "mark whether the Utility user may switch an output (Administrator and above)",
+    )
+    p.add_argument("module", type=_non_negative, metavar="MODULE", help="module id")
+    p.add_argument("output", type=_positive, metavar="OUTPUT", help="output number, from 1")
+    p.add_argument(
+        "state",
+        choices=["on", "off"],
+        help="on: the Utility user may switch the output; off: it may not",
+    )
 
     p = command(commands, "events", cmd_events, "read (and follow) the event logs")
     p.add_argument("--module", type=_non_negative, metavar="M", help="only this module")
