@@ -45,11 +45,38 @@ def module_device_info(coordinator: RayzigCoordinator, module: Module) -> Device
     return info
 
 
-def output_label(output: Output) -> str | None:
-    """Return the output's own name, or None while it has the generic "Output N" name."""
+NAME_SEPARATORS: Final = " \t-\u2013\u2014:/_,."
+"""What may stand between a module's name and the rest of an output's name ("Caravan - lights")."""
+
+
+def _same_name(first: str, second: str) -> bool:
+    return first.strip().casefold() == second.strip().casefold()
+
+
+def is_module_output(module: Module, output: Output) -> bool:
+    """Whether ``output`` stands for the module itself: its one output named like the module.
+
+    Such an output's entities take the device's name only ("Caravan", not "Caravan Caravan").
+    """
+    alike = [other.index for other in module.outputs if _same_name(other.name, module.name)]
+    return alike == [output.index]
+
+
+def output_label(module: Module, output: Output) -> str | None:
+    """Return the output's own name without its module's name in front, for an entity name.
+
+    Entity names follow the device's name, so "Caravan lights" on the module "Caravan" becomes
+    "Lights" (compared ignoring case, and only up to a word boundary: "Caravanserai lamp" stays).
+    None while the output has the generic "Output N" name, or a name that is only the module's.
+    """
     name = output.name.strip()
     if not name or name == f"Output {output.index + 1}":
         return None
+    prefix = module.name.strip()
+    head, rest = name[: len(prefix)], name[len(prefix) :]
+    if prefix and _same_name(head, prefix) and (not rest or not rest[0].isalnum()):
+        rest = rest.lstrip(NAME_SEPARATORS)
+        return rest[:1].upper() + rest[1:] if rest else None
     return name
 
 

@@ -14,7 +14,12 @@ from rayzig_core.permissions import Permission
 
 from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry
-from .entity import RayzigModuleEntity, async_add_module_entities, output_label
+from .entity import (
+    RayzigModuleEntity,
+    async_add_module_entities,
+    is_module_output,
+    output_label,
+)
 
 PARALLEL_UPDATES = 0
 """Commands go through one gateway session that serialises them itself."""
@@ -50,8 +55,11 @@ class RayzigPresetSelect(RayzigModuleEntity, SelectEntity):
     def __init__(self, coordinator: RayzigCoordinator, module: Module, index: int) -> None:
         """Bind to output ``index`` (0-based) of ``module``."""
         super().__init__(coordinator, module, "restore_preset", index)
-        label = output_label(module.outputs[index])
-        if label is None:
+        output = module.outputs[index]
+        label = output_label(module, output)
+        if is_module_output(module, output):
+            self._attr_translation_key = "restore_preset_module"
+        elif label is None:
             self._attr_translation_key = "restore_preset"
             self._attr_translation_placeholders = {"number": str(index + 1)}
         else:

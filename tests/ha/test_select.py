@@ -56,7 +56,7 @@ async def test_preset_pushed_and_named(
     porch = gateway.call(
         lambda gw: gw.site.add_module(kind=ModuleKind.MAINS, name="Porch", outputs=1)
     )
-    named = site_modules(gateway)[0]
+    named = next(module for module in site_modules(gateway) if module.name == "Utility room")
     async with loaded_entry(hass, config_entry, monkeypatch):
         select = entity_id(hass, "select", f"{porch.serial}_restore_preset_0")
         assert (
@@ -64,9 +64,7 @@ async def test_preset_pushed_and_named(
             == "Porch Output 1 power-restore preset"
         )
         other = hass.states.get(entity_id(hass, "select", f"{named.serial}_restore_preset_0"))
-        assert other.attributes[ATTR_FRIENDLY_NAME] == (
-            f"{named.name} {named.outputs[0].name} power-restore preset"
-        )
+        assert other.attributes[ATTR_FRIENDLY_NAME] == "Utility room Hot water power-restore preset"
         gateway.call(
             lambda gw: gw.site.set_preset(porch.module_id, 0, RestorePreset.ON, user="installer")
         )

@@ -92,16 +92,19 @@ async def test_names(
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Outputs with their own name use it; generic ones are "Output N" (translated)."""
+    """Outputs with their own name use it; generic ones are "Output N" (translated).
+
+    Names that start with the module's name: tests/ha/test_entity_names.py.
+    """
     porch = gateway.call(
         lambda gw: gw.site.add_module(kind=ModuleKind.MAINS, name="Porch", outputs=2)
     )
-    named = site_modules(gateway)[0]
+    named = next(module for module in site_modules(gateway) if module.name == "Utility room")
     async with loaded_entry(hass, config_entry, monkeypatch):
         second = hass.states.get(entity_id(hass, "switch", f"{porch.serial}_output_1"))
         assert second.attributes[ATTR_FRIENDLY_NAME] == "Porch Output 2"
         first = hass.states.get(entity_id(hass, "switch", f"{named.serial}_output_0"))
-        assert first.attributes[ATTR_FRIENDLY_NAME] == f"{named.name} {named.outputs[0].name}"
+        assert first.attributes[ATTR_FRIENDLY_NAME] == "Utility room Hot water"
 
 
 async def test_unreachable_module(
