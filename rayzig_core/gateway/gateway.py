@@ -13,7 +13,8 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -212,6 +213,8 @@ class VirtualGateway:
         self.on_save_now: Callable[[], None] = lambda: None
         """Writes the state durably at once; called before answering a security-relevant change."""
         self._durable_pending = False
+        self._deferring = 0
+        self._deferred: list[tuple[GatewayConnection, m.Notification]] = []
         self.request_observers: list[RequestObserver] = []
         """Called with every answer the gateway worked out (not those replayed from the cache,
         §5.3), before it is sent: a transport's hook, e.g. the mesh-latency model of the fake I2C
@@ -476,11 +479,37 @@ class VirtualGateway:
         self.broadcast(notice)
 
     def broadcast(self, notice: m.Notification) -> None:
-        """Push a notification to every authenticated session allowed to read."""
+        """Push a notification to every authenticated session allowed to read.
+
+        While a request is being handled (:meth:`deferring_notifications`), the recipients are
+        chosen now but the frames wait until the request's response has been sent, so that the
+        requester gets its answer before the notifications its request caused.
+        """
         for connection in list(self._connections):
             level = connection.level
             if level is not None and allowed(level, Permission.READ):
-                connection.notify(notice)
+                if self._deferring:
+                    self._deferred.append((connection, notice))
+                else:
+                    connection.notify(notice)
+
+    @contextmanager
+    def deferring_notifications(self) -> Iterator[None]:
+        """Hold back :meth:`broadcast` frames until the block ends, then send them in order.
+
+        :meth:`GatewayConnection.frame_received` handles a request and sends its response inside
+        this block, so the notifications the request caused follow the response on every link.
+        Blocks may nest; the outermost one sends.
+        """
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+            if not self._deferring:
+                deferred, self._deferred = self._deferred, []
+                for connection, notice in deferred:
+                    connection.notify(notice)
 
     # --- request handling ------------------------------------------------------------------
 
@@ -1039,16 +1068,18 @@ class GatewayConnection:
             envelope = self._channel.open(raw)
             if not isinstance(envelope.message, m.Request):
                 raise ProtocolError("clients may only send requests")
-            response = self._gateway.handle(self, envelope.request_id, envelope.message)
-            plaintext = m.encode(envelope.request_id, response)
-            if len(plaintext) > MAX_PLAINTEXT:  # a bug: every answer must fit a frame (§5.1)
-                _LOGGER.error(
-                    "%s of %d bytes does not fit a frame; answering INTERNAL",
-                    type(response).__name__,
-                    len(plaintext),
-                )
-                plaintext = m.encode(envelope.request_id, _INTERNAL)
-            self._send_frame(self._channel.seal_encoded(plaintext))
+            # The notifications this request causes go out after its response (on every link).
+            with self._gateway.deferring_notifications():
+                response = self._gateway.handle(self, envelope.request_id, envelope.message)
+                plaintext = m.encode(envelope.request_id, response)
+                if len(plaintext) > MAX_PLAINTEXT:  # a bug: every answer must fit a frame (§5.1)
+                    _LOGGER.error(
+                        "%s of %d bytes does not fit a frame; answering INTERNAL",
+                        type(response).__name__,
+                        len(plaintext),
+                    )
+                    plaintext = m.encode(envelope.request_id, _INTERNAL)
+                self._send_frame(self._channel.seal_encoded(plaintext))
             if self.close_after_reply:
                 self.close()
         except (ProtocolError, SessionClosedError) as err:
