@@ -8,9 +8,7 @@ never blocked by an absent gateway (ConfigEntryNotReady retries in the backgroun
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from typing import Any
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP, Platform
@@ -27,23 +25,13 @@ from rayzig_core.errors import (
     GatewayKeyChangedError,
     RayzigError,
 )
-from rayzig_core.transport.base import Connector
-from rayzig_core.transport.tcp import TcpConnector
 
+from .connection import I2CUnavailableError, create_connector
 from .const import (
-    CONF_CONNECTION,
     CONF_CREDENTIALS,
-    CONF_HOST,
-    CONF_I2C_ADDRESS,
-    CONF_I2C_BUS,
-    CONF_PORT,
     CONF_UPDATE_SERVER_URL,
     CONF_UPDATE_SIGNING_KEY,
     CONNECT_TIMEOUT,
-    CONNECTION_I2C,
-    DEFAULT_I2C_ADDRESS,
-    DEFAULT_I2C_BUS,
-    DEFAULT_PORT,
     DOMAIN,
     MANUFACTURER,
 )
@@ -84,33 +72,37 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     return True
 
 
-def build_connector(data: dict[str, Any]) -> Connector:
-    """Build the connector an entry's data describes: I2C on this machine, or TCP to a bridge."""
-    if data.get(CONF_CONNECTION) == CONNECTION_I2C:
-        # Only installations wired to the gateway's I2C bus need (and load) the I2C transport.
-        i2c = importlib.import_module("rayzig_core.transport.i2c")
-        connector: Connector = i2c.I2CConnector(
-            int(data.get(CONF_I2C_BUS, DEFAULT_I2C_BUS)),
-            int(data.get(CONF_I2C_ADDRESS, DEFAULT_I2C_ADDRESS)),
-        )
-        return connector
-    return TcpConnector(str(data[CONF_HOST]), int(data.get(CONF_PORT, DEFAULT_PORT)))
+async def _async_build_client(hass: HomeAssistant, entry: RayzigConfigEntry) -> RayzigClient:
+    """Build the entry's client (not connected), or raise what Home Assistant should do.
 
-
-def build_client(data: dict[str, Any]) -> RayzigClient:
-    """Build a client for an entry's data; ValueError if the stored credentials are damaged."""
-    credentials = ClientCredentials.from_dict(data[CONF_CREDENTIALS])
-    return RayzigClient(build_connector(data), credentials, client_name=CLIENT_NAME)
-
-
-async def _async_connect(hass: HomeAssistant, entry: RayzigConfigEntry) -> RayzigClient:
-    """Open the keyed session, or raise what Home Assistant should do about the failure."""
+    Damaged credentials need a new pairing (reauthentication); a connection that cannot be built
+    (no I2C support in rayzig_core, damaged connection fields) does not get better by retrying.
+    """
     try:
-        client = await hass.async_add_executor_job(build_client, dict(entry.data))
+        credentials = ClientCredentials.from_dict(entry.data[CONF_CREDENTIALS])
     except (KeyError, ValueError) as err:
         raise ConfigEntryAuthFailed(
             translation_domain=DOMAIN, translation_key="credentials_damaged"
         ) from err
+    try:
+        # Importing the I2C transport reads files: not in the event loop.
+        connector = await hass.async_add_executor_job(create_connector, dict(entry.data))
+    except I2CUnavailableError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN, translation_key="i2c_unavailable"
+        ) from err
+    except (KeyError, ValueError) as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN,
+            translation_key="connection_invalid",
+            translation_placeholders={"error": str(err)},
+        ) from err
+    return RayzigClient(connector, credentials, client_name=CLIENT_NAME)
+
+
+async def _async_connect(hass: HomeAssistant, entry: RayzigConfigEntry) -> RayzigClient:
+    """Open the keyed session, or raise what Home Assistant should do about the failure."""
+    client = await _async_build_client(hass, entry)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT.total_seconds()):
             await client.connect()
@@ -239,9 +231,14 @@ async def async_remove_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> N
     """
     async_delete_entry_issues(hass, entry)
     try:
-        client = await hass.async_add_executor_job(build_client, dict(entry.data))
-    except (KeyError, ValueError):
+        client = await _async_build_client(hass, entry)
+    except ConfigEntryAuthFailed:
         _LOGGER.warning("Stored credentials of %s are damaged: nothing to revoke", entry.title)
+        return
+    except ConfigEntryError as err:
+        _LOGGER.warning("Could not revoke the client key on the gateway: %s", err)
+        stored = ClientCredentials.from_dict(entry.data[CONF_CREDENTIALS])
+        async_raise_revoke_client(hass, entry, stored.client_id, stored.user)
         return
     try:
         if not await _async_revoke(client):

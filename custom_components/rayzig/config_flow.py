@@ -13,12 +13,11 @@ Passwords live in the flow only while they are needed and are never stored, logg
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import voluptuous as vol
@@ -55,9 +54,8 @@ from rayzig_core.errors import (
     ThrottledError,
 )
 from rayzig_core.password_policy import PolicyViolation, check_password
-from rayzig_core.transport.base import Connector
-from rayzig_core.transport.tcp import TcpConnector
 
+from .connection import I2CUnavailableError, create_connector
 from .const import (
     CONF_CONNECTION,
     CONF_CREDENTIALS,
@@ -70,7 +68,6 @@ from .const import (
     CONF_PORT,
     CONF_UPDATE_SERVER_URL,
     CONF_UPDATE_SIGNING_KEY,
-    CONNECT_TIMEOUT,
     CONNECTION_I2C,
     CONNECTION_TCP,
     DEFAULT_EVENT_IMPORT_WINDOW,
@@ -97,8 +94,6 @@ I2C_ADDRESS_MAX = 0x77
 MAX_EVENT_IMPORT_WINDOW = 8192
 MAX_POLL_INTERVAL = 3600
 SIGNING_KEY_HEX_LENGTH = 64
-I2C_MODULE = "rayzig_core.transport.i2c"
-"""Where rayzig_core keeps its I2C connector (``I2CConnector(bus, address)``)."""
 
 _PASSWORD_SELECTOR = TextSelector(
     TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="new-password")
@@ -124,28 +119,6 @@ class _Refusal:
     errors: dict[str, str]
     placeholders: dict[str, str]
     codes: list[str]
-
-
-class I2CUnavailableError(ConnectionFailedError):
-    """The installed rayzig_core has no I2C connector."""
-
-
-def _i2c_connector(bus: int, address: int) -> Connector:
-    """Return rayzig_core's I2C connector for a bus and 7-bit address."""
-    try:
-        module = importlib.import_module(I2C_MODULE)
-    except ImportError as err:
-        raise I2CUnavailableError("this rayzig-core has no I2C transport") from err
-    return cast("Connector", module.I2CConnector(bus, address))
-
-
-def create_connector(data: Mapping[str, Any]) -> Connector:
-    """Return the connector for the connection fields of a config entry."""
-    if data[CONF_CONNECTION] == CONNECTION_I2C:
-        return _i2c_connector(int(data[CONF_I2C_BUS]), int(data[CONF_I2C_ADDRESS]))
-    return TcpConnector(
-        str(data[CONF_HOST]), int(data[CONF_PORT]), timeout=CONNECT_TIMEOUT.total_seconds()
-    )
 
 
 def parse_i2c_address(text: str | int) -> int | None:

@@ -20,7 +20,7 @@ from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.rayzig import config_flow
+from custom_components.rayzig import config_flow, connection
 from custom_components.rayzig.const import (
     CONF_CONNECTION,
     CONF_CREDENTIALS,
@@ -372,7 +372,7 @@ async def test_i2c_permission(hass: HomeAssistant) -> None:
 
 
 async def test_i2c_transport_missing(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, config_flow.I2C_MODULE, None)
+    monkeypatch.setitem(sys.modules, connection.I2C_MODULE, None)
     result = await start_i2c(hass, 1, "0x42")
     assert result["errors"] == {"base": "i2c_unavailable"}
 
@@ -386,7 +386,7 @@ async def test_i2c_unexpected_error(
         async def connect(self) -> Any:
             raise RuntimeError("bug")
 
-    monkeypatch.setattr(config_flow, "_i2c_connector", lambda bus, address: Broken())
+    monkeypatch.setattr(connection, "_i2c_connector", lambda bus, address: Broken())
     result = await start_i2c(hass, 1, "0x42")
     assert result["errors"] == {"base": "unknown"}
     assert "Unexpected error" in caplog.text
@@ -403,7 +403,7 @@ async def test_i2c_happy_path(
         opened.append((bus, address))
         return TcpConnector("127.0.0.1", gateway.port)
 
-    monkeypatch.setattr(config_flow, "_i2c_connector", connector)
+    monkeypatch.setattr(connection, "_i2c_connector", connector)
     result = await start_i2c(hass, 3, "66")
     assert result["step_id"] == "confirm_fingerprint"
     result = await configure(hass, result, {})
@@ -705,7 +705,7 @@ async def test_reconfigure_to_i2c_prefills(
     )
     entry.add_to_hass(hass)
     monkeypatch.setattr(
-        config_flow, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
+        connection, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
     )
     result = await entry.start_reconfigure_flow(hass)
     result = await configure(hass, result, {"next_step_id": "i2c"})
@@ -726,7 +726,7 @@ async def test_reconfigure_bridge_to_i2c(
     config_entry.add_to_hass(hass)
     credentials = dict(config_entry.data[CONF_CREDENTIALS])
     monkeypatch.setattr(
-        config_flow, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
+        connection, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
     )
     result = await config_entry.start_reconfigure_flow(hass)
     result = await configure(hass, result, {"next_step_id": "i2c"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -14,13 +15,15 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-import custom_components.rayzig as integration
-from custom_components.rayzig import async_remove_config_entry_device, build_connector
+from custom_components.rayzig import async_remove_config_entry_device
+from custom_components.rayzig.connection import I2C_MODULE
 from custom_components.rayzig.const import (
     CONF_CONNECTION,
     CONF_CREDENTIALS,
+    CONF_HOST,
     CONF_I2C_ADDRESS,
     CONF_I2C_BUS,
+    CONF_PORT,
     CONNECTION_I2C,
     DOMAIN,
 )
@@ -331,18 +334,84 @@ async def test_config_schema_rejects_yaml(hass: HomeAssistant) -> None:
     assert hass.services.has_service(DOMAIN, "add_user")
 
 
-def test_i2c_connector_is_built_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
-    """I2C entries get the I2C connector with their bus and address."""
-    built: list[tuple[int, int]] = []
+def _with_connection(entry: MockConfigEntry, **connection: Any) -> MockConfigEntry:
+    data = {
+        key: value
+        for key, value in entry.data.items()
+        if key not in (CONF_HOST, CONF_PORT, CONF_I2C_BUS, CONF_I2C_ADDRESS)
+    }
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=entry.title,
+        unique_id=entry.unique_id,
+        data={**data, **connection},
+        options={},
+    )
 
-    class FakeI2C:
-        def __init__(self, bus: int, address: int) -> None:
-            built.append((bus, address))
 
-    fake_module = type("FakeModule", (), {"I2CConnector": FakeI2C})
-    monkeypatch.setattr(integration.importlib, "import_module", lambda name: fake_module)
-    build_connector({CONF_CONNECTION: CONNECTION_I2C, CONF_I2C_BUS: 3, CONF_I2C_ADDRESS: 0x21})
-    assert built == [(3, 0x21)]
+I2C_CONNECTION: dict[str, Any] = {
+    CONF_CONNECTION: CONNECTION_I2C,
+    CONF_I2C_BUS: 1,
+    CONF_I2C_ADDRESS: 0x42,
+}
+
+
+async def test_i2c_unavailable_is_a_setup_error(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An I2C entry on a rayzig_core without I2C support: a clear error, no retry, no reauth."""
+    monkeypatch.setitem(sys.modules, I2C_MODULE, None)
+    entry = _with_connection(config_entry, **I2C_CONNECTION)
+    async with loaded_entry(hass, entry, monkeypatch):
+        assert entry.state is ConfigEntryState.SETUP_ERROR
+        assert "has no I2C support" in (entry.reason or "")
+        assert not _flows(hass, SOURCE_REAUTH)
+
+
+@pytest.mark.parametrize(
+    ("connection", "error"),
+    [
+        ({CONF_CONNECTION: CONNECTION_I2C, CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: 0x05}, "0x05"),
+        ({CONF_PORT: 7780}, "'host'"),
+    ],
+    ids=["i2c-address-out-of-range", "bridge-without-host"],
+)
+async def test_invalid_connection_is_a_setup_error(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+    connection: dict[str, Any],
+    error: str,
+) -> None:
+    """Damaged connection fields ask for a reconfiguration, not for a new password."""
+    entry = _with_connection(config_entry, **connection)
+    async with loaded_entry(hass, entry, monkeypatch):
+        assert entry.state is ConfigEntryState.SETUP_ERROR
+        assert "stored connection of this entry is invalid" in (entry.reason or "")
+        assert error in (entry.reason or "")
+        assert not _flows(hass, SOURCE_REAUTH)
+
+
+async def test_remove_i2c_entry_without_i2c_support_raises_reminder(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    credentials: ClientCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key cannot be revoked without a connection: the repair tells how to do it."""
+    monkeypatch.setitem(sys.modules, I2C_MODULE, None)
+    entry = _with_connection(config_entry, **I2C_CONNECTION)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id("revoke_client", entry.entry_id))
+    assert issue is not None
+    assert (issue.translation_placeholders or {})["client_id"] == str(credentials.client_id)
+    assert gateway.call(lambda gw: len(gw.clients)) == 1  # still enrolled: nothing reached it
 
 
 async def test_gateway_key_changed_while_running(
