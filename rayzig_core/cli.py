@@ -1661,7 +1661,12 @@ def _unlock_state(fd: int | None) -> None:
 def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> int | Coroutine[Any, Any, int]:
     """Load (or create) the virtual gateway, then run it until Ctrl-C or SIGTERM."""
     from rayzig_core.gateway.firmware_store import FirmwareStore  # noqa: PLC0415
-    from rayzig_core.gateway.server import GatewayServer, load_state, open_gateway  # noqa: PLC0415
+    from rayzig_core.gateway.server import (  # noqa: PLC0415
+        GatewayServer,
+        TcpFaults,
+        load_state,
+        open_gateway,
+    )
 
     state = Path(args.state).expanduser()
     if args.factory_reset:
@@ -1696,6 +1701,11 @@ def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> int | Coroutine[
         port=args.port,
         state_path=state,
         simulate_interval=args.simulate,
+        faults=TcpFaults(
+            disconnect_rate=args.fault_disconnects,
+            reboot_interval=args.fault_reboot_every,
+            seed=args.fault_seed,
+        ),
     )
     return _run_gateway(server, state, factory, out, args.run_for, lock=lock)
 
@@ -2290,6 +2300,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="trust firmware signed by this Ed25519 public key (repeatable; replaces saved keys)",
     )
     p.add_argument("--run-for", type=_seconds, metavar="SECONDS", help="stop after SECONDS (demos)")
+    p.add_argument(
+        "--fault-disconnects",
+        type=_rate,
+        metavar="RATE",
+        default=0.0,
+        help="fault injection: drop a client's connection before a received frame with this "
+        "probability (e.g. 0.01)",
+    )
+    p.add_argument(
+        "--fault-reboot-every",
+        type=_seconds,
+        metavar="SECONDS",
+        help="fault injection: simulate a gateway reboot (every session ends) every SECONDS",
+    )
+    p.add_argument("--fault-seed", type=int, metavar="N", help="seed for --fault-disconnects")
     p.add_argument(
         "--factory-reset",
         action="store_true",

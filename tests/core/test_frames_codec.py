@@ -1,4 +1,4 @@
-# ruff: noqa: FBT003 - wire structures are built positionally, in their CBOR field order
+
 """Frames, the message codec and the secure session, sans-I/O (PROTOCOL.md §2, §3, §5).
 
 Size limits, truncation and malformed input give typed errors; every catalogue message round-trips;

@@ -245,7 +245,7 @@ CLIENT_PRIVATE = generate_keypair()[0]
 
 
 def hello_for(client_key: bytes | None) -> m.GatewayHello:
-    return m.GatewayHello(1, "RG1-FUZZ", "model", False, client_key is not None, MAX_FRAME)  # noqa: FBT003
+    return m.GatewayHello(1, "RG1-FUZZ", "model", False, client_key is not None, MAX_FRAME)
 
 
 def first_messages() -> list[bytes]:
@@ -576,7 +576,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_stalls_no_one(
     _, credentials = await pair(owned)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a constrained link
-    sock.setblocking(False)  # noqa: FBT003
+    sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (HOST, owned.port))
     reader, writer = await asyncio.open_connection(sock=sock)
     stalled = TcpTransport(reader, writer, "stalled")

@@ -100,3 +100,42 @@ async def test_a_gateway_reboot_ends_sessions_and_the_client_comes_back(tmp_path
         await client.close()
     finally:
         gateway.stop()
+
+
+async def test_cli_virtual_gateway_injects_reboots(tmp_path: Path) -> None:
+    """`rayzig virtual-gateway --fault-reboot-every` ends every session periodically."""
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    state = tmp_path / "gateway.json"
+    process = subprocess.Popen(  # noqa: ASYNC220 - a short-lived child, read line by line
+        [sys.executable, "-m", "rayzig_core.cli", "virtual-gateway", "--port", "0", "--state",
+         str(state), "--modules", "2", "--fault-reboot-every", "0.3", "--run-for", "3", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = json.loads(await asyncio.to_thread(process.stdout.readline))
+        port = int(first["port"])
+        default = first["default_password"]
+        connector = TcpConnector("127.0.0.1", port)
+        pairing = RayzigClient(connector)
+        identity = await pairing.identify()
+        await pairing.change_password(identity.public_key, "installer", default, PASSWORD)
+        for _ in range(20):
+            try:
+                creds = await pairing.pair(identity, "installer", PASSWORD)
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        client = RayzigClient(connector, creds, backoff_initial=0.01, backoff_max=0.05)
+        await client.connect()
+        await asyncio.sleep(1.2)
+        assert client.stats.disconnects >= 2
+        assert client.stats.connects >= 3
+        await client.list_modules()
+        await client.close()
+    finally:
+        await asyncio.to_thread(process.wait, 30)
+    assert process.returncode == 0
