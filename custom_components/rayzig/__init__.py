@@ -193,10 +193,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bo
     )
     coordinator.gateway_device_id = gateway.id
     coordinator.async_remove_stale_devices()
-    if firmware is not None:
-        await firmware.async_refresh()
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if firmware is not None:
+        # The update server may be slow or away (up to 30 s per fetch): never hold up setup for
+        # it. The update entities become available when the catalogue arrives; the task ends
+        # with the entry.
+        entry.async_create_background_task(
+            hass, firmware.async_refresh(), f"{DOMAIN} firmware catalogue {entry.entry_id}"
+        )
     events.async_schedule_sync()
     return True
 

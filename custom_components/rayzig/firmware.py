@@ -82,8 +82,8 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
     ) -> None:
         """Watch the update server at ``url``, trusting catalogues signed with ``signing_key``.
 
-        Fetch the first catalogue with ``async_refresh()`` (an unreachable update server must not
-        stop the entry from loading); the update platform does that if nobody did.
+        Setup fetches the first catalogue with ``async_refresh()`` in a background task of the
+        entry: a slow or unreachable update server must not hold up or stop the entry's loading.
         """
         super().__init__(
             hass,

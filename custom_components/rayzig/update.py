@@ -135,8 +135,16 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
 
     @property
     def available(self) -> bool:
-        """Available while the gateway is connected and the last catalogue fetch worked."""
-        return super().available and self.site.connected and self.installed_version is not None
+        """Available while the gateway is connected and the last catalogue fetch worked.
+
+        Not before the first catalogue has arrived (setup fetches it in the background).
+        """
+        return (
+            super().available
+            and self.coordinator.data is not None
+            and self.site.connected
+            and self.installed_version is not None
+        )
 
     @property
     def _entry(self) -> CatalogueEntry | None:
@@ -154,7 +162,12 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
 
     @property
     def latest_version(self) -> str | None:
-        """Newest signed release (the installed version when nothing newer is published)."""
+        """Newest signed release (the installed version when nothing newer is published).
+
+        Unknown (None) until a catalogue has been fetched.
+        """
+        if self.coordinator.data is None:
+            return None
         entry = self._entry
         return entry.manifest.version if entry is not None else self.installed_version
 

@@ -53,11 +53,18 @@ async def wait_for(
 async def loaded_entry(
     hass: HomeAssistant, entry: MockConfigEntry, monkeypatch: object
 ) -> AsyncIterator[MockConfigEntry]:
-    """Set ``entry`` up with the fast client; unload it afterwards if still loaded."""
+    """Set ``entry`` up with the fast client; unload it afterwards if still loaded.
+
+    With an update server, the first catalogue fetch (a background task of setup) has finished
+    when the entry is handed over.
+    """
     monkeypatch.setattr(integration, "RayzigClient", FastClient)  # type: ignore[attr-defined]
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+    if entry.state is ConfigEntryState.LOADED and (firmware := entry.runtime_data.firmware):
+        # Setup fetches the firmware catalogue in the background: let tests see its outcome.
+        await wait_for(hass, lambda: firmware.data is not None or not firmware.last_update_success)
     try:
         yield entry
     finally:
