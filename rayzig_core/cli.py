@@ -1472,6 +1472,18 @@ async def cmd_firmware_check(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
+def _warn_install(args: argparse.Namespace, part: FirmwarePart, version: str) -> None:
+    """Say what installing interrupts (EN 303 645 5.3-12); on a terminal, ask before going on."""
+    from rayzig_core.firmware import PART_NAMES, install_disruption  # noqa: PLC0415
+
+    print(install_disruption(part), file=sys.stderr)
+    if args.yes or not sys.stdin.isatty():
+        return
+    answer = input(f"Install {PART_NAMES[part]} {version} now? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CliError("Installation cancelled; nothing was changed.", EXIT_USAGE)
+
+
 async def cmd_firmware_install(args: argparse.Namespace, out: _Out) -> int:
     """Download a signed image, verify it and install it on the gateway in resumable chunks."""
     from rayzig_core.firmware_install import install_firmware  # noqa: PLC0415
@@ -1496,6 +1508,7 @@ async def cmd_firmware_install(args: argparse.Namespace, out: _Out) -> int:
                 f"{args.part} {manifest.version} is already installed (use --force to reinstall).",
             )
             return EXIT_OK
+        _warn_install(args, part, manifest.version)
         image = await _from_update_server(server.fetch_image(entry))
         progress = _Progress(f"Installing {args.part} {manifest.version}", manifest.size, "bytes")
         try:
@@ -2252,6 +2265,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
             q.add_argument("--version", help="this version (default: the newest)")
             q.add_argument("--force", action="store_true", help="reinstall the installed version")
+            q.add_argument(
+                "--yes", action="store_true", help="do not ask before installing (on a terminal)"
+            )
         q.add_argument(
             "--server",
             required=True,

@@ -74,6 +74,36 @@ KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 SHA256_SIZE = 32
 
+PART_NAMES: dict[FirmwarePart, str] = {
+    FirmwarePart.RAYZIG: "Rayzig",
+    FirmwarePart.RAXMEGA: "Raxmega",
+    FirmwarePart.RAYDAL: "Raydal",
+    FirmwarePart.WBXMEGA: "WBxMega",
+    FirmwarePart.TFT: "TFT",
+}
+"""How each firmware part is written for people."""
+
+_INSTALL_DISRUPTION: dict[FirmwarePart, str] = {
+    FirmwarePart.RAYZIG: (
+        "Installing restarts the Rayzig radio: it rejoins the mesh, and until it has, modules "
+        "cannot be switched or read. Outputs keep their state."
+    ),
+    FirmwarePart.TFT: (
+        "Installing restarts the TFT display: it stays blank until the new firmware runs. "
+        "Outputs keep their state."
+    ),
+}
+
+
+def install_disruption(part: FirmwarePart) -> str:
+    """What installing ``part`` interrupts, in English, told before installing (5.3-12)."""
+    return _INSTALL_DISRUPTION.get(
+        part,
+        f"Installing restarts the {PART_NAMES[part]} part of the gateway: the gateway may not "
+        "answer until it is back. Outputs keep their state.",
+    )
+
+
 _VERSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 _HARDWARE_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 _IMAGE_NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,127}")

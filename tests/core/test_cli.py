@@ -780,6 +780,7 @@ def test_firmware_publish_serve_check_install(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, out, err = run(capsys, "firmware", "install", "tft", *server_options, *keyed, "--json")
     assert code == 0, err
+    assert "Installing restarts the TFT display" in err  # told before installing (5.3-12)
     result = json.loads(out)
     assert result["installed"] is True
     assert result["version"] == "1.0.8"
@@ -792,6 +793,14 @@ def test_firmware_publish_serve_check_install(
     code, out, _ = run(capsys, "firmware", "install", "tft", *server_options, *keyed)
     assert code == 0
     assert "already installed" in out
+
+    # On a terminal the CLI asks first; "no" changes nothing.
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    code, _, err = run(capsys, "firmware", "install", "tft", "--force", *server_options, *keyed)
+    assert code == cli.EXIT_USAGE
+    assert "cancelled" in err
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
 
     code, _, err = run(
         capsys, "firmware", "install", "tft", "--version", "1.0.6", *server_options, *keyed
