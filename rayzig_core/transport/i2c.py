@@ -7,7 +7,10 @@ link channel (0..15, §11.2) of its gateway: several independent sessions (the b
 can share one gateway, a direct client uses channel 0. The worker drives an
 :class:`~rayzig_core.protocol.i2c_link.I2CHostLink`: it sends queued frames, polls the gateway's
 status (at ``poll_interval``, backing off to ~50 ms while idle; §11.10) and hands received frames
-(responses and notifications) to :meth:`I2CTransport.receive`.
+(responses and notifications) to :meth:`I2CTransport.receive`. After it sends a frame it expects an
+answer: it polls every :data:`PROMPT_POLL` (0.2 ms), without back-off, until a frame has arrived
+for each frame sent or :data:`PROMPT_WINDOW` (50 ms) has passed, then paces as before. This is host
+policy only; the link protocol is unchanged.
 
 Each link transaction is one ``I2C_RDWR`` call: a write message, a repeated start and a read message
 (§11.2). Bus errors (errno 121 NACK, 5 I/O, 16 busy, 110 timeout) are retried with exponential
@@ -52,6 +55,11 @@ RETRYABLE_ERRNOS = frozenset({121, errno.EIO, errno.EBUSY, 110})
 NACK_ERRNO = 121
 MAX_IDLE_POLL = 0.05
 """Longest wait between status polls while nothing happens (seconds)."""
+PROMPT_POLL = 0.0002
+"""Wait between status polls while an answer is expected: after a frame was sent (seconds)."""
+PROMPT_WINDOW = 0.05
+"""How long after sending a frame the transport polls at :data:`PROMPT_POLL`, unless a frame
+arrives first; then the usual ``poll_interval`` and idle back-off resume (seconds)."""
 BACKOFF_BASE = 0.001
 """First back-off after a bus error; doubles with every further error in a row (seconds)."""
 BACKOFF_MAX = 0.1
@@ -421,6 +429,9 @@ class I2CTransport:
         delay = self._poll_interval
         busy_since: float | None = None
         sent = link.frames_sent
+        # Prompt polling (PROMPT_POLL) until this time, while frames sent outnumber frames seen.
+        prompt_until = 0.0
+        awaiting = 0
         try:
             while True:
                 with self._cond:
@@ -433,7 +444,10 @@ class I2CTransport:
                 tx = link.next_transaction()
                 if tx.poll:
                     idle_poll = tx.op is Op.STATUS
-                    self._wait(delay if idle_poll else self._poll_interval, wake_on_send=idle_poll)
+                    prompt = idle_poll and awaiting > 0 and time.monotonic() < prompt_until
+                    prompt_wait = min(PROMPT_POLL, self._poll_interval)
+                    wait = prompt_wait if prompt else delay if idle_poll else self._poll_interval
+                    self._wait(wait, wake_on_send=idle_poll)
                     with self._cond:
                         if self._stopping:
                             return
@@ -445,8 +459,11 @@ class I2CTransport:
                 outcome = link.handle_reply(tx, reply)
                 for frame in link.take_frames():
                     self._post(self._inbox.put_nowait, frame)
+                    awaiting = max(0, awaiting - 1)  # an answer (or a notification) came
                 while sent < link.frames_sent:
                     sent += 1
+                    awaiting += 1
+                    prompt_until = time.monotonic() + PROMPT_WINDOW
                     self._post(_resolve, self._waiters.popleft(), None)
                 if outcome is Outcome.BUSY:
                     now = time.monotonic()
@@ -459,7 +476,11 @@ class I2CTransport:
                     continue
                 busy_since = None
                 if outcome is Outcome.IDLE:
-                    delay = min(delay * 2, MAX_IDLE_POLL)
+                    if awaiting and time.monotonic() < prompt_until:
+                        delay = self._poll_interval  # back-off starts when the window ends
+                    else:
+                        awaiting = 0
+                        delay = min(delay * 2, MAX_IDLE_POLL)
                 elif outcome is Outcome.PROGRESS:
                     delay = self._poll_interval
         except I2CLinkError as err:

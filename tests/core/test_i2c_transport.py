@@ -232,7 +232,7 @@ async def test_notifications_arrive_without_a_request() -> None:
             await asyncio.sleep(0.2)  # idle: polling has backed off
 
             def push_notes() -> None:
-                for n in range(3):
+                for n in range(5):
                     device.push_frame(0, b"note%d" % n, notify=True)
 
             pusher = threading.Thread(target=push_notes)
@@ -517,3 +517,54 @@ def test_threads_on_one_bus_lock_take_turns() -> None:
     assert len(runs) > 100
     # Strict alternation, except where the OS preempted a worker outside the lock (loaded CI).
     assert sum(run <= 2 for run in runs) >= 0.9 * len(runs), runs
+
+
+# --- poll pacing: prompt after a send, backing off while idle (§11.10) ----------------------------
+
+
+async def test_an_idle_transport_backs_off_its_polling() -> None:
+    bus = echo_bus()
+    with bus.installed():
+        transport = await I2CConnector(1, ADDRESS, poll_interval=0.002).connect()
+        try:
+            for phase in ("after connecting", "after a round trip"):
+                await asyncio.sleep(0.3)  # any prompt window has ended, back-off is under way
+                before = transport.stats.transactions
+                await asyncio.sleep(1.0)
+                polls = transport.stats.transactions - before
+                # Backed off to MAX_IDLE_POLL (50 ms): about 20 polls a second, never hundreds.
+                assert polls <= 1.0 / i2c_transport.MAX_IDLE_POLL * 2, phase
+                await transport.send(b"ping")
+                assert await asyncio.wait_for(transport.receive(), 5) == b"ping"
+        finally:
+            await transport.close()
+
+
+async def test_an_answer_after_a_send_is_found_promptly() -> None:
+    bus = FakeI2CBus(1)
+    device = bus.add_device(FakeI2CDevice(ADDRESS))
+    pushed: list[float] = []
+
+    def answer_later(channel: int, frame: bytes) -> None:
+        def push() -> None:
+            pushed.append(time.monotonic())
+            device.push_frame(channel, b"re:" + frame)
+
+        threading.Timer(0.040, push).start()  # a slow gateway: 40 ms to answer
+
+    device.attach(answer_later)
+    with bus.installed():
+        # With the back-off alone the polls come at about 2, 6, 14, 30 and 62 ms after the send,
+        # so this answer would wait some 20 ms for the fifth.
+        transport = await I2CConnector(1, ADDRESS, poll_interval=0.002).connect()
+        try:
+            waits = []
+            for n in range(5):
+                await asyncio.sleep(0.3)  # idle first: polling has backed off to its maximum
+                await transport.send(b"q%d" % n)
+                assert await asyncio.wait_for(transport.receive(), 5) == b"re:q%d" % n
+                waits.append(time.monotonic() - pushed[-1])
+            # Prompt polling finds it within a millisecond or so; allow for a busy CPU.
+            assert sum(waits) / len(waits) < 0.008, waits
+        finally:
+            await transport.close()
