@@ -174,16 +174,20 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
     @property
     def install_warning(self) -> str:
         """What installing this part interrupts, in Home Assistant's language (5.3-12)."""
-        if self.platform is not None and self.translation_key is not None:
+        # The platform's loaded translations: on the entity's ``platform_data`` from HA 2026
+        # (EntityPlatform no longer has them), on its platform before.
+        source: Any = getattr(self, "platform_data", None) or self.platform
+        if source is not None and self.translation_key is not None:
             key = (
-                f"component.{self.platform.platform_name}.entity.{self.platform.domain}"
+                f"component.{source.platform_name}.entity.{source.domain}"
                 f".{self.translation_key}.state_attributes.release_summary.state"
                 f".{INSTALL_WARNING_KEY}"
             )
-            for table in (
-                self.platform.platform_translations,
-                self.platform.default_language_platform_translations,
-            ):
+            tables: tuple[dict[str, str], dict[str, str]] = (
+                source.platform_translations,
+                source.default_language_platform_translations,
+            )
+            for table in tables:
                 if text := table.get(key):
                     return text
         return default_install_warning(self.part)

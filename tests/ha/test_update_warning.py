@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from homeassistant.components.update.const import ATTR_RELEASE_SUMMARY
@@ -157,3 +158,29 @@ async def test_every_part_warns_before_install_in_the_users_language(
                 assert notes.endswith(LONG_NOTES)
             else:
                 assert summary == f"{warnings[part]}\n\n{part.name} 9.0.0."
+
+
+async def test_warning_from_platform_data_as_on_newest_home_assistant(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+    catalogue: tuple[str, bytes, Path],
+) -> None:
+    """From HA 2026 the loaded translations sit on the entity's platform_data, not its platform."""
+    url, public, _ = catalogue
+    async with loaded_entry(hass, with_update_server(config_entry, url, public), monkeypatch):
+        entity = update_entities(hass)[FirmwarePart.TFT]
+        key = (
+            "component.rayzig.entity.update.firmware_tft.state_attributes.release_summary"
+            ".state.install_restarts"
+        )
+        platform_data = SimpleNamespace(
+            platform_name="rayzig",
+            domain="update",
+            platform_translations={},
+            default_language_platform_translations={key: "Read from platform_data."},
+        )
+        monkeypatch.setattr(entity, "platform_data", platform_data, raising=False)
+        assert entity.install_warning == "Read from platform_data."
+        platform_data.default_language_platform_translations = {}
+        assert entity.install_warning == default_install_warning(FirmwarePart.TFT)
