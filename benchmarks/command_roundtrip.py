@@ -3,9 +3,10 @@
 The real client switches one output again and again through I2CConnector (library defaults:
 poll interval 2 ms) on a fake bus at 400 kHz whose BusTiming sleeps every transaction's modelled
 duration. For each round trip the bus ledger gives the transactions it needed (PUT of the request,
-the STATUS polls that found data, the GETs of the OutputChanged and EventsAvailable notifications
-the gateway pushes first and of the response) and their modelled time; IDLE polls are waiting,
-not work, and are reported apart.
+the STATUS polls that found data, the GETs of the response and of the OutputChanged and
+EventsAvailable notifications the gateway sends right after it, which back to back are often
+fetched during the next round trip) and their modelled time; IDLE polls are waiting, not work, and
+are reported apart.
 
 * RATIO = mean measured round trip / mean modelled bus time of the needed transactions
   (target ≤ 1.25×);
