@@ -33,7 +33,7 @@ from rayzig_core.errors import (
     PermissionDeniedError,
     RayzigError,
 )
-from rayzig_core.firmware import CatalogueEntry
+from rayzig_core.firmware import CatalogueEntry, install_disruption
 from rayzig_core.models import FirmwarePart
 from rayzig_core.permissions import Permission
 from rayzig_core.protocol.messages import ErrorCode
@@ -51,35 +51,11 @@ RELEASE_SUMMARY_MAX = 255
 INSTALL_WARNING_KEY = "install_restarts"
 """Translation of the warning: ``entity.update.<translation key>.state_attributes.release_summary
 .state.install_restarts`` (Home Assistant's table for translated attribute values)."""
-INSTALL_WARNINGS: dict[FirmwarePart, str] = {
-    FirmwarePart.RAYZIG: (
-        "Installing restarts the Rayzig radio: it rejoins the mesh, and until it has, modules "
-        "cannot be switched or read. Outputs keep their state."
-    ),
-    FirmwarePart.TFT: (
-        "Installing restarts the TFT display: it stays blank until the new firmware runs. "
-        "Outputs keep their state."
-    ),
-}
-"""English warnings, used when no translation is loaded (the same text as en.json)."""
-
-
-_PART_NAMES = {
-    FirmwarePart.RAYZIG: "Rayzig",
-    FirmwarePart.RAXMEGA: "Raxmega",
-    FirmwarePart.RAYDAL: "Raydal",
-    FirmwarePart.WBXMEGA: "WBxMega",
-    FirmwarePart.TFT: "TFT",
-}
 
 
 def default_install_warning(part: FirmwarePart) -> str:
-    """English warning of what installing ``part`` interrupts."""
-    return INSTALL_WARNINGS.get(
-        part,
-        f"Installing restarts the {_PART_NAMES[part]} part of the gateway: the gateway may not "
-        "answer until it is back. Outputs keep their state.",
-    )
+    """English warning of what installing ``part`` interrupts (the library's wording)."""
+    return install_disruption(part)
 
 
 _FIRMWARE_ERRORS: tuple[tuple[type[FirmwareError], str], ...] = (
