@@ -1,4 +1,3 @@
-
 """Frames, the message codec and the secure session, sans-I/O (PROTOCOL.md §2, §3, §5).
 
 Size limits, truncation and malformed input give typed errors; every catalogue message round-trips;
