@@ -85,8 +85,8 @@ def mutations(data: bytes) -> st.SearchStrategy[bytes]:
         st.tuples(index, st.integers(0, 7)).map(
             lambda t: data[: t[0]] + bytes([data[t[0]] ^ (1 << t[1])]) + data[t[0] + 1 :]
         ),
-        st.tuples(index, st.integers(0, 255)).map(
-            lambda t: data[: t[0]] + bytes([t[1]]) + data[t[0] + 1 :]
+        st.tuples(index, st.integers(1, 255)).map(  # XOR with a non-zero value: always a change
+            lambda t: data[: t[0]] + bytes([data[t[0]] ^ t[1]]) + data[t[0] + 1 :]
         ),
         st.tuples(index, st.binary(min_size=1, max_size=4)).map(
             lambda t: data[: t[0]] + t[1] + data[t[0] :]
