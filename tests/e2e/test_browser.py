@@ -326,7 +326,8 @@ def _newcomer_path(
     with steps.step("logbook"):
         _sidebar(page, "Logbook").click()
         page.wait_for_url("**/logbook**", timeout=UI_MS)
-        message = f"Output {index + 1} switched {'on' if want_on else 'off'} by {GATEWAY_USER}"
+        # The logbook names the output by its own name (custom_components/rayzig/logbook.py).
+        message = f"{target.output_name} switched {'on' if want_on else 'off'} by {GATEWAY_USER}"
         row = _find_logbook_row(page, message, target.module.name, timeout_s=60)
         expect(row).to_be_visible()
         page.mouse.move(0, 0)
