@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from rayzig_core import cli
-from rayzig_core.cli import main
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.models import ConnectionState
 from rayzig_core.testing.fake_i2c import FakeI2CBus, fake_open_descriptors
@@ -29,6 +28,12 @@ from tests.core.conftest import (
     switchable_output,
     wait_for,
 )
+from tests.core.test_cli import (
+    _clean_environment,  # noqa: F401 - autouse fixture: no inherited secrets, no terminal
+    fingerprint,
+    run,
+    run_json,
+)
 
 BUS = 1
 ADDRESS = 0x42
@@ -36,32 +41,6 @@ FAST_POLL = 0.0005
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No inherited secrets, and no terminal unless a test says so."""
-    for name in ("RAYZIG_PASSWORD", "RAYZIG_NEW_PASSWORD", "RAYZIG_RECOVERY_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cli, "_interactive", lambda: False)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the CLI; returns (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out, captured.err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def fingerprint(gw: GatewayThread) -> str:
-    return gw.call(lambda g: g.fingerprint)
 
 
 def pair_cli(
