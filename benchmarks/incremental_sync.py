@@ -34,10 +34,10 @@ from benchmarks.common import (
 from benchmarks.eventlog_read import record_bytes
 from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
-from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import Event
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.virtual_gateway.gateway import VirtualGateway
 
 NAME = "incremental_sync"
 TITLE = "Incremental EventLogSync pass over 250 modules"

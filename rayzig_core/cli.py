@@ -102,9 +102,9 @@ from rayzig_core.transport.base import Connector
 if TYPE_CHECKING:
     from rayzig_core.bridge import Bridge, BridgeConfig, GatewayAdvert, ZeroconfAdvertiser
     from rayzig_core.firmware import CatalogueEntry, UpdateServerClient
-    from rayzig_core.gateway.gateway import FactorySecrets
-    from rayzig_core.gateway.server import GatewayServer
     from rayzig_core.testing.gateway import GatewayThread
+    from rayzig_core.virtual_gateway.gateway import FactorySecrets
+    from rayzig_core.virtual_gateway.server import GatewayServer
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -1573,7 +1573,7 @@ def _load_signing_key(path: Path) -> bytes:
 def cmd_firmware_publish(args: argparse.Namespace, out: _Out) -> int:
     """Sign an image and add it to a catalogue directory."""
     from rayzig_core.firmware import CATALOGUE_FILE, publish_image  # noqa: PLC0415
-    from rayzig_core.gateway.gateway import HARDWARE as GATEWAY_HARDWARE  # noqa: PLC0415
+    from rayzig_core.virtual_gateway.gateway import HARDWARE as GATEWAY_HARDWARE  # noqa: PLC0415
 
     directory = Path(args.directory)
     private = _load_signing_key(Path(args.signing_key_file).expanduser())
@@ -1673,8 +1673,8 @@ def _unlock_state(fd: int | None) -> None:
 
 def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> int | Coroutine[Any, Any, int]:
     """Load (or create) the virtual gateway, then run it until Ctrl-C or SIGTERM."""
-    from rayzig_core.gateway.firmware_store import FirmwareStore  # noqa: PLC0415
-    from rayzig_core.gateway.server import (  # noqa: PLC0415
+    from rayzig_core.virtual_gateway.firmware_store import FirmwareStore  # noqa: PLC0415
+    from rayzig_core.virtual_gateway.server import (  # noqa: PLC0415
         GatewayServer,
         TcpFaults,
         load_state,
@@ -1725,8 +1725,8 @@ def cmd_virtual_gateway(args: argparse.Namespace, out: _Out) -> int | Coroutine[
 
 def _factory_reset(state: Path, out: _Out, *, confirmed: bool) -> int:
     """Erase the user data of a stopped virtual gateway's state file (PROTOCOL.md §12)."""
-    from rayzig_core.gateway.gateway import FACTORY_USER  # noqa: PLC0415
-    from rayzig_core.gateway.server import load_state, save_state  # noqa: PLC0415
+    from rayzig_core.virtual_gateway.gateway import FACTORY_USER  # noqa: PLC0415
+    from rayzig_core.virtual_gateway.server import load_state, save_state  # noqa: PLC0415
 
     if not state.exists():
         raise CliError(f"There is no gateway state in {state}: nothing to reset.")
@@ -1811,7 +1811,7 @@ async def _serve_gateway(
     out: _Out,
     run_for: float | None,
 ) -> int:
-    from rayzig_core.gateway.server import save_state  # noqa: PLC0415
+    from rayzig_core.virtual_gateway.server import save_state  # noqa: PLC0415
 
     try:
         await server.start()

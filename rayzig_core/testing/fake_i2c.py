@@ -23,7 +23,7 @@ Typical use (an echo gateway)::
 
 A virtual gateway plugs in through :meth:`FakeI2CDevice.attach` (host→gateway frames, per link
 channel) and :meth:`FakeI2CDevice.push_frame` (gateway→host frames, from any thread); see
-:func:`rayzig_core.gateway.i2c.serve_on_fake_bus`.
+:func:`rayzig_core.virtual_gateway.i2c.serve_on_fake_bus`.
 """
 
 from __future__ import annotations

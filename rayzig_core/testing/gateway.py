@@ -20,16 +20,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rayzig_core.gateway.gateway import FactorySecrets, VirtualGateway
-from rayzig_core.gateway.i2c import DEFAULT_HOP_LATENCY, I2CGatewayAdapter, serve_on_fake_bus
-from rayzig_core.gateway.server import (
+from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
+from rayzig_core.virtual_gateway.gateway import FactorySecrets, VirtualGateway
+from rayzig_core.virtual_gateway.i2c import (
+    DEFAULT_HOP_LATENCY,
+    I2CGatewayAdapter,
+    serve_on_fake_bus,
+)
+from rayzig_core.virtual_gateway.server import (
     GatewayServer,
     TcpFaults,
     load_state,
     open_gateway,
     save_state,
 )
-from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 
 _T = TypeVar("_T")
 START_TIMEOUT = 30.0
@@ -40,7 +44,7 @@ class GatewayThread:
     """Runs a :class:`GatewayServer` on 127.0.0.1 in a dedicated thread (and on a fake I2C bus).
 
     ``hop_latency`` (seconds per mesh hop, §11.13) defaults to
-    :data:`~rayzig_core.gateway.i2c.DEFAULT_HOP_LATENCY` when the I2C bus has a sleeping
+    :data:`~rayzig_core.virtual_gateway.i2c.DEFAULT_HOP_LATENCY` when the I2C bus has a sleeping
     :class:`~rayzig_core.testing.fake_i2c.BusTiming`, else 0.
     """
 
@@ -200,7 +204,7 @@ class GatewayThread:
 
     def setup_owner(self, password: str, *, user: str = "installer") -> None:
         """Leave factory state directly (tests that are not about first contact)."""
-        from rayzig_core.gateway import credentials  # noqa: PLC0415
+        from rayzig_core.virtual_gateway import credentials  # noqa: PLC0415
 
         def change(gateway: VirtualGateway) -> None:
             account = gateway.users[user]

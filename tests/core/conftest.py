@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from rayzig_core.client import ClientCredentials, GatewayIdentity, RayzigClient
-from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import EventKind, UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
@@ -25,6 +24,7 @@ from rayzig_core.protocol.noise import generate_keypair
 from rayzig_core.protocol.session import InitiatorHandshake, SecureChannel
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
+from rayzig_core.virtual_gateway.gateway import VirtualGateway
 
 HOST = "127.0.0.1"
 OWNER = "installer"

@@ -41,13 +41,13 @@ from rayzig_core.bridge import (
 from rayzig_core.cli import build_parser, main
 from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
-from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import EventKind
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, fake_open_descriptors
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
+from rayzig_core.virtual_gateway.gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
     HOST,
@@ -460,7 +460,7 @@ def test_importing_the_bridge_loads_no_session_code() -> None:
         "rayzig_core.protocol.noise",
         "rayzig_core.protocol.session",
         "rayzig_core.protocol.messages",
-        "rayzig_core.gateway",
+        "rayzig_core.virtual_gateway",
         "cryptography",
     }
     assert not loaded & forbidden

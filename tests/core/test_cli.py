@@ -28,12 +28,12 @@ from rayzig_core import cli
 from rayzig_core.cli import main
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.firmware import CHUNK_SIZE, CatalogueEntry, crc32, parse_catalogue
-from rayzig_core.gateway.gateway import HARDWARE, VirtualGateway
 from rayzig_core.models import MAX_EVENTS_PER_MODULE, FirmwarePart
 from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
+from rayzig_core.virtual_gateway.gateway import HARDWARE, VirtualGateway
 from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, switchable_output
 
 WEAK = "password12345678"

@@ -17,11 +17,11 @@ import pytest
 
 from rayzig_core.client import RayzigClient
 from rayzig_core.errors import ClientRevokedError, ConnectionFailedError, InvalidRequestError
-from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import ConnectionState, EventKind, ModuleKind, RestorePreset, UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpTransport
+from rayzig_core.virtual_gateway.gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
     OWNER,

@@ -1,4 +1,4 @@
-"""Tests of rayzig_core.gateway.credentials: verifiers, recovery, label password, throttle."""
+"""Tests of rayzig_core.virtual_gateway.credentials: verifiers, recovery, label, throttle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rayzig_core.gateway.credentials import (
+from rayzig_core.virtual_gateway.credentials import (
     CROCKFORD_ALPHABET,
     MAX_CONSECUTIVE_FAILURES,
     THROTTLE_BASE_SECONDS,

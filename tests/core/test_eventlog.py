@@ -16,8 +16,6 @@ from hypothesis import strategies as st
 
 from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
-from rayzig_core.gateway.gateway import MAX_EVENTS_PER_BATCH, MAX_PLAINTEXT, VirtualGateway
-from rayzig_core.gateway.site import Site
 from rayzig_core.models import (
     MAX_EVENTS_PER_MODULE,
     ConnectionState,
@@ -28,6 +26,8 @@ from rayzig_core.models import (
 )
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.virtual_gateway.gateway import MAX_EVENTS_PER_BATCH, MAX_PLAINTEXT, VirtualGateway
+from rayzig_core.virtual_gateway.site import Site
 from tests.core.conftest import (
     OWNER,
     PASSWORDS,

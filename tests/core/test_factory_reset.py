@@ -32,10 +32,10 @@ from rayzig_core.errors import (
     ThrottledError,
 )
 from rayzig_core.eventlog import EventLogSync
-from rayzig_core.gateway.gateway import FACTORY_USER, VirtualGateway
-from rayzig_core.gateway.site import EventRing
 from rayzig_core.models import ConnectionState, EventKind, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.virtual_gateway.gateway import FACTORY_USER, VirtualGateway
+from rayzig_core.virtual_gateway.site import EventRing
 from tests.core.conftest import (
     FAST,
     OWNER,

@@ -42,9 +42,9 @@ from rayzig_core.firmware import (
     verify_manifest,
     version_key,
 )
-from rayzig_core.gateway.firmware_store import FirmwareStore
 from rayzig_core.models import FirmwarePart, FirmwareVersion
 from rayzig_core.update_server import serve
+from rayzig_core.virtual_gateway.firmware_store import FirmwareStore
 
 HARDWARE = "RZ-GW1"
 
@@ -194,7 +194,7 @@ def test_version_key_and_crc() -> None:
 
 def test_firmware_store_does_not_import_asyncio() -> None:
     code = (
-        "import sys, rayzig_core.gateway.firmware_store, rayzig_core.firmware;"
+        "import sys, rayzig_core.virtual_gateway.firmware_store, rayzig_core.firmware;"
         "assert 'asyncio' not in sys.modules and 'aiohttp' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

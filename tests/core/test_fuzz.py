@@ -31,13 +31,6 @@ from rayzig_core.errors import (
     ProtocolError,
     SessionClosedError,
 )
-from rayzig_core.gateway.gateway import (
-    FACTORY_USER,
-    ClientRecord,
-    GatewayConnection,
-    VirtualGateway,
-)
-from rayzig_core.gateway.site import Site
 from rayzig_core.models import UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import (
@@ -52,6 +45,13 @@ from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import InitiatorHandshake, ResponderHandshake, SecureChannel
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpTransport
+from rayzig_core.virtual_gateway.gateway import (
+    FACTORY_USER,
+    ClientRecord,
+    GatewayConnection,
+    VirtualGateway,
+)
+from rayzig_core.virtual_gateway.site import Site
 from tests.core.conftest import (
     HOST,
     OWNER,

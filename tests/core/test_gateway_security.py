@@ -25,12 +25,12 @@ from rayzig_core.errors import (
     PasswordRejectedError,
     ThrottledError,
 )
-from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import ConnectionState, FirmwarePart, RestorePreset, UserLevel
 from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import FrameKind, StreamDeframer, length_prefixed
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.virtual_gateway.gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
     HOST,

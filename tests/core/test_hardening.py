@@ -30,18 +30,6 @@ from rayzig_core.errors import (
 )
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.firmware import FirmwareManifest, build_manifest
-from rayzig_core.gateway import server
-from rayzig_core.gateway.gateway import (
-    MAX_PLAINTEXT,
-    MAX_USER_NAME,
-    MAX_USERS,
-    PRE_AUTH_REPLAY_CACHE_SIZE,
-    REPLAY_CACHE_SIZE,
-    ClientRecord,
-    UserAccount,
-    VirtualGateway,
-)
-from rayzig_core.gateway.site import MAX_MODULE_ID, Site
 from rayzig_core.models import (
     Event,
     EventKind,
@@ -59,6 +47,18 @@ from rayzig_core.protocol.noise import generate_keypair
 from rayzig_core.protocol.session import InitiatorHandshake
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
+from rayzig_core.virtual_gateway import server
+from rayzig_core.virtual_gateway.gateway import (
+    MAX_PLAINTEXT,
+    MAX_USER_NAME,
+    MAX_USERS,
+    PRE_AUTH_REPLAY_CACHE_SIZE,
+    REPLAY_CACHE_SIZE,
+    ClientRecord,
+    UserAccount,
+    VirtualGateway,
+)
+from rayzig_core.virtual_gateway.site import MAX_MODULE_ID, Site
 from tests.core.conftest import (
     HOST,
     LEVELS,
@@ -187,7 +187,7 @@ async def test_gateway_refuses_an_xx_handshake_of_another_protocol_version(
     try:
         last = handshake.receive(await asyncio.wait_for(transport.receive(), 5))
         assert last is not None
-        with caplog.at_level(logging.INFO, logger="rayzig_core.gateway.gateway"):
+        with caplog.at_level(logging.INFO, logger="rayzig_core.virtual_gateway.gateway"):
             await transport.send(last)
             channel = handshake.channel()
             await transport.send(channel.seal(1, m.Ping()))
@@ -469,7 +469,7 @@ async def test_user_list_always_fits_one_frame(owned: GatewayThread) -> None:
 
 
 def test_error_messages_are_cut_to_the_text_and_frame_limits() -> None:
-    from rayzig_core.gateway.gateway import _bounded  # noqa: PLC0415 - the private helper
+    from rayzig_core.virtual_gateway.gateway import _bounded  # noqa: PLC0415 - the private helper
 
     assert _bounded("short") == "short"
     for text in ("a" * 5000, WIDE * 1500, "b" * 1000 + WIDE * 1000):
@@ -591,7 +591,7 @@ async def test_a_bug_in_request_handling_answers_internal_and_keeps_the_link(
     owned.call(break_switching)
     session = await RawSession.keyed(owned.port, owner)
     try:
-        with caplog.at_level(logging.ERROR, logger="rayzig_core.gateway.gateway"):
+        with caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.gateway"):
             response = await session.request(1, m.SetOutput(module_id, index, on=True))
         assert isinstance(response, m.ErrorResponse)
         assert response.code is m.ErrorCode.INTERNAL
@@ -617,7 +617,7 @@ async def test_an_answer_too_large_for_a_frame_becomes_internal(
     owned.call(bloat)
     async with await connected(owned, owner) as client:
         with (
-            caplog.at_level(logging.ERROR, logger="rayzig_core.gateway.gateway"),
+            caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.gateway"),
             pytest.raises(RequestError) as caught,
         ):
             await client.read_events(1, 0)

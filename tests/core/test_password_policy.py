@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from rayzig_core.gateway.credentials import check_verifier, make_verifier
 from rayzig_core.password_policy import (
     MAX_LENGTH,
     MIN_LENGTH,
@@ -16,6 +15,7 @@ from rayzig_core.password_policy import (
     normalize_password,
     password_acceptable,
 )
+from rayzig_core.virtual_gateway.credentials import check_verifier, make_verifier
 
 V = PolicyViolation
 

@@ -17,11 +17,11 @@ import pytest
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.errors import InvalidRequestError, PermissionDeniedError
 from rayzig_core.firmware import build_manifest, crc32, generate_signing_key, sign_manifest
-from rayzig_core.gateway.gateway import HARDWARE, VirtualGateway
 from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
 from rayzig_core.permissions import PERMISSIONS, Permission, allowed
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.virtual_gateway.gateway import HARDWARE, VirtualGateway
 from tests.core.conftest import (
     LEVELS,
     OWNER,

@@ -1,4 +1,4 @@
-"""Tests of the simulated mesh behind the virtual gateway (rayzig_core.gateway.site)."""
+"""Tests of the simulated mesh behind the virtual gateway (rayzig_core.virtual_gateway.site)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from collections.abc import Callable
 import pytest
 
 from rayzig_core.errors import InvalidRequestError, NotFoundError
-from rayzig_core.gateway.site import (
+from rayzig_core.models import (
+    MAX_EVENTS_PER_MODULE,
+    Event,
+    EventKind,
+    ModuleKind,
+    RestorePreset,
+)
+from rayzig_core.virtual_gateway.site import (
     MAX_MODULE_ID,
     MAX_MODULES,
     EventRing,
@@ -21,13 +28,6 @@ from rayzig_core.gateway.site import (
     Site,
     SiteChange,
     TelemetryChanged,
-)
-from rayzig_core.models import (
-    MAX_EVENTS_PER_MODULE,
-    Event,
-    EventKind,
-    ModuleKind,
-    RestorePreset,
 )
 
 
@@ -570,7 +570,7 @@ def test_raising_listener_does_not_break_set_output(caplog: pytest.LogCaptureFix
 
     site.subscribe(broken)
     seen = _recorder(site)
-    with caplog.at_level(logging.ERROR, logger="rayzig_core.gateway.site"):
+    with caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.site"):
         out = site.set_output(module_id, 0, on=True, user="x")
     assert out.is_on is True
     assert site.module(module_id).outputs[0].is_on is True

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.gateway.server import TcpFaults
 from rayzig_core.models import EventKind
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
+from rayzig_core.virtual_gateway.server import TcpFaults
 
 PASSWORD = "mauve-otter-juggles-47-kites"
 

@@ -33,7 +33,6 @@ from custom_components.rayzig.events import (
     signal_new_event,
 )
 from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.gateway.gateway import VirtualGateway
 from rayzig_core.models import (
     MAX_EVENTS_PER_MODULE,
     ConnectionState,
@@ -42,6 +41,7 @@ from rayzig_core.models import (
 )
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
+from rayzig_core.virtual_gateway.gateway import VirtualGateway
 
 from .runtime_helpers import loaded_entry, wait_for
 

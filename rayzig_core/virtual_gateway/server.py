@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rayzig_core.errors import FrameError
-from rayzig_core.gateway.gateway import FactorySecrets, GatewayConnection, VirtualGateway
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
+from rayzig_core.virtual_gateway.gateway import FactorySecrets, GatewayConnection, VirtualGateway
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def open_gateway(
         loaded = load_state(state_path)
         if loaded is not None:
             return loaded, None
-    from rayzig_core.gateway.site import Site  # noqa: PLC0415 - keeps import graph simple
+    from rayzig_core.virtual_gateway.site import Site  # noqa: PLC0415 - keeps import graph simple
 
     gateway, factory = VirtualGateway.factory_new(
         site=Site.generate(module_count=module_count, seed=seed),

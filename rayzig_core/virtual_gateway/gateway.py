@@ -26,18 +26,6 @@ from rayzig_core.errors import (
     SessionClosedError,
 )
 from rayzig_core.firmware import SignedManifest, generate_signing_key
-from rayzig_core.gateway import credentials
-from rayzig_core.gateway.credentials import PasswordVerifier, Throttle
-from rayzig_core.gateway.firmware_store import FirmwareStore
-from rayzig_core.gateway.site import (
-    EventsAppended,
-    ModuleJoined,
-    ModuleLeft,
-    Site,
-    SiteChange,
-    TelemetryChanged,
-)
-from rayzig_core.gateway.site import OutputChanged as SiteOutputChanged
 from rayzig_core.models import (
     EnrolledClient,
     Event,
@@ -54,6 +42,18 @@ from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import MAX_FRAME
 from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import ResponderHandshake, SecureChannel, fingerprint
+from rayzig_core.virtual_gateway import credentials
+from rayzig_core.virtual_gateway.credentials import PasswordVerifier, Throttle
+from rayzig_core.virtual_gateway.firmware_store import FirmwareStore
+from rayzig_core.virtual_gateway.site import (
+    EventsAppended,
+    ModuleJoined,
+    ModuleLeft,
+    Site,
+    SiteChange,
+    TelemetryChanged,
+)
+from rayzig_core.virtual_gateway.site import OutputChanged as SiteOutputChanged
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class VirtualGateway:
         self.request_observers: list[RequestObserver] = []
         """Called with every answer the gateway worked out (not those replayed from the cache,
         §5.3), before it is sent: a transport's hook, e.g. the mesh-latency model of the fake I2C
-        bus (``rayzig_core.gateway.i2c``). Observers must not raise."""
+        bus (``rayzig_core.virtual_gateway.i2c``). Observers must not raise."""
         self.site.subscribe(self._site_changed)
 
     # --- construction and persistence ---------------------------------------------------

@@ -1,12 +1,13 @@
 """The virtual gateway answering on a fake I2C bus (PROTOCOL.md §11.13), one session per channel.
 
-:func:`serve_on_fake_bus` joins a :class:`~rayzig_core.gateway.gateway.VirtualGateway` to a
+:func:`serve_on_fake_bus` joins a :class:`~rayzig_core.virtual_gateway.gateway.VirtualGateway` to a
 :class:`~rayzig_core.testing.fake_i2c.FakeI2CDevice`, doing what the gateway firmware does with its
 I2C slave link:
 
 * a HELLO on link channel ``c`` (a new host session, or the first one after a reboot) ends the
-  channel's old :class:`~rayzig_core.gateway.gateway.GatewayConnection` and attaches a fresh one, so
-  every link starts with a fresh handshake and no key or nonce outlives it (§11.4, §11.9);
+  channel's old :class:`~rayzig_core.virtual_gateway.gateway.GatewayConnection` and attaches a
+  fresh one, so every link starts with a fresh handshake and no key or nonce outlives it
+  (§11.4, §11.9);
 * host→gateway frames are handed to the channel's connection **on the gateway's event loop** (the
   device schedules them with ``call_soon_threadsafe``), in bus order;
 * the connection's frames go back with ``device.push_frame(c, ...)``; when the gateway closes the
@@ -32,8 +33,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rayzig_core.gateway.gateway import GatewayConnection, VirtualGateway
 from rayzig_core.protocol import messages as m
+from rayzig_core.virtual_gateway.gateway import GatewayConnection, VirtualGateway
 
 if TYPE_CHECKING:
     from rayzig_core.testing.fake_i2c import FakeI2CDevice
