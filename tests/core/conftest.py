@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from rayzig_core.client import ClientCredentials, GatewayIdentity, RayzigClient
+from rayzig_core.firmware import CHUNK_SIZE, generate_signing_key
 from rayzig_core.models import EventKind, UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
@@ -359,3 +361,18 @@ async def proxy_factory() -> Callable[[int], Awaitable[MitmProxy]]:  # type: ign
     yield make
     for proxy in proxies:
         await proxy.close()
+
+
+# --- firmware ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[bytes, bytes]:
+    """A firmware signing key pair (private, public), one per test module."""
+    return generate_signing_key()
+
+
+@pytest.fixture
+def image() -> bytes:
+    """A random firmware image of five chunks and a bit."""
+    return os.urandom(5 * CHUNK_SIZE + 123)

@@ -1,7 +1,7 @@
 """ETSI EN 303 645 5.6-1: the servers this repository runs listen on loopback unless told otherwise.
 
 The virtual gateway (``rayzig virtual-gateway``, :class:`GatewayServer`) and the update server
-(``rayzig update-server``, :func:`rayzig_core.update_server.serve`) default to ``127.0.0.1``: the
+(``rayzig update-server``, :func:`rayzig_core.firmware.serve`) default to ``127.0.0.1``: the
 command-line defaults say so, and a server started without a host is bound to a loopback address
 only (checked on the listening sockets themselves). The bridge, whose purpose is to be reached from
 the network, has no default: ``--listen`` must name the address.
@@ -20,7 +20,7 @@ import ifaddr
 import pytest
 
 from rayzig_core import cli
-from rayzig_core.update_server import serve
+from rayzig_core.firmware import serve
 from rayzig_core.virtual_gateway import server as gateway_server
 from rayzig_core.virtual_gateway.server import GatewayServer, open_gateway
 

@@ -28,10 +28,9 @@ from custom_components.rayzig.const import (
 )
 from custom_components.rayzig.firmware import FIRMWARE_POLL_INTERVAL, RayzigFirmwareCoordinator
 from custom_components.rayzig.repairs import ISSUE_FIRMWARE_SECURITY_UPDATE, issue_id
-from rayzig_core.firmware import CatalogueEntry, generate_signing_key, publish_image
+from rayzig_core.firmware import CatalogueEntry, generate_signing_key, publish_image, serve
 from rayzig_core.models import FirmwarePart
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.update_server import serve
 
 from .runtime_helpers import entity_id, loaded_entry, wait_for
 

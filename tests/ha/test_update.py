@@ -43,13 +43,13 @@ from rayzig_core.firmware import (
     UpdateServerClient,
     generate_signing_key,
     image_file_name,
+    install_firmware,
     publish_image,
+    serve,
 )
-from rayzig_core.firmware_install import install_firmware
 from rayzig_core.models import FirmwarePart, FirmwareVersion, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.update_server import serve
 
 from .runtime_helpers import loaded_entry, wait_for
 

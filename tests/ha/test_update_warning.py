@@ -32,10 +32,9 @@ from custom_components.rayzig.update import (
     RayzigFirmwareUpdate,
     default_install_warning,
 )
-from rayzig_core.firmware import generate_signing_key, publish_image
+from rayzig_core.firmware import generate_signing_key, publish_image, serve
 from rayzig_core.models import FirmwarePart
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.update_server import serve
 
 from .runtime_helpers import loaded_entry
 
