@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rayzig_core.protocol.i2c_link import MAX_CHUNK, I2CSlaveLink
+from rayzig_core.protocol.link import MAX_CHUNK, I2CSlaveLink
 
 I2C_SLAVE = 0x0703
 I2C_SLAVE_FORCE = 0x0706
