@@ -17,7 +17,6 @@ from rayzig_core.protocol.frames import MAX_FRAME
 from rayzig_core.protocol.link.wire import (
     CHANNELS,
     CONTROL_LEN,
-    CRC_LEN,
     FLOATING,
     LINK_VERSION,
     MAX_CHUNK,
@@ -34,12 +33,12 @@ from rayzig_core.protocol.link.wire import (
     StatusFlags,
     check_channel,
     chunk_payload_len,
-    crc_ok,
     decode_hello,
     decode_put,
     size_code,
     split_command,
     write_ack,
+    write_crc_ok,
 )
 
 
@@ -235,7 +234,7 @@ class I2CSlaveLink:
             self._reject()
             return
         self._current, command = split_command(data[0])
-        if len(data) < 3 or not crc_ok(data, len(data) - CRC_LEN):
+        if not write_crc_ok(data):
             self._reject()
             return
         state = self._channels[self._current]
