@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.protocol.i2c_link import (
+from rayzig_core.protocol.link import (
     CHUNK_HEADER_LEN,
     Command,
     I2CHostLink,

@@ -43,7 +43,7 @@ from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import Event, EventKind, ModuleKind
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
-from rayzig_core.protocol.i2c_link import CHUNK_OVERHEAD, CONTROL_LEN, STATUS_LEN
+from rayzig_core.protocol.link import CHUNK_OVERHEAD, CONTROL_LEN, STATUS_LEN
 from rayzig_core.protocol.noise import TAG_LEN
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.virtual_gateway.gateway import VirtualGateway

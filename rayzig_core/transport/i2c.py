@@ -5,7 +5,7 @@ loop), behind one fair (first come, first served) lock per bus number shared by 
 that bus, so transports on one bus take turns transaction by transaction. Each transport uses one
 link channel (0..15, §11.2) of its gateway: several independent sessions (the bridge's TCP clients)
 can share one gateway, a direct client uses channel 0. The worker drives an
-:class:`~rayzig_core.protocol.i2c_link.I2CHostLink`: it sends queued frames, polls the gateway's
+:class:`~rayzig_core.protocol.link.I2CHostLink`: it sends queued frames, polls the gateway's
 status (at ``poll_interval``, backing off to ~50 ms while idle; §11.10) and hands received frames
 (responses and notifications) to :meth:`I2CTransport.receive`. After it sends a frame it expects an
 answer: it polls every :data:`PROMPT_POLL` (0.2 ms), without back-off, until a frame has arrived
@@ -39,7 +39,7 @@ from rayzig_core.errors import (
     TransportError,
 )
 from rayzig_core.protocol.frames import MAX_FRAME
-from rayzig_core.protocol.i2c_link import (
+from rayzig_core.protocol.link import (
     MAX_CHUNK,
     HostLinkStats,
     I2CHostLink,

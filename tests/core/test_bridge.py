@@ -1,4 +1,4 @@
-"""The network bridge (issue 3 §4) on real loopback sockets and the faked kernel I2C bus.
+"""The network bridge (PROTOCOL.md §11.2) on real loopback sockets and the faked kernel I2C bus.
 
 A client talks TCP to the bridge, the bridge talks I2C (smbus2's real code, only the kernel
 boundary faked) to the real virtual gateway, which answers on a FakeI2CDevice with one session per
@@ -29,6 +29,7 @@ from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from rayzig_core import bridge as bridge_module
+from rayzig_core import zeroconf_advertiser
 from rayzig_core.bridge import (
     SERVICE_TYPE,
     Bridge,
@@ -38,6 +39,7 @@ from rayzig_core.bridge import (
     parse_listen,
     run_bridge,
 )
+from rayzig_core.bridge import channel as bridge_channel
 from rayzig_core.cli import build_parser, main
 from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
@@ -467,9 +469,13 @@ def test_importing_the_bridge_loads_no_session_code() -> None:
 
 
 def test_the_bridge_module_imports_session_code_only_inside_identify() -> None:
-    tree = ast.parse(Path(bridge_module.__file__).read_text(encoding="utf-8"))
+    package = Path(bridge_module.__file__).parent
+    sources = [*sorted(package.glob("*.py")), Path(zeroconf_advertiser.__file__)]
+    assert len(sources) > 2
+    trees = [ast.parse(path.read_text(encoding="utf-8")) for path in sources]
     top_level = {
         alias.name if isinstance(node, ast.Import) else str(node.module)
+        for tree in trees
         for node in tree.body
         for alias in getattr(node, "names", [])
         if isinstance(node, ast.Import | ast.ImportFrom)
@@ -477,6 +483,7 @@ def test_the_bridge_module_imports_session_code_only_inside_identify() -> None:
     assert not any("noise" in n or "session" in n or "client" in n for n in top_level)
     lazy = {
         (func.name, str(node.module))
+        for tree in trees
         for func in ast.walk(tree)
         if isinstance(func, ast.AsyncFunctionDef | ast.FunctionDef)
         for node in ast.walk(func)
@@ -548,11 +555,11 @@ def test_listen_addresses_and_advertised_addresses() -> None:
     for bad in ("7780", "host", "1.2.3.4:99999", "[::1]7780", "a:b"):
         with pytest.raises(ValueError):
             parse_listen(bad)
-    assert bridge_module.advertised_addresses("192.0.2.7") == ["192.0.2.7"]
-    assert bridge_module.advertised_addresses("0.0.0.0", ["127.0.0.1"]) == ["127.0.0.1"]
-    everywhere = bridge_module.advertised_addresses("0.0.0.0")
+    assert zeroconf_advertiser.advertised_addresses("192.0.2.7") == ["192.0.2.7"]
+    assert zeroconf_advertiser.advertised_addresses("0.0.0.0", ["127.0.0.1"]) == ["127.0.0.1"]
+    everywhere = zeroconf_advertiser.advertised_addresses("0.0.0.0")
     assert everywhere
-    assert all(bridge_module._is_ip(a) for a in everywhere)
+    assert all(zeroconf_advertiser._is_ip(a) for a in everywhere)
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -760,8 +767,8 @@ def test_client_sockets_get_tcp_keepalive() -> None:
             return self.sock if name == "socket" else None
 
     with socket.socket() as sock:
-        bridge_module._keepalive(Writer(sock))  # type: ignore[arg-type]
+        bridge_channel.keepalive(Writer(sock))  # type: ignore[arg-type]
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
             idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
-            assert idle == bridge_module.KEEPALIVE_IDLE
+            assert idle == bridge_channel.KEEPALIVE_IDLE

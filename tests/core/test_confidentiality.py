@@ -36,7 +36,7 @@ from rayzig_core.models import UserLevel
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import FrameKind, length_prefixed
-from rayzig_core.protocol.i2c_link import CHUNK_HEADER_LEN, Command, Reply
+from rayzig_core.protocol.link import CHUNK_HEADER_LEN, Command, Reply
 from rayzig_core.protocol.noise import generate_keypair
 from rayzig_core.protocol.session import InitiatorHandshake, ResponderHandshake, SecureChannel
 from rayzig_core.testing.fake_i2c import I2C_M_RD, FakeI2CBus

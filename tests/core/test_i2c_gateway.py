@@ -28,7 +28,7 @@ from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import EventKind
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import FrameKind
-from rayzig_core.protocol.i2c_link import HostLinkStats
+from rayzig_core.protocol.link import HostLinkStats
 from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, FaultPlan, fake_open_descriptors
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector, I2CTransport

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from rayzig_core.errors import TransportError
 from rayzig_core.protocol.frames import MAX_FRAME
-from rayzig_core.protocol.i2c_link import (
+from rayzig_core.protocol.link import (
     CHUNK_OVERHEAD,
     CHUNK_SIZES,
     STATUS_LEN,

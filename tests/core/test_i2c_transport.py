@@ -18,7 +18,7 @@ import smbus2
 
 from rayzig_core.errors import DeviceNotFoundError, DevicePermissionError, TransportError
 from rayzig_core.protocol.frames import MAX_FRAME
-from rayzig_core.protocol.i2c_link import I2CLinkResetError
+from rayzig_core.protocol.link import I2CLinkResetError
 from rayzig_core.testing.fake_i2c import (
     BusTiming,
     FakeI2CBus,
