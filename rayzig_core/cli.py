@@ -1486,7 +1486,7 @@ def _warn_install(args: argparse.Namespace, part: FirmwarePart, version: str) ->
 
 async def cmd_firmware_install(args: argparse.Namespace, out: _Out) -> int:
     """Download a signed image, verify it and install it on the gateway in resumable chunks."""
-    from rayzig_core.firmware_install import install_firmware  # noqa: PLC0415
+    from rayzig_core.firmware import install_firmware  # noqa: PLC0415
 
     part = PARTS[args.part]
     async with _session(args) as (client, _), _catalogue(args) as (server, entries):
@@ -1900,7 +1900,7 @@ async def _serve_updates(
     directory: Path, host: str, port: int, out: _Out, run_for: float | None
 ) -> int:
     """Serve ``directory`` until stopped."""
-    from rayzig_core.update_server import serve  # noqa: PLC0415
+    from rayzig_core.firmware import serve  # noqa: PLC0415
 
     try:
         runner = await serve(directory, host, port)

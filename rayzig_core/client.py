@@ -15,32 +15,19 @@ import logging
 import random
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from rayzig_core.errors import (
     AuthenticationError,
     ClientRevokedError,
     ConnectionFailedError,
-    FirmwareError,
-    FirmwareIntegrityError,
-    FirmwareRollbackError,
-    FirmwareSignatureError,
-    GatewayBusyError,
     GatewayKeyChangedError,
-    InvalidCredentialsError,
-    InvalidRequestError,
-    NotFoundError,
-    PasswordChangeRequiredError,
-    PasswordRejectedError,
-    PermissionDeniedError,
     ProtocolError,
     RayzigError,
     RayzigInternalError,
-    RequestError,
     RequestTimeoutError,
     SessionClosedError,
-    ThrottledError,
 )
 from rayzig_core.models import (
     ConnectionState,
@@ -54,10 +41,24 @@ from rayzig_core.models import (
     Telemetry,
     UserLevel,
 )
+from rayzig_core.pairing import ClientCredentials, GatewayIdentity
 from rayzig_core.protocol import messages as m
-from rayzig_core.protocol.noise import generate_keypair, public_key_of
-from rayzig_core.protocol.session import InitiatorHandshake, SecureChannel, fingerprint
-from rayzig_core.transport.base import Connector, Transport
+from rayzig_core.protocol.noise import generate_keypair
+from rayzig_core.protocol.session import InitiatorHandshake
+from rayzig_core.secure_session import SecureSession, error_from_response, open_session
+from rayzig_core.transport.base import Connector
+
+# Also importable from here, where they were first defined: the pairing results and the
+# error mapping.
+__all__ = [
+    "ClientCredentials",
+    "ClientStats",
+    "GatewayIdentity",
+    "Listener",
+    "RayzigClient",
+    "StateListener",
+    "error_from_response",
+]
 
 _LOGGER = logging.getLogger(__name__)
 _R = TypeVar("_R", bound=m.Response)
@@ -66,76 +67,6 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 60.0
 COMMAND_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayIdentity:
-    """What first contact reveals: the gateway's static key to pin, and who it says it is."""
-
-    public_key: bytes
-    serial: str
-    model: str
-    factory_state: bool
-    protocol_version: int
-
-    @property
-    def fingerprint(self) -> str:
-        """Fingerprint to compare with the gateway's label or display (PROTOCOL.md §3.4)."""
-        return fingerprint(self.public_key)
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCredentials:
-    """What a paired client keeps: its own private key and the pinned gateway key; no password."""
-
-    client_private_key: bytes = field(repr=False)
-    gateway_public_key: bytes
-    serial: str
-    user: str
-    level: UserLevel
-    client_id: int
-
-    @property
-    def gateway_fingerprint(self) -> str:
-        """Fingerprint of the pinned gateway key."""
-        return fingerprint(self.gateway_public_key)
-
-    @property
-    def client_fingerprint(self) -> str:
-        """Fingerprint of this client's key, as the gateway lists it."""
-        return fingerprint(public_key_of(self.client_private_key))
-
-    def to_dict(self) -> dict[str, str | int]:
-        """Serialise for storage (the caller must store it as a secret)."""
-        return {
-            "client_private_key": self.client_private_key.hex(),
-            "gateway_public_key": self.gateway_public_key.hex(),
-            "serial": self.serial,
-            "user": self.user,
-            "level": int(self.level),
-            "client_id": self.client_id,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClientCredentials:
-        """Restore from :meth:`to_dict`; ValueError if damaged."""
-        try:
-            private = bytes.fromhex(str(data["client_private_key"]))
-            gateway = bytes.fromhex(str(data["gateway_public_key"]))
-            if len(private) != 32 or len(gateway) != 32:
-                raise ValueError("keys must be 32 bytes")
-            return cls(
-                private,
-                gateway,
-                str(data["serial"]),
-                str(data["user"]),
-                UserLevel(int(data["level"])),
-                int(data["client_id"]),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(
-                f"stored Rayzig credentials are damaged ({type(err).__name__})"
-            ) from err
 
 
 @dataclass(slots=True)
@@ -151,127 +82,6 @@ class ClientStats:
     errors: int = 0
     notifications: int = 0
     last_error: str | None = None
-
-
-_ERRORS: dict[m.ErrorCode, type[RequestError]] = {
-    m.ErrorCode.PERMISSION_DENIED: PermissionDeniedError,
-    m.ErrorCode.NOT_FOUND: NotFoundError,
-    m.ErrorCode.BAD_REQUEST: InvalidRequestError,
-    m.ErrorCode.CONFLICT: InvalidRequestError,
-    m.ErrorCode.BUSY: GatewayBusyError,
-    m.ErrorCode.FIRMWARE_SIGNATURE: FirmwareSignatureError,
-    m.ErrorCode.FIRMWARE_INTEGRITY: FirmwareIntegrityError,
-    m.ErrorCode.FIRMWARE_ROLLBACK: FirmwareRollbackError,
-    m.ErrorCode.FIRMWARE_STATE: FirmwareError,
-    m.ErrorCode.INTERNAL: RequestError,
-}
-
-
-def error_from_response(response: m.ErrorResponse) -> RayzigError:
-    """Map a gateway ErrorResponse to the exception a caller handles (PROTOCOL.md §9)."""
-    code = response.code
-    if code is m.ErrorCode.PASSWORD_REJECTED:
-        return PasswordRejectedError(response.reasons or (response.message,))
-    if code is m.ErrorCode.THROTTLED:
-        return ThrottledError(response.retry_after or 0.0)
-    if code is m.ErrorCode.INVALID_CREDENTIALS:
-        return InvalidCredentialsError(response.message)
-    if code is m.ErrorCode.PASSWORD_CHANGE_REQUIRED:
-        return PasswordChangeRequiredError(response.message)
-    if code is m.ErrorCode.NOT_AUTHENTICATED:
-        return ClientRevokedError(response.message)
-    return _ERRORS.get(code, RequestError)(int(code), response.message)
-
-
-class _Session:
-    """One open secure session: request/response matching and notification dispatch."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        channel: SecureChannel,
-        hello: m.GatewayHello,
-        on_notification: Callable[[m.Notification], None],
-    ) -> None:
-        self.transport = transport
-        self.channel = channel
-        self.hello = hello
-        self._on_notification = on_notification
-        self._pending: dict[int, asyncio.Future[m.Response]] = {}
-        self.closed = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
-
-    async def _read_loop(self) -> None:
-        error: Exception = SessionClosedError("session closed")
-        try:
-            while True:
-                envelope = self.channel.open(await self.transport.receive())
-                message = envelope.message
-                if isinstance(message, m.Notification):
-                    self._on_notification(message)
-                elif isinstance(message, m.Response):
-                    future = self._pending.pop(envelope.request_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(message)
-                else:
-                    raise ProtocolError("gateway sent a request")
-        except (ConnectionFailedError, ProtocolError) as err:
-            error = err
-        finally:
-            self.channel.close()
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(SessionClosedError(f"session ended: {error}"))
-            self._pending.clear()
-            if not self.closed.done():
-                self.closed.set_result(error)
-
-    async def request(self, request_id: int, message: m.Request, timeout: float) -> m.Response:
-        if self.closed.done():
-            raise SessionClosedError("session is closed")
-        future: asyncio.Future[m.Response] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        try:
-            await self.transport.send(self.channel.seal(request_id, message))
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError as err:
-            raise RequestTimeoutError(
-                f"{self.transport.description} did not answer within {timeout:.0f} s"
-            ) from err
-        finally:
-            self._pending.pop(request_id, None)
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await self.transport.close()
-
-
-async def _handshake(
-    connector: Connector,
-    handshake: InitiatorHandshake,
-    on_notification: Callable[[m.Notification], None],
-    timeout: float,
-) -> _Session:
-    """Open a transport and run a handshake over it; the transport is closed on failure."""
-    transport = await connector.connect()
-    try:
-        async with asyncio.timeout(timeout):
-            await transport.send(handshake.start())
-            while not handshake.complete:
-                reply = handshake.receive(await transport.receive())
-                if reply is not None:
-                    await transport.send(reply)
-    except TimeoutError as err:
-        await transport.close()
-        raise RequestTimeoutError(f"handshake with {connector.description} timed out") from err
-    except BaseException:
-        await transport.close()
-        raise
-    assert handshake.gateway_hello is not None
-    return _Session(transport, handshake.channel(), handshake.gateway_hello, on_notification)
 
 
 Listener = Callable[[m.Notification], None]
@@ -300,7 +110,7 @@ class RayzigClient:
         self.stats = ClientStats()
         self.info: GatewayInfo | None = None
         self._state = ConnectionState.DISCONNECTED
-        self._session: _Session | None = None
+        self._session: SecureSession | None = None
         self._connected = asyncio.Event()
         """Set while a session is up, and for good once the client can never connect again
         (authentication failure, closed), so that waiting requests wake up and fail at once."""
@@ -361,12 +171,14 @@ class RayzigClient:
 
     async def _pairing_session(
         self, gateway_key: bytes | None, static_private: bytes | None = None
-    ) -> tuple[_Session, bytes]:
+    ) -> tuple[SecureSession, bytes]:
         private = static_private or generate_keypair()[0]
         handshake = InitiatorHandshake(
             static_private=private, client_name=self.client_name, expected_gateway_key=gateway_key
         )
-        session = await _handshake(self.connector, handshake, self._dispatch, self.request_timeout)
+        session = await open_session(
+            self.connector, handshake, self._dispatch, self.request_timeout
+        )
         return session, private
 
     async def identify(self) -> GatewayIdentity:
@@ -432,7 +244,7 @@ class RayzigClient:
 
     # --- the keyed session (Noise_IK) ------------------------------------------------------
 
-    async def _open_keyed(self) -> _Session:
+    async def _open_keyed(self) -> SecureSession:
         creds = self.credentials
         if creds is None:
             raise RayzigInternalError("connect() needs credentials: pair first")
@@ -442,7 +254,7 @@ class RayzigClient:
             gateway_key=creds.gateway_public_key,
         )
         try:
-            session = await _handshake(
+            session = await open_session(
                 self.connector, handshake, self._dispatch, self.request_timeout
             )
         except (ConnectionFailedError, ProtocolError) as err:
@@ -497,7 +309,7 @@ class RayzigClient:
         assert self.info is not None
         return self.info
 
-    def _attach(self, session: _Session) -> None:
+    def _attach(self, session: SecureSession) -> None:
         self._session = session
         self.stats.connects += 1
         self._connected.set()

@@ -18,11 +18,12 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
-from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.errors import (
+from rayzig_core import (
     AuthenticationError,
+    ClientCredentials,
     ClientRevokedError,
     GatewayKeyChangedError,
+    RayzigClient,
     RayzigError,
 )
 
@@ -35,12 +36,7 @@ from .const import (
     DOMAIN,
     MANUFACTURER,
 )
-from .coordinator import (
-    RayzigCoordinator,
-    gateway_device_identifier,
-    module_device_identifier,
-    rayzig_firmware,
-)
+from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry, RayzigData
 from .events import RayzigEventImporter
 from .firmware import RayzigFirmwareCoordinator
@@ -51,6 +47,7 @@ from .repairs import (
     async_raise_revoke_client,
 )
 from .services import async_setup_services
+from .site_data import gateway_device_identifier, module_device_identifier, rayzig_firmware
 
 _LOGGER = logging.getLogger(__name__)
 

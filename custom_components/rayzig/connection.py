@@ -1,10 +1,10 @@
 """The integration's one connector factory, used by the config flow and by setup.
 
 An entry's connection fields say how Home Assistant reaches the gateway: local I2C on the computer
-it runs on (``rayzig_core.transport.i2c``, imported only for such entries, since only a computer
-wired to the gateway needs it), or TCP to a network bridge or the virtual gateway. A rayzig_core
-without I2C support raises :class:`I2CUnavailableError`: the config flow shows it as a form error,
-setup as an error that retrying will not fix.
+it runs on (``rayzig_core.I2CConnector``, looked up only for such entries: that loads the I2C
+transport and smbus2, which only a computer wired to the gateway needs), or TCP to a network bridge
+or the virtual gateway. A rayzig_core without I2C support raises :class:`I2CUnavailableError`: the
+config flow shows it as a form error, setup as an error that retrying will not fix.
 
 Importing the I2C transport may read files: call :func:`create_connector` in the executor where
 that matters.
@@ -12,13 +12,11 @@ that matters.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Any
 
-from rayzig_core.errors import ConnectionFailedError
-from rayzig_core.transport.base import Connector
-from rayzig_core.transport.tcp import TcpConnector
+import rayzig_core
+from rayzig_core import ConnectionFailedError, Connector, TcpConnector
 
 from .const import (
     CONF_CONNECTION,
@@ -33,9 +31,6 @@ from .const import (
     DEFAULT_PORT,
 )
 
-I2C_MODULE: Final = "rayzig_core.transport.i2c"
-"""Where rayzig_core keeps its I2C connector (``I2CConnector(bus, address)``)."""
-
 
 class I2CUnavailableError(ConnectionFailedError):
     """The installed rayzig_core has no I2C connector."""
@@ -44,10 +39,10 @@ class I2CUnavailableError(ConnectionFailedError):
 def _i2c_connector(bus: int, address: int) -> Connector:
     """Return rayzig_core's I2C connector for a bus and 7-bit address."""
     try:
-        module = importlib.import_module(I2C_MODULE)
+        connector_class = rayzig_core.I2CConnector  # loads the I2C transport and smbus2 now
     except ImportError as err:
         raise I2CUnavailableError("this rayzig-core has no I2C transport") from err
-    return cast("Connector", module.I2CConnector(bus, address))
+    return connector_class(bus, address)
 
 
 def create_connector(data: Mapping[str, Any]) -> Connector:

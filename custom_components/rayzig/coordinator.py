@@ -12,45 +12,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from rayzig_core.errors import (
+from rayzig_core import (
+    PERMISSIONS,
     AuthenticationError,
     ConnectionFailedError,
+    ConnectionState,
+    EventsAvailable,
     GatewayBusyError,
     GatewayKeyChangedError,
     InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    RayzigError,
-)
-from rayzig_core.models import (
-    MAX_EVENTS_PER_MODULE,
-    ConnectionState,
-    FirmwarePart,
-    GatewayInfo,
     Module,
+    NotFoundError,
+    Notification,
     Output,
+    Permission,
+    PermissionDeniedError,
+    RayzigClient,
+    RayzigError,
     UserLevel,
 )
-from rayzig_core.permissions import PERMISSIONS, Permission
-from rayzig_core.protocol import messages as m
 
 from .const import CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
+from .events import RayzigEventImporter
 from .repairs import async_raise_gateway_key_changed, async_update_weak_password_issue
-
-if TYPE_CHECKING:
-    from rayzig_core.client import RayzigClient
-
-    from .data import RayzigConfigEntry
-    from .events import RayzigEventImporter
+from .site_data import (
+    RayzigSiteData,
+    apply_notice,
+    gateway_device_identifier,
+    module_device_identifier,
+    rayzig_firmware,
+    with_module,
+    with_output,
+)
 
 _LOGGER = logging.getLogger(__package__)
 
@@ -63,32 +65,6 @@ LEVEL_NAMES: dict[UserLevel, str] = {
 """Level names as the gateway, its display and its manual spell them."""
 
 
-@dataclass(frozen=True, slots=True)
-class RayzigSiteData:
-    """What the coordinator knows about the site: the gateway and its modules by id."""
-
-    info: GatewayInfo
-    modules: dict[int, Module]
-
-
-def module_device_identifier(serial: str) -> tuple[str, str]:
-    """Device-registry identifier of a module."""
-    return (DOMAIN, serial)
-
-
-def gateway_device_identifier(serial: str) -> tuple[str, str]:
-    """Device-registry identifier of the gateway."""
-    return (DOMAIN, serial)
-
-
-def rayzig_firmware(info: GatewayInfo) -> str | None:
-    """Version of the gateway's main (Rayzig) firmware."""
-    for version in info.firmware:
-        if version.part is FirmwarePart.RAYZIG:
-            return version.version
-    return None
-
-
 def required_level(permission: Permission) -> UserLevel:
     """Lowest level in the hierarchy (User < Administrator < System) holding ``permission``."""
     for level in (UserLevel.USER, UserLevel.ADMINISTRATOR, UserLevel.SYSTEM):
@@ -97,57 +73,12 @@ def required_level(permission: Permission) -> UserLevel:
     return UserLevel.SYSTEM  # pragma: no cover - every permission is held by System
 
 
-def _with_module(data: RayzigSiteData, module: Module) -> RayzigSiteData:
-    return replace(data, modules={**data.modules, module.module_id: module})
-
-
-def _with_output(data: RayzigSiteData, module_id: int, output: Output) -> RayzigSiteData:
-    module = data.modules.get(module_id)
-    if module is None or not 0 <= output.index < len(module.outputs):
-        return data
-    outputs = list(module.outputs)
-    outputs[output.index] = output
-    return _with_module(data, replace(module, outputs=tuple(outputs)))
-
-
-def apply_notice(data: RayzigSiteData, notice: m.Notification) -> RayzigSiteData:
-    """Return the site data after a gateway notification (``data`` itself if nothing changes)."""
-    if isinstance(notice, m.OutputChanged):
-        return _with_output(data, notice.module_id, notice.output)
-    if isinstance(notice, m.ModuleJoined):
-        return _with_module(data, notice.module)
-    if isinstance(notice, m.FirmwareChanged):
-        return replace(data, info=replace(data.info, firmware=notice.versions))
-    if isinstance(notice, m.ModuleLeft):
-        if notice.module_id not in data.modules:
-            return data
-        modules = {k: v for k, v in data.modules.items() if k != notice.module_id}
-        return replace(data, modules=modules)
-    module_id = getattr(notice, "module_id", None)
-    module = data.modules.get(module_id) if isinstance(module_id, int) else None
-    if module is None:
-        return data
-    if isinstance(notice, m.TelemetryChanged):
-        return _with_module(data, replace(module, telemetry=notice.telemetry))
-    if isinstance(notice, m.EventsAvailable) and notice.newest_seq > module.event_seq:
-        added = notice.newest_seq - module.event_seq
-        return _with_module(
-            data,
-            replace(
-                module,
-                event_seq=notice.newest_seq,
-                event_count=min(MAX_EVENTS_PER_MODULE, module.event_count + added),
-            ),
-        )
-    return data
-
-
 class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     """Keeps :class:`RayzigSiteData` current, mostly from the gateway's push notifications."""
 
-    config_entry: RayzigConfigEntry
+    config_entry: ConfigEntry
 
-    def __init__(self, hass: HomeAssistant, entry: RayzigConfigEntry, client: RayzigClient) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: RayzigClient) -> None:
         """Set up the coordinator; :meth:`async_start_push` subscribes to the client."""
         interval = max(
             MIN_POLL_INTERVAL, int(entry.options.get(CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL))
@@ -166,7 +97,7 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         self.gateway_device_id: str | None = None
         """Device-registry id of the gateway device (modules are linked to it)."""
         self._connection_lost = False
-        self._poll_buffers: list[list[m.Notification]] = []
+        self._poll_buffers: list[list[Notification]] = []
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -234,7 +165,7 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         # Notifications that arrive while the snapshot is read may be newer than (part of) it:
         # they are replayed on top of it, in order. Each carries an absolute state, and the
         # session delivers notifications and answers in order, so the replay is exact.
-        received: list[m.Notification] = []
+        received: list[Notification] = []
         self._poll_buffers.append(received)
         try:
             info = await self.client.get_info()
@@ -260,10 +191,10 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     # --- push -----------------------------------------------------------------------------------
 
     @callback
-    def _handle_notification(self, notice: m.Notification) -> None:
+    def _handle_notification(self, notice: Notification) -> None:
         for received in self._poll_buffers:
             received.append(notice)
-        if isinstance(notice, m.EventsAvailable) and self.events is not None:
+        if isinstance(notice, EventsAvailable) and self.events is not None:
             self.events.async_schedule_sync(notice.module_id)
         data = self.data
         if data is None:
@@ -275,7 +206,7 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     @callback
     def async_apply_output(self, module_id: int, output: Output) -> None:
         """Take an output state the gateway acknowledged."""
-        updated = _with_output(self.data, module_id, output)
+        updated = with_output(self.data, module_id, output)
         if updated is not self.data:
             self._async_publish(updated)
 
@@ -283,7 +214,7 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     def async_apply_module(self, module: Module) -> None:
         """Take a fresher snapshot or telemetry of a known module."""
         if module.module_id in self.data.modules:
-            self._async_publish(_with_module(self.data, module))
+            self._async_publish(with_module(self.data, module))
 
     @callback
     def _async_publish(self, data: RayzigSiteData) -> None:

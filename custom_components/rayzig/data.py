@@ -1,18 +1,20 @@
-"""Runtime data of a loaded Rayzig config entry (``entry.runtime_data``)."""
+"""Runtime data of a loaded Rayzig config entry (``entry.runtime_data``) and the entry's type.
+
+The parts it holds take a plain ``ConfigEntry`` and never import this module, so the
+integration's imports run one way (data → coordinator, events, firmware) and form no circle.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 
-from rayzig_core.client import RayzigClient
+from rayzig_core import RayzigClient
 
-if TYPE_CHECKING:
-    from .coordinator import RayzigCoordinator
-    from .events import RayzigEventImporter
-    from .firmware import RayzigFirmwareCoordinator
+from .coordinator import RayzigCoordinator
+from .events import RayzigEventImporter
+from .firmware import RayzigFirmwareCoordinator
 
 
 @dataclass

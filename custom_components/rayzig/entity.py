@@ -11,11 +11,12 @@ from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from rayzig_core.models import Module, Output
+from rayzig_core import Module, Output
 
 from .const import MANUFACTURER
-from .coordinator import RayzigCoordinator, gateway_device_identifier, module_device_identifier
+from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry
+from .site_data import gateway_device_identifier, module_device_identifier
 
 VIA_DEVICE_ID_SUPPORTED: Final = "via_device_id" in getattr(
     DeviceInfo, "__optional_keys__", frozenset()

@@ -10,7 +10,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from rayzig_core.models import Event, Module
+from rayzig_core import Event, Module
 
 from .const import ATTR_IS_ON, ATTR_LOST, ATTR_OUTPUT, ATTR_SEQ, ATTR_USER
 from .coordinator import RayzigCoordinator

@@ -1,7 +1,7 @@
 """Import module event logs into Home Assistant exactly once (bus events, logbook, event entities).
 
 Each module keeps its own event log (a ring of records with sequence numbers). The importer pulls
-the records after a persisted cursor with :class:`rayzig_core.eventlog.EventLogSync`, fires one
+the records after a persisted cursor with :class:`rayzig_core.EventLogSync`, fires one
 ``rayzig_event`` per record **with the module's own timestamp** as ``time_fired``, tells the
 module's event entity through the dispatcher, and then stores the cursors in Home Assistant
 storage. A restart or an outage therefore imports each missed record once; records overwritten
@@ -22,17 +22,26 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.storage import Store
 
-from rayzig_core.errors import NotFoundError, RayzigError
-from rayzig_core.eventlog import EventLogSync
-from rayzig_core.models import ConnectionState, Event, EventKind, Module
-from rayzig_core.protocol import messages as m
+from rayzig_core import (
+    ConnectionState,
+    Event,
+    EventKind,
+    EventLogSync,
+    Module,
+    ModuleLeft,
+    NotFoundError,
+    Notification,
+    RayzigClient,
+    RayzigError,
+)
 
 from .const import (
     ATTR_DEVICE_ID,
@@ -50,11 +59,6 @@ from .const import (
     MANUFACTURER,
     STORAGE_VERSION,
 )
-
-if TYPE_CHECKING:
-    from rayzig_core.client import RayzigClient
-
-    from .data import RayzigConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -84,14 +88,14 @@ def output_name(module: Module, output: int | None) -> str | None:
 
 
 def signal_new_event(entry_id: str, module_id: int) -> str:
-    """Dispatcher signal sent with each imported :class:`~rayzig_core.models.Event`."""
+    """Dispatcher signal sent with each imported :class:`rayzig_core.Event`."""
     return f"{DOMAIN}_{entry_id}_event_{module_id}"
 
 
 class RayzigEventImporter:
     """Pulls module event logs into Home Assistant, one record exactly once."""
 
-    def __init__(self, hass: HomeAssistant, entry: RayzigConfigEntry, client: RayzigClient) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, client: RayzigClient) -> None:
         """Prepare the importer of ``entry``'s gateway; call :meth:`async_load` before syncing."""
         self.hass = hass
         self.entry = entry
@@ -153,9 +157,9 @@ class RayzigEventImporter:
             self.async_schedule_sync()
 
     @callback
-    def _on_notification(self, notice: m.Notification) -> None:
+    def _on_notification(self, notice: Notification) -> None:
         """Fire a ``left`` event when a module leaves the mesh (its log went with it)."""
-        if isinstance(notice, m.ModuleLeft):
+        if isinstance(notice, ModuleLeft):
             self._async_module_left(notice.module_id)
 
     @callback

@@ -4,7 +4,7 @@
 aiohttp session Home Assistant injects; every entry's Ed25519 signature is verified against the
 signing key from the options before it is offered. :meth:`RayzigFirmwareCoordinator.async_install`
 downloads an image (checked against the SHA-256 in its signed manifest) and sends it to the
-gateway in resumable CRC-checked chunks with :func:`rayzig_core.firmware_install.install_firmware`;
+gateway in resumable CRC-checked chunks with :func:`rayzig_core.install_firmware`;
 the gateway verifies signature, hash and anti-rollback again before it applies anything.
 
 When the catalogue offers a newer image flagged as a security fix, a repair issue asks the user to
@@ -16,27 +16,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from rayzig_core.errors import NotFoundError, PermissionDeniedError, RayzigError
-from rayzig_core.firmware import CatalogueEntry, UpdateServerClient, version_key
-from rayzig_core.firmware_install import install_firmware
-from rayzig_core.models import FirmwarePart, FirmwareVersion, UserLevel
-from rayzig_core.permissions import Permission, allowed
-from rayzig_core.protocol import messages as m
-from rayzig_core.protocol.messages import ErrorCode
+from rayzig_core import (
+    CatalogueEntry,
+    ErrorCode,
+    FirmwareChanged,
+    FirmwarePart,
+    FirmwareVersion,
+    NotFoundError,
+    Notification,
+    Permission,
+    PermissionDeniedError,
+    RayzigClient,
+    RayzigError,
+    UpdateServerClient,
+    UserLevel,
+    allowed,
+    install_firmware,
+    version_key,
+)
 
 from .const import DOMAIN
 from .repairs import async_clear_security_update, async_raise_security_update
-
-if TYPE_CHECKING:
-    from rayzig_core.client import RayzigClient
-
-    from .data import RayzigConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,12 +76,12 @@ def is_newer(entry: CatalogueEntry, installed: FirmwareVersion | None) -> bool:
 class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
     """The newest verified catalogue entry per firmware part (None: nothing published)."""
 
-    config_entry: RayzigConfigEntry
+    config_entry: ConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: RayzigConfigEntry,
+        entry: ConfigEntry,
         client: RayzigClient,
         url: str,
         signing_key: bytes,
@@ -100,8 +106,8 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
         entry.async_on_unload(client.subscribe(self._on_notification))
 
     @callback
-    def _on_notification(self, notice: m.Notification) -> None:
-        if isinstance(notice, m.FirmwareChanged):
+    def _on_notification(self, notice: Notification) -> None:
+        if isinstance(notice, FirmwareChanged):
             self.async_check_security_fixes(notice.versions)
 
     # --- what is installed -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from rayzig_core.models import FirmwarePart, GatewayInfo
+from rayzig_core import FirmwarePart, GatewayInfo
 
 from .const import DOMAIN
 

@@ -9,8 +9,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from rayzig_core.models import Module, RestorePreset
-from rayzig_core.permissions import Permission
+from rayzig_core import Module, Permission, RestorePreset
 
 from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry

@@ -16,7 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from rayzig_core.models import MAX_EVENTS_PER_MODULE, Module
+from rayzig_core import MAX_EVENTS_PER_MODULE, Module
 
 from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry

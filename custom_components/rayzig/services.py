@@ -22,10 +22,18 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.translation import async_get_translations
 
-from rayzig_core.errors import PasswordRejectedError, RayzigError, RayzigInternalError
-from rayzig_core.models import Module, RestorePreset, UserLevel
-from rayzig_core.password_policy import PolicyViolation, check_password
-from rayzig_core.permissions import Permission, permission_to_manage
+from rayzig_core import (
+    Module,
+    PasswordRejectedError,
+    Permission,
+    PolicyViolation,
+    RayzigError,
+    RayzigInternalError,
+    RestorePreset,
+    UserLevel,
+    check_password,
+    permission_to_manage,
+)
 
 from .const import DOMAIN
 from .data import RayzigConfigEntry

@@ -13,8 +13,7 @@ from homeassistant.components.switch import SwitchDeviceClass, SwitchEntity
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from rayzig_core.models import Module
-from rayzig_core.permissions import Permission
+from rayzig_core import Module, Permission
 
 from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry

@@ -25,23 +25,25 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from rayzig_core.errors import (
+from rayzig_core import (
+    CatalogueEntry,
+    ErrorCode,
     FirmwareError,
     FirmwareIntegrityError,
+    FirmwarePart,
     FirmwareRollbackError,
     FirmwareSignatureError,
+    Permission,
     PermissionDeniedError,
     RayzigError,
+    install_disruption,
 )
-from rayzig_core.firmware import CatalogueEntry, install_disruption
-from rayzig_core.models import FirmwarePart
-from rayzig_core.permissions import Permission
-from rayzig_core.protocol.messages import ErrorCode
 
 from .const import DOMAIN
-from .coordinator import RayzigCoordinator, gateway_device_identifier
+from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry
 from .firmware import RayzigFirmwareCoordinator, is_newer
+from .site_data import gateway_device_identifier
 
 PARALLEL_UPDATES = 1
 """The gateway installs one image at a time."""

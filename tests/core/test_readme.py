@@ -33,6 +33,9 @@ def test_readme_example_pairs_and_toggles(tmp_path: Path) -> None:
             "RAYZIG_DEFAULT_PASSWORD": gateway.factory.default_password,
             "RAYZIG_NEW_PASSWORD": "mauve-otter-juggles-47-kites",
             "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(
+                README.parent
+            ),  # this checkout's rayzig_core, not another installed one
         }
         result = subprocess.run(
             [sys.executable, str(script)],
@@ -60,6 +63,14 @@ def test_readme_example_pairs_and_toggles(tmp_path: Path) -> None:
         assert gateway.call(lambda g: g.site.module(module.module_id).outputs[0].is_on) is before
     finally:
         gateway.stop()
+
+
+def test_readme_example_uses_only_the_public_api() -> None:
+    """The example imports from ``rayzig_core`` itself, never from a module behind it."""
+    imports = re.findall(r"^(?:from|import) (\S+)", _example(), re.M)
+    assert "rayzig_core" in imports
+    assert not [name for name in imports if name.startswith("rayzig_core.")]
+    assert "from rayzig_core import RayzigClient, TcpConnector" in _example()
 
 
 @pytest.mark.parametrize("key", ["RAYZIG_NEW_PASSWORD"])

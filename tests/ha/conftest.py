@@ -18,9 +18,12 @@ from custom_components.rayzig.const import (
 )
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
 
 OWNER = "installer"
+I2C_TRANSPORT = I2CConnector.__module__
+"""rayzig_core's I2C transport: tests put None in its sys.modules entry for a library without it."""
 OWNER_PASSWORD = "mauve-otter-juggles-47-kites"
 
 

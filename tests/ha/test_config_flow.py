@@ -20,7 +20,8 @@ from homeassistant.data_entry_flow import FlowResultType, InvalidData
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.rayzig import config_flow, connection
+from custom_components.rayzig import connection
+from custom_components.rayzig.config_flow_connection import parse_i2c_address
 from custom_components.rayzig.const import (
     CONF_CONNECTION,
     CONF_CREDENTIALS,
@@ -45,7 +46,7 @@ from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway.gateway import VirtualGateway
 
-from .conftest import OWNER, OWNER_PASSWORD
+from .conftest import I2C_TRANSPORT, OWNER, OWNER_PASSWORD
 from .runtime_helpers import loaded_entry
 
 NEW_PASSWORD = "tangerine-walrus-orbits-93-lanterns"
@@ -372,7 +373,7 @@ async def test_i2c_permission(hass: HomeAssistant) -> None:
 
 
 async def test_i2c_transport_missing(hass: HomeAssistant, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, connection.I2C_MODULE, None)
+    monkeypatch.setitem(sys.modules, I2C_TRANSPORT, None)
     result = await start_i2c(hass, 1, "0x42")
     assert result["errors"] == {"base": "i2c_unavailable"}
 
@@ -418,11 +419,11 @@ async def test_i2c_happy_path(
 
 
 def test_parse_i2c_address() -> None:
-    assert config_flow.parse_i2c_address("0x42") == 0x42
-    assert config_flow.parse_i2c_address(" 0X08 ") == 0x08
-    assert config_flow.parse_i2c_address("119") == 0x77
-    assert config_flow.parse_i2c_address(0x42) == 0x42
-    assert config_flow.parse_i2c_address("0x7") is None
+    assert parse_i2c_address("0x42") == 0x42
+    assert parse_i2c_address(" 0X08 ") == 0x08
+    assert parse_i2c_address("119") == 0x77
+    assert parse_i2c_address(0x42) == 0x42
+    assert parse_i2c_address("0x7") is None
 
 
 # --- zeroconf ---------------------------------------------------------------------------------
@@ -995,7 +996,10 @@ def test_strings_cover_the_flow() -> None:
     errors = strings["config"]["error"]
     for violation in PolicyViolation:
         assert violation.value in errors
-    source = (COMPONENT / "config_flow.py").read_text(encoding="utf-8")
+    # The flow's steps live in config_flow.py and the config_flow_*.py modules it is built from.
+    source = "\n".join(
+        path.read_text(encoding="utf-8") for path in sorted(COMPONENT.glob("config_flow*.py"))
+    )
     for reason in strings["config"]["abort"]:
         assert reason in source or reason in (
             "already_in_progress",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from custom_components.rayzig import connection
 from custom_components.rayzig.connection import I2CUnavailableError, create_connector
 from custom_components.rayzig.const import (
     CONF_CONNECTION,
@@ -23,6 +25,11 @@ from custom_components.rayzig.const import (
 )
 from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
+
+from .conftest import I2C_TRANSPORT
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENT = ROOT / "custom_components" / "rayzig"
 
 
 def test_bridge() -> None:
@@ -48,25 +55,46 @@ def test_i2c() -> None:
     assert (connector.bus, connector.address) == (DEFAULT_I2C_BUS, DEFAULT_I2C_ADDRESS)
 
 
-def test_i2c_transport_loaded_only_for_i2c(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only installations wired to the gateway import the I2C transport."""
-    imported: list[str] = []
-    real_import = connection.importlib.import_module
+def test_i2c_transport_loaded_only_for_i2c() -> None:
+    """Only installations wired to the gateway import the I2C transport (and smbus2).
 
-    def recording_import(name: str) -> object:
-        imported.append(name)
-        return real_import(name)
-
-    monkeypatch.setattr(connection.importlib, "import_module", recording_import)
-    create_connector({CONF_CONNECTION: CONNECTION_TCP, CONF_HOST: "gw", CONF_PORT: 7780})
-    assert imported == []
-    create_connector({CONF_CONNECTION: CONNECTION_I2C, CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: 0x42})
-    assert imported == [connection.I2C_MODULE]
+    A fresh interpreter loads the whole integration and builds a bridge connector: neither is
+    loaded; building an I2C connector loads both.
+    """
+    platforms = ", ".join(
+        path.stem for path in sorted(COMPONENT.glob("*.py")) if path.stem != "__init__"
+    )
+    code = f"""
+import sys
+from custom_components.rayzig import {platforms}
+from custom_components.rayzig.connection import create_connector
+loaded = lambda: sorted({{"smbus2", {I2C_TRANSPORT!r}}} & set(sys.modules))
+create_connector({{"connection": "tcp", "host": "gw", "port": 7780}})
+print(loaded())
+create_connector({{"connection": "i2c", "i2c_bus": 1, "i2c_address": 0x42}})
+print(loaded())
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    imported_for_tcp, imported_for_i2c = result.stdout.splitlines()
+    assert imported_for_tcp == "[]"
+    assert imported_for_i2c == repr(sorted({"smbus2", I2C_TRANSPORT}))
 
 
 def test_i2c_transport_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A rayzig_core without I2C support: a clear error of its own (a connection failure)."""
-    monkeypatch.setitem(sys.modules, connection.I2C_MODULE, None)
+    monkeypatch.setitem(sys.modules, I2C_TRANSPORT, None)
     with pytest.raises(I2CUnavailableError, match="no I2C transport"):
         create_connector({CONF_CONNECTION: CONNECTION_I2C, CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: 66})
 

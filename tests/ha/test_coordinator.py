@@ -16,14 +16,9 @@ from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.const import CONF_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
-from custom_components.rayzig.coordinator import (
-    RayzigCoordinator,
-    RayzigSiteData,
-    apply_notice,
-    rayzig_firmware,
-    required_level,
-)
+from custom_components.rayzig.coordinator import RayzigCoordinator, required_level
 from custom_components.rayzig.repairs import issue_id
+from custom_components.rayzig.site_data import RayzigSiteData, apply_notice, rayzig_firmware
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.errors import (
     ClientRevokedError,

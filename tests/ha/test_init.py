@@ -16,7 +16,6 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig import async_remove_config_entry_device
-from custom_components.rayzig.connection import I2C_MODULE
 from custom_components.rayzig.const import (
     CONF_CONNECTION,
     CONF_CREDENTIALS,
@@ -27,15 +26,15 @@ from custom_components.rayzig.const import (
     CONNECTION_I2C,
     DOMAIN,
 )
-from custom_components.rayzig.coordinator import gateway_device_identifier
 from custom_components.rayzig.repairs import issue_id
+from custom_components.rayzig.site_data import gateway_device_identifier
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.models import ConnectionState
 from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 
-from .conftest import OWNER, OWNER_PASSWORD
+from .conftest import I2C_TRANSPORT, OWNER, OWNER_PASSWORD
 from .runtime_helpers import entity_id, loaded_entry, site_modules, wait_for
 
 
@@ -363,7 +362,7 @@ async def test_i2c_unavailable_is_a_setup_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An I2C entry on a rayzig_core without I2C support: a clear error, no retry, no reauth."""
-    monkeypatch.setitem(sys.modules, I2C_MODULE, None)
+    monkeypatch.setitem(sys.modules, I2C_TRANSPORT, None)
     entry = _with_connection(config_entry, **I2C_CONNECTION)
     async with loaded_entry(hass, entry, monkeypatch):
         assert entry.state is ConfigEntryState.SETUP_ERROR
@@ -403,7 +402,7 @@ async def test_remove_i2c_entry_without_i2c_support_raises_reminder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The key cannot be revoked without a connection: the repair tells how to do it."""
-    monkeypatch.setitem(sys.modules, I2C_MODULE, None)
+    monkeypatch.setitem(sys.modules, I2C_TRANSPORT, None)
     entry = _with_connection(config_entry, **I2C_CONNECTION)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_remove(entry.entry_id)

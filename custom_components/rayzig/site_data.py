@@ -1,0 +1,100 @@
+"""What the integration knows about the site, and how a gateway notification changes it.
+
+Pure functions over immutable data (no Home Assistant state): the coordinator keeps the current
+:class:`RayzigSiteData` and applies each notification (PROTOCOL.md §5.4) with :func:`apply_notice`;
+entities and the device registry name devices with the identifiers here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from rayzig_core import (
+    MAX_EVENTS_PER_MODULE,
+    EventsAvailable,
+    FirmwareChanged,
+    FirmwarePart,
+    GatewayInfo,
+    Module,
+    ModuleJoined,
+    ModuleLeft,
+    Notification,
+    Output,
+    OutputChanged,
+    TelemetryChanged,
+)
+
+from .const import DOMAIN
+
+
+@dataclass(frozen=True, slots=True)
+class RayzigSiteData:
+    """What the coordinator knows about the site: the gateway and its modules by id."""
+
+    info: GatewayInfo
+    modules: dict[int, Module]
+
+
+def module_device_identifier(serial: str) -> tuple[str, str]:
+    """Device-registry identifier of a module."""
+    return (DOMAIN, serial)
+
+
+def gateway_device_identifier(serial: str) -> tuple[str, str]:
+    """Device-registry identifier of the gateway."""
+    return (DOMAIN, serial)
+
+
+def rayzig_firmware(info: GatewayInfo) -> str | None:
+    """Version of the gateway's main (Rayzig) firmware."""
+    for version in info.firmware:
+        if version.part is FirmwarePart.RAYZIG:
+            return version.version
+    return None
+
+
+def with_module(data: RayzigSiteData, module: Module) -> RayzigSiteData:
+    """Return the site data with ``module`` added or replaced."""
+    return replace(data, modules={**data.modules, module.module_id: module})
+
+
+def with_output(data: RayzigSiteData, module_id: int, output: Output) -> RayzigSiteData:
+    """Return the site data with one output's new state (``data`` itself if it is not known)."""
+    module = data.modules.get(module_id)
+    if module is None or not 0 <= output.index < len(module.outputs):
+        return data
+    outputs = list(module.outputs)
+    outputs[output.index] = output
+    return with_module(data, replace(module, outputs=tuple(outputs)))
+
+
+def apply_notice(data: RayzigSiteData, notice: Notification) -> RayzigSiteData:
+    """Return the site data after a gateway notification (``data`` itself if nothing changes)."""
+    if isinstance(notice, OutputChanged):
+        return with_output(data, notice.module_id, notice.output)
+    if isinstance(notice, ModuleJoined):
+        return with_module(data, notice.module)
+    if isinstance(notice, FirmwareChanged):
+        return replace(data, info=replace(data.info, firmware=notice.versions))
+    if isinstance(notice, ModuleLeft):
+        if notice.module_id not in data.modules:
+            return data
+        modules = {k: v for k, v in data.modules.items() if k != notice.module_id}
+        return replace(data, modules=modules)
+    module_id = getattr(notice, "module_id", None)
+    module = data.modules.get(module_id) if isinstance(module_id, int) else None
+    if module is None:
+        return data
+    if isinstance(notice, TelemetryChanged):
+        return with_module(data, replace(module, telemetry=notice.telemetry))
+    if isinstance(notice, EventsAvailable) and notice.newest_seq > module.event_seq:
+        added = notice.newest_seq - module.event_seq
+        return with_module(
+            data,
+            replace(
+                module,
+                event_seq=notice.newest_seq,
+                event_count=min(MAX_EVENTS_PER_MODULE, module.event_count + added),
+            ),
+        )
+    return data
