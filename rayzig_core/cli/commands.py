@@ -257,6 +257,7 @@ VIRTUAL_GATEWAY = Command(
         ),
         Arg(
             "--fault-seed",
+            dest="tcp_fault_seed",
             type=int,
             metavar="N",
             help="seed for --fault-disconnects",

@@ -49,7 +49,7 @@ class VirtualGatewayOptions:
     run_for: float | None
     fault_disconnects: float
     fault_reboot_every: float | None
-    fault_seed: int | None
+    tcp_fault_seed: int | None
     factory_reset: bool
     yes: bool
 
@@ -93,7 +93,7 @@ def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine
         faults=TcpFaults(
             disconnect_rate=options.fault_disconnects,
             reboot_interval=options.fault_reboot_every,
-            seed=options.fault_seed,
+            seed=options.tcp_fault_seed,
         ),
     )
     return _run_gateway(server, state, factory, out, options.run_for, lock=lock)

@@ -723,6 +723,22 @@ def test_virtual_gateway_banner_once_and_clean_stop(
     assert last == {"event": "stopped", "state": str(state)}
 
 
+def test_virtual_gateway_fault_seed_is_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`virtual-gateway --fault-seed` seeds its TCP faults; the global one needs --fake-i2c."""
+    state = tmp_path / "gateway.json"
+    options = ["--port", "0", "--state", str(state), "--run-for", "0.1", "--json"]
+    faults = ["--fault-disconnects", "0.5", "--fault-seed", "3"]
+    code, out, err = run(capsys, "virtual-gateway", *options, *faults)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["event"] == "listening"
+    code, out, err = run(capsys, "--fault-seed", "3", "virtual-gateway", *options)
+    assert code == cli.EXIT_USAGE
+    assert "--fake-i2c" in err
+    assert out == ""
+
+
 def test_virtual_gateway_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "gateway.json"
     with socket.socket() as busy:
