@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (
             _logging(verbose=namespace.verbose, server=command.serves),
-            simulated_bus(bus, namespace.command, connects=command.uses_simulated_bus),
+            simulated_bus(bus, namespace.command, reaches_gateway=command.reaches_gateway),
         ):
             result = _handler(command, namespace)(namespace, out)
             return result if isinstance(result, int) else asyncio.run(result)

@@ -201,12 +201,12 @@ class SimulatedBusOptions:
 
 
 def simulated_bus(
-    options: SimulatedBusOptions, command: str, *, connects: bool
+    options: SimulatedBusOptions, command: str, *, reaches_gateway: bool
 ) -> AbstractContextManager[None]:
     """What ``--fake-i2c`` puts under ``command`` (a simulated bus, §11.13), or nothing.
 
-    ``connects``: whether the command reaches a gateway at all. The virtual gateway is loaded
-    only when ``--fake-i2c`` is given.
+    ``reaches_gateway``: whether the command talks to a gateway at all (the client commands and
+    the bridge). The virtual gateway is loaded only when ``--fake-i2c`` is given.
     """
     if options.fake_i2c is None:
         if options.tunes_bus:
@@ -216,7 +216,7 @@ def simulated_bus(
                 "dtparam=i2c_arm_baudrate)."
             )
         return contextlib.nullcontext()
-    if not connects:
+    if not reaches_gateway:
         raise CliError(
             f"--fake-i2c runs a command against a simulated I2C bus; `rayzig {command}` "
             "does not connect to a gateway."

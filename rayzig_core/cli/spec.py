@@ -94,8 +94,8 @@ class Command:
     actions: tuple[Command, ...] = ()
 
     @property
-    def uses_simulated_bus(self) -> bool:
-        """Whether ``--fake-i2c`` can serve it: it connects, or it has its own --fake-i2c."""
+    def reaches_gateway(self) -> bool:
+        """Whether it talks to a gateway, so ``--fake-i2c`` can serve it (clients, the bridge)."""
         return self.connects or any(arg.name == "fake_i2c" for arg in self.args)
 
 
