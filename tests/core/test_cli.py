@@ -7,6 +7,7 @@ stopped with SIGTERM, or in-process with ``--run-for``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import io
 import json
@@ -26,6 +27,8 @@ import pytest
 
 from rayzig_core import cli
 from rayzig_core.cli import main
+from rayzig_core.cli.commands import COMMANDS
+from rayzig_core.cli.spec import Handler, options_from, resolve
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.firmware import CHUNK_SIZE, CatalogueEntry, crc32, parse_catalogue
 from rayzig_core.models import MAX_EVENTS_PER_MODULE, FirmwarePart
@@ -48,7 +51,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No inherited secrets, and no terminal unless a test says so."""
     for name in ("RAYZIG_PASSWORD", "RAYZIG_NEW_PASSWORD", "RAYZIG_RECOVERY_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cli, "_interactive", lambda: False)
+    monkeypatch.setattr("rayzig_core.cli.prompts.interactive", lambda: False)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -182,7 +185,7 @@ def test_pair_interactively_reprompts_with_reasons(
         prompts.append(prompt)
         return next(answers)
 
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr("rayzig_core.cli.prompts.interactive", lambda: True)
     monkeypatch.setattr(getpass, "getpass", fake_getpass)
     monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
     code, out, err = run(capsys, "pair", *target(gateway, key_file))
@@ -563,6 +566,73 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == cli.EXIT_USAGE
 
 
+MINIMAL_COMMAND_LINES = [
+    ["info"], ["pair"], ["passwd"], ["recover"], ["modules"], ["set", "1", "1", "on"],
+    ["preset", "1", "1", "last"], ["utility", "1", "1", "off"], ["events"], ["users", "list"],
+    ["users", "add", "ursula"], ["users", "delete", "ursula"], ["clients", "list"],
+    ["clients", "revoke", "2"], ["firmware", "list"],
+    ["firmware", "check", "--server", "http://127.0.0.1:1/", "--signing-key", "ab" * 32],
+    ["firmware", "install", "tft", "--server", "http://127.0.0.1:1/", "--signing-key", "ab" * 32],
+    ["virtual-gateway"], ["update-server", "dir"], ["bridge", "--listen", "127.0.0.1:0"],
+    ["firmware-publish", "dir", "image", "--signing-key-file", "k", "--part", "tft",
+     "--version", "1.0.0", "--security-version", "1"],
+    ["keygen", "--out", "k"],
+]  # fmt: skip
+
+
+def test_every_command_reads_its_options_from_the_parser() -> None:
+    """Each command's options dataclass matches what its parser sets, field by field."""
+    parser = cli.build_parser()
+    leaves = {
+        f"{command.name} {action.name}" if action is not command else command.name
+        for command in COMMANDS
+        for action in (command.actions or (command,))
+    }
+    seen = set()
+    for argv in MINIMAL_COMMAND_LINES:
+        namespace = parser.parse_args(argv)
+        command = namespace.command_spec
+        assert command.handler is not None, argv
+        handler = resolve(command.handler)
+        assert isinstance(handler, Handler), command.handler
+        options = options_from(handler.options, namespace)
+        assert dataclasses.is_dataclass(options)
+        seen.add(" ".join(argv[: 2 if command.name != argv[0] else 1]))
+    assert seen == leaves
+
+
+@pytest.mark.parametrize(
+    ("argv", "loaded"),
+    [
+        (["info", "--port", "PORT"], "rayzig_core.client"),
+        (["bridge", "--listen", "127.0.0.1:0"], "rayzig_core.bridge"),
+    ],
+)
+def test_a_command_loads_only_what_it_needs(argv: list[str], loaded: str) -> None:
+    """Start-up stays quick on the SBC: no server, simulator or HTTP code for other commands."""
+    argv = [str(free_port()) if arg == "PORT" else arg for arg in argv]
+    code = (
+        "import sys; from rayzig_core.cli import main; main(sys.argv[1:]);"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, check=True
+    )
+    modules = set(result.stdout.split())
+    assert loaded in modules
+    for heavy in (
+        "aiohttp",
+        "zeroconf",
+        "rayzig_core.virtual_gateway",
+        "rayzig_core.testing",
+        "rayzig_core.update_server",
+        "rayzig_core.firmware",
+    ):
+        assert heavy not in modules, heavy
+    if argv[0] != "bridge":
+        assert "rayzig_core.bridge" not in modules
+
+
 # --- virtual gateway ---------------------------------------------------------------------------
 
 
@@ -651,6 +721,22 @@ def test_virtual_gateway_banner_once_and_clean_stop(
     assert default not in out + err
     assert secret not in out + err
     assert last == {"event": "stopped", "state": str(state)}
+
+
+def test_virtual_gateway_fault_seed_is_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`virtual-gateway --fault-seed` seeds its TCP faults; the global one needs --fake-i2c."""
+    state = tmp_path / "gateway.json"
+    options = ["--port", "0", "--state", str(state), "--run-for", "0.1", "--json"]
+    faults = ["--fault-disconnects", "0.5", "--fault-seed", "3"]
+    code, out, err = run(capsys, "virtual-gateway", *options, *faults)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["event"] == "listening"
+    code, out, err = run(capsys, "--fault-seed", "3", "virtual-gateway", *options)
+    assert code == cli.EXIT_USAGE
+    assert "--fake-i2c" in err
+    assert out == ""
 
 
 def test_virtual_gateway_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,7 +39,8 @@ def test_cli_defaults_are_loopback() -> None:
     assert parser.parse_args(["virtual-gateway"]).host == LOOPBACK
     assert parser.parse_args(["update-server", "dir"]).host == LOOPBACK
     # Client commands connect to the local virtual gateway unless told otherwise.
-    assert cli._connection(parser.parse_args(["info"]), None)["host"] == LOOPBACK
+    info = cli.spec.options_from(cli.connection.ClientOptions, parser.parse_args(["info"]))
+    assert cli.connection.resolve_connection(info, None).host == LOOPBACK
 
 
 def test_the_bridge_has_no_default_listen_address(capsys: pytest.CaptureFixture[str]) -> None:

@@ -348,11 +348,11 @@ async def test_cli_factory_reset_asks_erases_and_reports(
     reset = ("virtual-gateway", "--factory-reset", "--state", str(state))
 
     # Without a terminal it needs --yes; on a terminal, anything but yes changes nothing.
-    monkeypatch.setattr(cli, "_interactive", lambda: False)
+    monkeypatch.setattr("rayzig_core.cli.prompts.interactive", lambda: False)
     code, out, err = run(capsys, *reset)
     assert code == cli.EXIT_USAGE
     assert "--yes" in err
-    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    monkeypatch.setattr("rayzig_core.cli.prompts.interactive", lambda: True)
     monkeypatch.setattr(sys, "stdin", io.StringIO("no\n"))
     code, out, err = run(capsys, *reset)
     assert code == cli.EXIT_USAGE
@@ -372,7 +372,7 @@ async def test_cli_factory_reset_asks_erases_and_reports(
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
 
     # Again with --yes --json: nothing left to erase but the structure is the same.
-    monkeypatch.setattr(cli, "_interactive", lambda: False)
+    monkeypatch.setattr("rayzig_core.cli.prompts.interactive", lambda: False)
     code, out, err = run(capsys, *reset, "--yes", "--json")
     assert code == cli.EXIT_OK, err
     report = json.loads(out)

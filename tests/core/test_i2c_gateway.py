@@ -469,7 +469,7 @@ def test_cli_over_fake_i2c(
 ) -> None:
     for name in ("RAYZIG_PASSWORD", "RAYZIG_NEW_PASSWORD", "RAYZIG_RECOVERY_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cli, "_interactive", lambda: False)
+    monkeypatch.setattr("rayzig_core.cli.prompts.interactive", lambda: False)
     monkeypatch.setenv("HOME", str(tmp_path))  # the default key file goes there
     state = tmp_path / "gw.json"
     setup = GatewayThread(state, scrypt_n=SCRYPT_N).start()

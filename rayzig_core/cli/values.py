@@ -1,0 +1,165 @@
+"""The values the command line accepts: defaults, named choices and argument types.
+
+Each type turns one argument into its value or raises ``argparse.ArgumentTypeError`` with a
+sentence that argparse prints after the option's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import cast
+
+from rayzig_core.cli.spec import resolve
+from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7780
+DEFAULT_UPDATE_PORT = 8765
+DEFAULT_KEY_FILE = "~/.config/rayzig/client.json"
+DEFAULT_STATE_FILE = "./.state/gateway.json"
+DEFAULT_USER = "installer"
+DEFAULT_TIMEOUT = 10.0
+
+LEVELS = {
+    "user": UserLevel.USER,
+    "administrator": UserLevel.ADMINISTRATOR,
+    "system": UserLevel.SYSTEM,
+    "utility": UserLevel.UTILITY,
+}
+PRESETS = {"off": RestorePreset.OFF, "on": RestorePreset.ON, "last": RestorePreset.LAST}
+PARTS = {part.name.lower(): part for part in FirmwarePart}
+I2C_CHANNELS = 16
+"""Link channels of the I2C link (PROTOCOL.md §11.2): 0 (Home Assistant's, the default) to 15."""
+I2C_CLOCKS = {"100k": 100_000, "400k": 400_000, "1m": 1_000_000}
+"""Bus clocks --i2c-clock accepts: standard mode, fast mode, fast mode plus."""
+BRIDGE_CLIENTS = 15
+"""Clients a bridge serves at most: one I2C link channel each, 1 to 15 (PROTOCOL.md §11.2)."""
+SITE_MODULES = 250
+"""Modules a virtual site has at most."""
+
+
+def port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("ports are 1 to 65535")
+    return value
+
+
+def listen_port(text: str) -> int:
+    """A port to listen on; 0 for any free one."""
+    if text.strip() == "0":
+        return 0
+    return port(text)
+
+
+def i2c_address(text: str) -> int:
+    """A 7-bit I2C address such as 0x42."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address such as 0x42") from None
+    if not 0x08 <= value <= 0x77:
+        raise argparse.ArgumentTypeError("7-bit I2C addresses run from 0x08 to 0x77")
+    return value
+
+
+def i2c_channel(text: str) -> int:
+    """An I2C link channel (PROTOCOL.md §11.2)."""
+    channel = non_negative(text)
+    if channel >= I2C_CHANNELS:
+        raise argparse.ArgumentTypeError(f"an I2C link channel is 0 to {I2C_CHANNELS - 1}")
+    return channel
+
+
+def i2c_clock(text: str) -> int:
+    """A bus clock in hertz, from 100k, 400k or 1M."""
+    value = I2C_CLOCKS.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError("choose 100k, 400k or 1M")
+    return value
+
+
+def non_negative(text: str) -> int:
+    """A whole number, 0 or more."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def positive(text: str) -> int:
+    """A whole number, 1 or more."""
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def rate(text: str) -> float:
+    """A probability from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability such as 0.01") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("a rate is a probability from 0 to 1, e.g. 0.01 for 1 %")
+    return value
+
+
+def public_key(text: str) -> bytes:
+    """An Ed25519 public key in hex (PROTOCOL.md §10.2)."""
+    try:
+        value = bytes.fromhex(text.strip())
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise argparse.ArgumentTypeError(
+            "an Ed25519 public key is 64 hexadecimal digits (as printed by `rayzig keygen`)"
+        )
+    return value
+
+
+def module_count(text: str) -> int:
+    """The number of modules of a new virtual site."""
+    value = positive(text)
+    if value > SITE_MODULES:
+        raise argparse.ArgumentTypeError(f"a site has at most {SITE_MODULES} modules")
+    return value
+
+
+def max_clients(text: str) -> int:
+    """How many TCP clients a bridge serves at once."""
+    value = positive(text)
+    if value > BRIDGE_CLIENTS:
+        raise argparse.ArgumentTypeError(
+            f"a bridge serves 1 to {BRIDGE_CLIENTS} clients (one link channel each)"
+        )
+    return value
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT for the bridge, as the bridge parses it (loaded only when given)."""
+    parse = cast("Callable[[str], tuple[str, int]]", resolve("rayzig_core.bridge:parse_listen"))
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -1,0 +1,279 @@
+"""``rayzig virtual-gateway``: run the virtual gateway until stopped, or factory-reset its state.
+
+The state file is the gateway's persistence (PROTOCOL.md §12). While a gateway runs it holds
+``FILE.lock``, so that a factory reset cannot be undone by the gateway writing its old state
+back when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rayzig_core.cli import prompts
+from rayzig_core.cli.errors import EXIT_CONNECT, EXIT_OK, CliError
+from rayzig_core.cli.output import Out
+from rayzig_core.cli.signals import wait_for_stop
+from rayzig_core.cli.spec import handler
+from rayzig_core.cli.values import DEFAULT_USER
+from rayzig_core.virtual_gateway.firmware_store import FirmwareStore
+from rayzig_core.virtual_gateway.gateway import FACTORY_USER, FactorySecrets
+from rayzig_core.virtual_gateway.server import (
+    GatewayServer,
+    TcpFaults,
+    load_state,
+    open_gateway,
+    save_state,
+)
+
+if sys.platform != "win32":
+    import fcntl
+
+NEW_SITE_MODULES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualGatewayOptions:
+    """Where it listens and keeps its state, the site it simulates, faults, factory reset."""
+
+    host: str
+    port: int
+    state: str
+    modules: int | None
+    simulate: float | None
+    trust_update_key: list[bytes] | None
+    run_for: float | None
+    fault_disconnects: float
+    fault_reboot_every: float | None
+    tcp_fault_seed: int | None
+    factory_reset: bool
+    yes: bool
+
+
+@handler(VirtualGatewayOptions)
+def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine[Any, Any, int]:
+    """Load (or create) the virtual gateway, then run it until Ctrl-C or SIGTERM."""
+    state = Path(options.state).expanduser()
+    if options.factory_reset:
+        return _factory_reset(state, out, confirmed=options.yes)
+    trusted = tuple(options.trust_update_key or ())
+    lock = _lock_state(state)
+    try:
+        gateway = load_state(state)
+    except (ValueError, OSError) as err:
+        _unlock_state(lock)
+        raise CliError(f"Cannot load the gateway state {state}: {err}") from None
+    factory = None
+    if gateway is None:
+        # Not saved before it listens: if the port is taken, the secrets are not lost unseen.
+        gateway, factory = open_gateway(
+            None, module_count=options.modules or NEW_SITE_MODULES, trusted_update_keys=trusted
+        )
+    else:
+        if options.modules is not None and options.modules != len(gateway.site.modules()):
+            Out.note(
+                f"--modules applies when the state file is created; {state} keeps its "
+                f"{len(gateway.site.modules())} modules."
+            )
+        if trusted and set(trusted) != set(gateway.firmware.trusted_keys):
+            # Through the store's own persistence, so a partial image is re-verified, not lost.
+            saved = gateway.firmware.to_json()
+            saved["trusted_keys"] = [key.hex() for key in trusted]
+            gateway.firmware = FirmwareStore.from_json(saved)
+    server = GatewayServer(
+        gateway,
+        host=options.host,
+        port=options.port,
+        state_path=state,
+        simulate_interval=options.simulate,
+        faults=TcpFaults(
+            disconnect_rate=options.fault_disconnects,
+            reboot_interval=options.fault_reboot_every,
+            seed=options.tcp_fault_seed,
+        ),
+    )
+    return _run_gateway(server, state, factory, out, options.run_for, lock=lock)
+
+
+def _lock_state(state: Path) -> int | None:
+    """Take the lock of a state file (``FILE.lock``) for this process; CliError if it is held.
+
+    The lock ends with the process, or when the returned descriptor is closed. None where
+    locking is not available.
+    """
+    if sys.platform == "win32":  # pragma: no cover - no flock
+        return None
+    path = state.with_name(f"{state.name}.lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise CliError(f"Cannot open the lock file {path}: {err.strerror}.") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CliError(
+            f"A virtual gateway is running with {state}: stop it first (Ctrl-C)."
+        ) from None
+    return fd
+
+
+def _unlock_state(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _factory_reset(state: Path, out: Out, *, confirmed: bool) -> int:
+    """Erase the user data of a stopped virtual gateway's state file (PROTOCOL.md §12)."""
+    if not state.exists():
+        raise CliError(f"There is no gateway state in {state}: nothing to reset.")
+    lock = _lock_state(state)
+    try:
+        try:
+            gateway = load_state(state)
+        except (ValueError, OSError) as err:
+            raise CliError(f"Cannot load the gateway state {state}: {err}") from None
+        if gateway is None:  # removed meanwhile
+            raise CliError(f"There is no gateway state in {state}: nothing to reset.")
+        if not confirmed:
+            prompts.require_terminal(
+                "A factory reset erases every user but installer, every paired client and "
+                "every event log; pass --yes to confirm it without a terminal."
+            )
+            Out.note(
+                f"Factory reset of gateway {gateway.serial} ({state}): every user but "
+                f"{FACTORY_USER}, every paired client and every event log will be erased, and "
+                f"{FACTORY_USER} goes back to the default password on the label."
+            )
+            answer = prompts.ask_line("Erase them? [yes/no] ")
+            if answer.lower() not in {"y", "yes"}:
+                raise CliError("Factory reset not confirmed: nothing was erased.")
+        report = gateway.factory_reset()
+        try:
+            save_state(gateway, state)
+        except OSError as err:
+            raise CliError(f"Cannot write the state file {state}: {err.strerror}.") from None
+    finally:
+        _unlock_state(lock)
+    users = ", ".join(report.users)
+    out.result(
+        {
+            "event": "factory_reset",
+            "serial": gateway.serial,
+            "state": str(state),
+            "fingerprint": gateway.fingerprint,
+            "users_erased": list(report.users),
+            "clients_erased": report.clients,
+            "event_records_erased": report.event_records,
+            "modules": report.modules,
+        },
+        "\n".join(
+            [
+                f"Factory reset of virtual gateway {gateway.serial} (state {state}):",
+                f"  erased {len(report.users)} user(s){f' ({users})' if users else ''}; "
+                f"{FACTORY_USER} is back to the default password on the label and must change it",
+                f"  erased {report.clients} paired client key(s): they must pair again",
+                f"  erased {report.event_records} event-log record(s) of {report.modules} "
+                "module(s) (sequence numbers go on)",
+                "  cleared every password throttle and the replay caches",
+                f"Kept: the identity key (fingerprint {gateway.fingerprint}), the default "
+                "password and recovery secret, modules, outputs, presets and firmware.",
+            ]
+        ),
+    )
+    return EXIT_OK
+
+
+async def _run_gateway(
+    server: GatewayServer,
+    state: Path,
+    factory: FactorySecrets | None,
+    out: Out,
+    run_for: float | None,
+    *,
+    lock: int | None,
+) -> int:
+    """Listen, save the (new) state, announce, and serve until stopped; then release ``lock``."""
+    try:
+        return await _serve_gateway(server, state, factory, out, run_for)
+    finally:
+        _unlock_state(lock)
+
+
+async def _serve_gateway(
+    server: GatewayServer,
+    state: Path,
+    factory: FactorySecrets | None,
+    out: Out,
+    run_for: float | None,
+) -> int:
+    try:
+        await server.start()
+    except OSError as err:
+        raise CliError(
+            str(err) if err.strerror else f"Cannot listen: {err}", EXIT_CONNECT
+        ) from None
+    try:
+        save_state(server.gateway, state)
+    except OSError as err:
+        server.state_path = None
+        await server.stop()
+        raise CliError(f"Cannot write the state file {state}: {err.strerror}.") from None
+    try:
+        _announce(out, server, state, factory)
+        await wait_for_stop(run_for)
+    finally:
+        await server.stop()
+    if out.json:
+        out.record({"event": "stopped", "state": str(state)}, "")
+    else:
+        Out.note(f"Virtual gateway stopped; state saved in {state}.")
+    return EXIT_OK
+
+
+def _announce(out: Out, server: GatewayServer, state: Path, factory: FactorySecrets | None) -> None:
+    """Print where it listens; on the first start, the factory secrets, once (§6.1, §6.4)."""
+    gateway = server.gateway
+    modules = len(gateway.site.modules())
+    data: dict[str, Any] = {
+        "event": "listening",
+        "host": server.host,
+        "port": server.port,
+        "serial": gateway.serial,
+        "fingerprint": gateway.fingerprint,
+        "modules": modules,
+        "state": str(state),
+        "first_start": factory is not None,
+    }
+    text = []
+    if factory is not None:
+        data["user"] = DEFAULT_USER
+        data["default_password"] = factory.default_password
+        data["recovery_secret"] = factory.recovery_secret
+        rule = "=" * 72
+        text += [
+            rule,
+            f"  NEW VIRTUAL GATEWAY {gateway.serial}: factory state",
+            "  Write these down now. They are shown ONLY THIS ONCE.",
+            "",
+            f"  User:              {DEFAULT_USER}",
+            f"  Default password:  {factory.default_password}",
+            "                     (it only lets you set a new password)",
+            f"  Recovery secret:   {factory.recovery_secret}",
+            "                     (resets the System password if it is lost)",
+            f"  Fingerprint:       {gateway.fingerprint}",
+            "",
+            f"  Pair with:  rayzig pair --host {server.host} --port {server.port}",
+            rule,
+        ]
+    text.append(
+        f"Rayzig virtual gateway {gateway.serial} listening on {server.host}:{server.port} "
+        f"({modules} modules, state {state})"
+    )
+    text.append(f"Fingerprint {gateway.fingerprint}. Press Ctrl-C to stop.")
+    out.result(data, "\n".join(text))
