@@ -10,18 +10,24 @@ keys it enrolled.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rayzig_core import cli
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.errors import AuthenticationError
-from rayzig_core.models import FirmwarePart, UserLevel
+from rayzig_core.firmware import generate_signing_key
+from rayzig_core.models import FirmwarePart, ModuleKind, UserLevel
+from rayzig_core.storage import write_atomic
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.server import load_state, save_state
+from rayzig_core.virtual_gateway import GatewayStateError, credentials, load_state, save_state
 from tests.core.conftest import FAST, connector
+from tests.core.test_cli import _clean_environment  # noqa: F401 - autouse: no inherited secrets
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STATE = FIXTURES / "gateway_state_v1.json"
@@ -87,3 +93,101 @@ async def test_an_old_state_file_serves_its_users_clients_logs_and_firmware(
         assert partial == (FirmwarePart.RAYZIG, 6000, 10240)
     finally:
         gw.stop()
+
+
+def _edited(tmp_path: Path, edit: Callable[[dict[str, Any]], object]) -> Path:
+    """A copy of the fixture with ``edit`` applied to its JSON, private as the gateway writes it."""
+    data = json.loads(STATE.read_text())
+    edit(data)
+    path = tmp_path / "edited.json"
+    write_atomic(path, json.dumps(data).encode())
+    return path
+
+
+def _legacy(data: dict[str, Any]) -> None:
+    """Drop every key that older states lack (each was added later with a safe default)."""
+    del data["default_folded_verifier"], data["next_client_id"], data["pre_auth_replay_cache"]
+    del data["site"]["next_module_id"], data["firmware"]["in_progress"]
+    for user in data["users"]:
+        del user["verifier"]["kdf"]
+
+
+def test_keys_older_states_lack_take_their_defaults(tmp_path: Path) -> None:
+    gateway = load_state(_edited(tmp_path, _legacy))
+    assert gateway is not None
+    # The folded default verifier falls back to the plain one; counters go on after the highest.
+    accounts = gateway.accounts
+    assert accounts.default_folded_verifier == accounts.default_verifier
+    assert accounts.next_client_id == 4
+    assert gateway.site.add_module(kind=ModuleKind.MAINS, name="Porch").module_id == 8
+    assert not gateway.replay.pre_auth
+    assert gateway.firmware.progress(FirmwarePart.RAYZIG) is None
+    assert credentials.check_verifier(
+        gateway.users["ursula"].verifier, SECRETS["passwords"]["ursula"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda d: d.update(format=2), "format 2, expected 1"),
+        (lambda d: d.pop("serial"), "missing field 'serial'"),
+        (lambda d: d["users"][1]["verifier"].update(digest="00"), "digest must be 16 to 64"),
+        (lambda d: d["clients"][0].update(id="1"), "field 'clients.id' has a wrong type"),
+        (lambda d: d["site"]["modules"][0].update(link_quality=256), "link_quality must be"),
+        (lambda d: d["firmware"].update(trusted_keys=[]), "trusted keys are one or more"),
+        (lambda d: d["replay_cache"].append(["00", 1, "zz"]), "replay cache entry 7"),
+    ],
+)
+def test_a_damaged_state_file_is_refused_naming_the_file_and_what_is_wrong(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], object], why: str
+) -> None:
+    path = _edited(tmp_path, edit)
+    before = path.read_bytes()
+    with pytest.raises(GatewayStateError) as caught:
+        load_state(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is damaged (")
+    assert why in message
+    assert "restore it from a backup" in message
+    assert isinstance(caught.value, ValueError)  # what load_state has always raised
+    assert path.read_bytes() == before  # nothing is replaced
+
+
+def test_a_damaged_secret_is_never_echoed(tmp_path: Path) -> None:
+    data = json.loads(STATE.read_text())
+    secret = data["static_private"]
+    path = _edited(tmp_path, lambda d: d.update(static_private=secret[:-1] + "z"))
+    with pytest.raises(GatewayStateError) as caught:
+        load_state(path)
+    assert "static_private" in str(caught.value)
+    assert secret[:-1] not in str(caught.value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes")
+def test_a_state_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = _copy(tmp_path)
+    path.chmod(0o644)
+    with pytest.raises(GatewayStateError, match="chmod 600"):
+        load_state(path)
+
+
+@pytest.mark.parametrize("keep_old_key", [True, False])
+def test_cli_trust_update_key_on_a_saved_state_verifies_the_partial_image_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_old_key: bool
+) -> None:
+    path = _copy(tmp_path)
+    old_key = json.loads(STATE.read_text())["firmware"]["trusted_keys"][0]
+    new_key = generate_signing_key()[1].hex()
+    trust = ["--trust-update-key", new_key]
+    if keep_old_key:
+        trust += ["--trust-update-key", old_key]
+    code = cli.main(
+        ["virtual-gateway", "--port", "0", "--state", str(path), *trust, "--run-for", "0.1"]
+    )
+    assert code == 0, capsys.readouterr().err
+    gateway = load_state(path)
+    assert gateway is not None
+    assert set(gateway.firmware.trusted_keys) == {bytes.fromhex(k) for k in trust[1::2]}
+    partial = gateway.firmware.progress(FirmwarePart.RAYZIG)
+    assert partial == ((FirmwarePart.RAYZIG, 6000, 10240) if keep_old_key else None)
