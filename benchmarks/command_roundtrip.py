@@ -39,8 +39,7 @@ from benchmarks.common import (
 )
 from rayzig_core.client import RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
-from rayzig_core.virtual_gateway.i2c import DEFAULT_HOP_LATENCY, MAX_HOPS, hop_count
+from rayzig_core.virtual_gateway import DEFAULT_HOP_LATENCY, MAX_HOPS, VirtualGateway, hop_count
 
 NAME = "command_roundtrip"
 TITLE = "Command round trip (SetOutput → OutputResponse), 400 kHz"

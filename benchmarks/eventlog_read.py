@@ -46,7 +46,7 @@ from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.link import CHUNK_OVERHEAD, CONTROL_LEN, STATUS_LEN
 from rayzig_core.protocol.noise import TAG_LEN
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 NAME = "eventlog_read"
 TITLE = "Full event-log read, 8192 events, 400 kHz"

@@ -37,7 +37,7 @@ from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import Event
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 NAME = "incremental_sync"
 TITLE = "Incremental EventLogSync pass over 250 modules"

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from mashumaro.codecs.basic import BasicDecoder, BasicEncoder
 from mashumaro.dialect import Dialect
-from mashumaro.exceptions import MissingField
+from mashumaro.exceptions import InvalidFieldValue, MissingField
 
 from rayzig_core.errors import RayzigError
 
@@ -40,12 +41,53 @@ class InsecureFileError(StorageError):
     """A file that holds a secret is readable by other users or belongs to someone else."""
 
 
+class StoredValueError(ValueError):
+    """Raised by a stored type's own checks; names the rule broken, never the value (secrets).
+
+    :meth:`JsonCodec.decode` passes its message on; every other decoding error is reduced to the
+    name of the field.
+    """
+
+
+def _strict_int(value: Any) -> int:
+    if type(value) is not int:  # bool is an int to Python, never to a stored file
+        raise TypeError("expected an integer")
+    return value
+
+
+def _strict_float(value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise TypeError("expected a finite number")
+    return float(value)
+
+
+def _strict_bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError("expected true or false")
+    return bool(value)
+
+
+def _strict_str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError("expected a string")
+    return str(value)
+
+
 class HexBytesDialect(Dialect):
-    """JSON conventions of every rayzig file: bytes as lower-case hex, enums as their values."""
+    """JSON conventions of every rayzig file: bytes as lower-case hex, enums as their values.
+
+    Scalars are taken as they are, never converted ("1" is no integer, 1 no boolean), so that a
+    damaged file is refused rather than half understood; a field's alias names its key both ways.
+    """
 
     serialization_strategy = {
         bytes: {"serialize": bytes.hex, "deserialize": bytes.fromhex},
+        int: {"deserialize": _strict_int},
+        float: {"deserialize": _strict_float},
+        bool: {"deserialize": _strict_bool},
+        str: {"deserialize": _strict_str},
     }
+    serialize_by_alias = True
 
 
 class JsonCodec(Generic[T]):
@@ -63,19 +105,38 @@ class JsonCodec(Generic[T]):
         """The value ``data`` describes; ValueError names the first field that is wrong."""
         try:
             return self._decoder.decode(data)
-        except MissingField as err:
-            raise ValueError(f"missing field {err.field_name!r}") from None
         except (TypeError, ValueError, LookupError, AttributeError) as err:
-            # mashumaro's InvalidFieldValue is a ValueError naming the field
             raise ValueError(_describe_decode_error(err)) from None
 
 
 def _describe_decode_error(err: BaseException) -> str:
-    """One line naming what failed to decode, without the offending value (it may be secret)."""
-    field_name = getattr(err, "field_name", None)
-    if field_name:
-        return f"field {field_name!r} has a wrong type or value"
+    """One line naming what failed to decode, without the offending value (it may be secret).
+
+    mashumaro chains one InvalidFieldValue per nesting level, so the path of field names leads
+    to the innermost error; a :class:`StoredValueError` there adds the rule that was broken.
+    """
+    path: list[str] = []
+    cause: BaseException | None = err
+    while isinstance(cause, InvalidFieldValue):
+        path.append(_stored_key(cause.holder_class, cause.field_name))
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, MissingField):
+        return f"missing field {'.'.join([*path, cause.field_name])!r}"
+    rule = f": {cause}" if isinstance(cause, StoredValueError) else ""
+    if path:
+        return f"field {'.'.join(path)!r} has a wrong type or value{rule}"
+    if rule:
+        return rule[2:]
     return f"wrong type or value ({type(err).__name__})"
+
+
+def _stored_key(holder: type[Any], field_name: str) -> str:
+    """The key a dataclass field has in the file: its alias, if it has one."""
+    if is_dataclass(holder):
+        for item in fields(holder):
+            if item.name == field_name:
+                return str(item.metadata.get("alias", field_name))
+    return field_name
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = PRIVATE_MODE) -> None:

@@ -13,7 +13,7 @@ from rayzig_core.cli.spec import handler
 from rayzig_core.cli.values import PARTS
 from rayzig_core.errors import RequestError
 from rayzig_core.firmware import CATALOGUE_FILE, publish_image
-from rayzig_core.virtual_gateway.gateway import HARDWARE as GATEWAY_HARDWARE
+from rayzig_core.virtual_gateway import HARDWARE as GATEWAY_HARDWARE
 
 
 @dataclass(frozen=True, slots=True)

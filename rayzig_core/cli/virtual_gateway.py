@@ -20,9 +20,9 @@ from rayzig_core.cli.output import Out
 from rayzig_core.cli.signals import wait_for_stop
 from rayzig_core.cli.spec import handler
 from rayzig_core.cli.values import DEFAULT_USER
-from rayzig_core.virtual_gateway.firmware_store import FirmwareStore
-from rayzig_core.virtual_gateway.gateway import FACTORY_USER, FactorySecrets
-from rayzig_core.virtual_gateway.server import (
+from rayzig_core.virtual_gateway import (
+    FACTORY_USER,
+    FactorySecrets,
     GatewayServer,
     TcpFaults,
     load_state,
@@ -80,10 +80,8 @@ def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine
                 f"{len(gateway.site.modules())} modules."
             )
         if trusted and set(trusted) != set(gateway.firmware.trusted_keys):
-            # Through the store's own persistence, so a partial image is re-verified, not lost.
-            saved = gateway.firmware.to_json()
-            saved["trusted_keys"] = [key.hex() for key in trusted]
-            gateway.firmware = FirmwareStore.from_json(saved)
+            # A partial image is verified again against the new keys, not lost.
+            gateway.firmware = gateway.firmware.with_trusted_keys(trusted)
     server = GatewayServer(
         gateway,
         host=options.host,

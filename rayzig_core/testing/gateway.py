@@ -15,25 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rayzig_core.storage import read_private
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
-from rayzig_core.virtual_gateway.gateway import FactorySecrets, VirtualGateway
-from rayzig_core.virtual_gateway.i2c import (
+from rayzig_core.virtual_gateway import (
     DEFAULT_HOP_LATENCY,
-    I2CGatewayAdapter,
-    serve_on_fake_bus,
-)
-from rayzig_core.virtual_gateway.server import (
+    FactorySecrets,
     GatewayServer,
+    I2CGatewayAdapter,
     TcpFaults,
-    load_state,
+    VirtualGateway,
+    credentials,
     open_gateway,
     save_state,
+    serve_on_fake_bus,
 )
+from rayzig_core.virtual_gateway.server import state_store
 
 _T = TypeVar("_T")
 START_TIMEOUT = 30.0
@@ -44,7 +46,7 @@ class GatewayThread:
     """Runs a :class:`GatewayServer` on 127.0.0.1 in a dedicated thread (and on a fake I2C bus).
 
     ``hop_latency`` (seconds per mesh hop, §11.13) defaults to
-    :data:`~rayzig_core.virtual_gateway.i2c.DEFAULT_HOP_LATENCY` when the I2C bus has a sleeping
+    :data:`~rayzig_core.virtual_gateway.DEFAULT_HOP_LATENCY` when the I2C bus has a sleeping
     :class:`~rayzig_core.testing.fake_i2c.BusTiming`, else 0.
     """
 
@@ -204,7 +206,6 @@ class GatewayThread:
 
     def setup_owner(self, password: str, *, user: str = "installer") -> None:
         """Leave factory state directly (tests that are not about first contact)."""
-        from rayzig_core.virtual_gateway import credentials  # noqa: PLC0415
 
         def change(gateway: VirtualGateway) -> None:
             account = gateway.users[user]
@@ -215,9 +216,12 @@ class GatewayThread:
         self.call(change)
 
     def edit_state(self, function: Callable[[dict[str, Any]], None]) -> None:
-        """Edit the saved state of a stopped gateway (e.g. to model older firmware)."""
-        gateway = load_state(self.state_path)
-        assert gateway is not None
-        data = gateway.to_json()
+        """Edit the saved JSON of a stopped gateway (e.g. to model older firmware or states).
+
+        The edited state is loaded as a gateway and saved again, so it must still be valid.
+        """
+        store = state_store(self.state_path)
+        data = json.loads(read_private(self.state_path))
         function(data)
-        save_state(VirtualGateway.from_json(data), self.state_path)
+        state = store.parse(json.dumps(data).encode())
+        save_state(VirtualGateway.restore(state), self.state_path)

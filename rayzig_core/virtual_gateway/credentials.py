@@ -12,13 +12,13 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from rayzig_core.password_policy import normalize_password
+from rayzig_core.storage import StoredValueError
 
 SALT_BYTES: Final = 16
 """Length of a fresh scrypt salt."""
@@ -39,7 +39,7 @@ SCRYPT_MAX_P: Final = 16
 """Largest scrypt parallelism ``p`` a stored verifier may name."""
 
 VERIFIER_KDF: Final = "scrypt"
-"""KDF name written in a verifier's JSON, so a later format (e.g. Argon2id) can be told apart."""
+"""KDF name stored with a verifier, so a later format (e.g. Argon2id) can be told apart."""
 
 CROCKFORD_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 """Crockford base32 digits: no I, L, O or U, so a secret read off a screen is not misread."""
@@ -74,29 +74,15 @@ MAX_CONSECUTIVE_FAILURES: Final = 100
 _MAX_DOUBLINGS: Final = 32  # 2**32 s far exceeds THROTTLE_MAX_SECONDS; bounds the exponent
 
 
-def _require_int(data: Mapping[str, object], key: str, what: str) -> int:
-    """Return ``data[key]`` if it is an int (not a bool), else raise ValueError naming ``what``."""
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what}: '{key}' must be an integer")  # noqa: TRY004 -- bad data
-    return value
-
-
-def _require_hex(data: Mapping[str, object], key: str, what: str) -> bytes:
-    """Return ``data[key]`` decoded from hex, else raise ValueError naming ``what``."""
-    value = data.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"{what}: '{key}' must be a hex string")  # noqa: TRY004 -- bad data
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise ValueError(f"{what}: '{key}' is not valid hex") from None
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PasswordVerifier:
-    """Salted scrypt digest of a password: lets the gateway check a password without storing it."""
+    """Salted scrypt digest of a password: lets the gateway check a password without storing it.
 
+    Stored as it is in the gateway's state file (bytes as hex, PROTOCOL.md §12), with the name of
+    its KDF so that a later one (e.g. Argon2id) can be told apart.
+    """
+
+    kdf: str = VERIFIER_KDF
     salt: bytes
     n: int
     r: int
@@ -105,46 +91,22 @@ class PasswordVerifier:
 
     def __post_init__(self) -> None:
         """Refuse parameters scrypt cannot use or that would cost unbounded time or memory."""
+        if self.kdf != VERIFIER_KDF:
+            raise StoredValueError(f"Password verifier: unsupported kdf, expected {VERIFIER_KDF!r}")
         if not SALT_BYTES <= len(self.salt) <= 64:
-            raise ValueError(f"Password verifier: salt must be {SALT_BYTES} to 64 bytes long")
+            raise StoredValueError(f"Password verifier: salt must be {SALT_BYTES} to 64 bytes long")
         if not 16 <= len(self.digest) <= 64:
-            raise ValueError("Password verifier: digest must be 16 to 64 bytes long")
+            raise StoredValueError("Password verifier: digest must be 16 to 64 bytes long")
         if not 2 <= self.n <= SCRYPT_MAX_N or self.n & (self.n - 1):
-            raise ValueError(f"Password verifier: n must be a power of 2 from 2 to {SCRYPT_MAX_N}")
+            raise StoredValueError(
+                f"Password verifier: n must be a power of 2 from 2 to {SCRYPT_MAX_N}"
+            )
         if not 1 <= self.r <= SCRYPT_MAX_R:
-            raise ValueError(f"Password verifier: r must be from 1 to {SCRYPT_MAX_R}")
+            raise StoredValueError(f"Password verifier: r must be from 1 to {SCRYPT_MAX_R}")
         if not 1 <= self.p <= SCRYPT_MAX_P:
-            raise ValueError(f"Password verifier: p must be from 1 to {SCRYPT_MAX_P}")
+            raise StoredValueError(f"Password verifier: p must be from 1 to {SCRYPT_MAX_P}")
         if 128 * self.n * self.r > SCRYPT_MAX_MEMORY:
-            raise ValueError("Password verifier: n * r needs too much memory")
-
-    def to_json(self) -> dict[str, str | int]:
-        """Return a JSON-ready dict (bytes as hex) for the gateway's persistent store."""
-        return {
-            "kdf": VERIFIER_KDF,
-            "salt": self.salt.hex(),
-            "n": self.n,
-            "r": self.r,
-            "p": self.p,
-            "digest": self.digest.hex(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> PasswordVerifier:
-        """Rebuild a verifier from :meth:`to_json` output; raise ValueError on malformed data."""
-        what = "Password verifier"
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{what}: expected a JSON object")  # noqa: TRY004 -- bad data
-        kdf = data.get("kdf", VERIFIER_KDF)
-        if kdf != VERIFIER_KDF:
-            raise ValueError(f"{what}: unsupported kdf {kdf!r}, expected {VERIFIER_KDF!r}")
-        return cls(
-            salt=_require_hex(data, "salt", what),
-            n=_require_int(data, "n", what),
-            r=_require_int(data, "r", what),
-            p=_require_int(data, "p", what),
-            digest=_require_hex(data, "digest", what),
-        )
+            raise StoredValueError("Password verifier: n * r needs too much memory")
 
 
 def _scrypt(password: str, verifier: PasswordVerifier, length: int) -> bytes:
@@ -221,25 +183,14 @@ class Throttle:
     failures: int = 0
     blocked_until: float = 0.0
 
-    def to_json(self) -> dict[str, int | float]:
-        """Return a JSON-ready dict for the gateway's persistent store."""
-        return {"failures": self.failures, "blocked_until": self.blocked_until}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Throttle:
-        """Rebuild a throttle from :meth:`to_json` output; raise ValueError on malformed data."""
-        what = "Throttle"
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{what}: expected a JSON object")  # noqa: TRY004 -- bad data
-        failures = _require_int(data, "failures", what)
-        if failures < 0:
-            raise ValueError(f"{what}: 'failures' must not be negative")
-        blocked_until = data.get("blocked_until")
-        if isinstance(blocked_until, bool) or not isinstance(blocked_until, int | float):
-            raise ValueError(f"{what}: 'blocked_until' must be a number")  # noqa: TRY004
-        if not math.isfinite(blocked_until) or blocked_until < 0:
-            raise ValueError(f"{what}: 'blocked_until' must be a finite, non-negative number")
-        return cls(failures=failures, blocked_until=float(blocked_until))
+    def __post_init__(self) -> None:
+        """Refuse a negative count or a time that is not a finite, non-negative number."""
+        if self.failures < 0:
+            raise StoredValueError("Throttle: 'failures' must not be negative")
+        if not math.isfinite(self.blocked_until) or self.blocked_until < 0:
+            raise StoredValueError(
+                "Throttle: 'blocked_until' must be a finite, non-negative number"
+            )
 
 
 def locked_out(throttle: Throttle) -> bool:

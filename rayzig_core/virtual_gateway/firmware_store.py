@@ -7,7 +7,7 @@ is allowed, e.g. to reinstall). Chunks arrive in order with a CRC-32 each and ar
 arrive; FirmwareCommit applies the image only if its size and SHA-256 match the signed manifest,
 and only then is the installed version (and security version) raised.
 
-:meth:`FirmwareStore.to_json` keeps a partial image so an install resumes after a restart. This
+:meth:`FirmwareStore.state` keeps a partial image so an install resumes after a restart. This
 module is pure: no I/O and no asyncio; the gateway serialises calls.
 """
 
@@ -18,7 +18,9 @@ import binascii
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field, replace
+
+from mashumaro.types import SerializationStrategy
 
 from rayzig_core.errors import (
     FirmwareError,
@@ -36,16 +38,100 @@ from rayzig_core.firmware import (
     crc32 as _crc32,
 )
 from rayzig_core.models import FirmwarePart, FirmwareVersion
+from rayzig_core.storage import StoredValueError
 
 _LOGGER = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
+"""Version of the store's part of the gateway state file."""
 FIRMWARE_STATE = 14
 """Error code for requests that do not fit the install state (PROTOCOL.md §9)."""
 
 
 def _part_name(part: FirmwarePart) -> str:
     return part.name.lower()
+
+
+class _PartName(SerializationStrategy):
+    """A firmware part stored as its lower-case name ("rayzig", "tft")."""
+
+    def serialize(self, value: FirmwarePart) -> str:
+        return _part_name(value)
+
+    def deserialize(self, value: object) -> FirmwarePart:
+        for part in FirmwarePart:
+            if _part_name(part) == value:
+                return part
+        raise StoredValueError("unknown firmware part")
+
+
+class _Base64(SerializationStrategy):
+    """Bytes stored as standard base64 text, as partial images always were."""
+
+    def serialize(self, value: bytes) -> str:
+        return base64.b64encode(value).decode("ascii")
+
+    def deserialize(self, value: object) -> bytes:
+        if not isinstance(value, str):
+            raise StoredValueError("expected base64 text")
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise StoredValueError("not valid base64") from None
+
+
+_PART = {"serialization_strategy": _PartName()}
+_BASE64 = {"serialization_strategy": _Base64()}
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledPart:
+    """The firmware installed in one part, as stored."""
+
+    part: FirmwarePart = field(metadata=_PART)
+    version: str
+    security_version: int
+
+    def __post_init__(self) -> None:
+        """Refuse a negative security version."""
+        if self.security_version < 0:
+            raise StoredValueError("security_version must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class PartialImage:
+    """An install in progress, as stored so that it resumes after a restart (§10)."""
+
+    part: FirmwarePart = field(metadata=_PART)
+    manifest: bytes = field(metadata=_BASE64)
+    signature: bytes = field(metadata=_BASE64)
+    data: bytes = field(metadata=_BASE64)
+    last_chunk_start: int | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a last chunk that does not start inside the image held."""
+        if self.last_chunk_start is not None and not 0 <= self.last_chunk_start < len(self.data):
+            raise StoredValueError("last_chunk_start must be an offset into the partial image")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FirmwareStoreState:
+    """Everything a :class:`FirmwareStore` keeps across restarts (PROTOCOL.md §12)."""
+
+    store_format: int = field(default=STORE_FORMAT, metadata={"alias": "format"})
+    hardware: str
+    trusted_keys: tuple[bytes, ...]
+    installed: tuple[InstalledPart, ...]
+    in_progress: tuple[PartialImage, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse another format, no or malformed trusted keys, and a part installed twice."""
+        if self.store_format != STORE_FORMAT:
+            raise StoredValueError(f"unsupported firmware store format, expected {STORE_FORMAT}")
+        if not self.trusted_keys or any(len(key) != KEY_SIZE for key in self.trusted_keys):
+            raise StoredValueError("trusted keys are one or more 32-byte Ed25519 public keys")
+        if len({item.part for item in self.installed}) != len(self.installed):
+            raise StoredValueError("a firmware part is installed twice")
 
 
 class _Install:
@@ -237,105 +323,60 @@ class FirmwareStore:
         """Discard the install of ``part`` in progress, if any."""
         self._installs.pop(part, None)
 
-    # --- persistence ---------------------------------------------------------------------------
+    # --- persistence (PROTOCOL.md §12) ----------------------------------------------------------
 
-    def to_json(self) -> dict[str, object]:
-        """JSON-ready state: hardware, trusted keys, installed versions and partial images."""
-        return {
-            "format": STORE_FORMAT,
-            "hardware": self._hardware,
-            "trusted_keys": [key.hex() for key in self._trusted_keys],
-            "installed": [
-                {
-                    "part": _part_name(v.part),
-                    "version": v.version,
-                    "security_version": v.security_version,
-                }
-                for v in self.versions()
-            ],
-            "in_progress": [
-                {
-                    "part": _part_name(part),
-                    "manifest": base64.b64encode(install.signed.manifest).decode("ascii"),
-                    "signature": base64.b64encode(install.signed.signature).decode("ascii"),
-                    "data": base64.b64encode(install.data).decode("ascii"),
-                    "last_chunk_start": install.last_chunk_start,
-                }
+    def state(self) -> FirmwareStoreState:
+        """Trusted keys, installed firmware and partial images: what survives a restart."""
+        return FirmwareStoreState(
+            hardware=self._hardware,
+            trusted_keys=self._trusted_keys,
+            installed=tuple(
+                InstalledPart(v.part, v.version, v.security_version) for v in self.versions()
+            ),
+            in_progress=tuple(
+                PartialImage(
+                    part=part,
+                    manifest=install.signed.manifest,
+                    signature=install.signed.signature,
+                    data=bytes(install.data),
+                    last_chunk_start=install.last_chunk_start,
+                )
                 for part, install in sorted(self._installs.items())
-            ],
-        }
+            ),
+        )
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> FirmwareStore:
-        """Restore a store saved by :meth:`to_json`; raises FirmwareError (code 14) if corrupt.
+    def restore(cls, state: FirmwareStoreState) -> FirmwareStore:
+        """The store :meth:`state` described.
 
-        A saved partial image is re-verified (signature, hardware, anti-rollback, length) and
-        dropped with a warning if it no longer qualifies; the install then starts again.
+        A saved partial image is verified again (signature, hardware, anti-rollback, length) and
+        dropped with a warning if it no longer qualifies, e.g. after the trusted keys changed; its
+        install then starts again.
         """
-        try:
-            store = cls._from_json(data)
-        except (KeyError, TypeError, ValueError, binascii.Error) as err:
-            raise FirmwareError(FIRMWARE_STATE, f"Saved firmware state is corrupt: {err}.") from err
-        return store
-
-    @classmethod
-    def _from_json(cls, data: Mapping[str, object]) -> FirmwareStore:
-        if data.get("format") != STORE_FORMAT:
-            raise ValueError(f"unsupported format {data.get('format')!r}")
-        hardware = _typed(data["hardware"], str, "hardware")
-        keys = [
-            bytes.fromhex(_typed(key, str, "trusted key"))
-            for key in _typed(data["trusted_keys"], list, "trusted_keys")
-        ]
-        installed: dict[FirmwarePart, FirmwareVersion] = {}
-        for raw in _typed(data["installed"], list, "installed"):
-            item = _typed(raw, dict, "installed entry")
-            part = _part_from_name(item["part"])
-            security_version = _typed(item["security_version"], int, "security_version")
-            if isinstance(security_version, bool) or security_version < 0:
-                raise ValueError("security_version must be a non-negative integer")
-            installed[part] = FirmwareVersion(
-                part=part,
-                version=_typed(item["version"], str, "version"),
-                security_version=security_version,
-            )
-        store = cls(hardware=hardware, trusted_keys=keys, installed=installed)
-        for raw in _typed(data.get("in_progress", []), list, "in_progress"):
-            item = _typed(raw, dict, "in_progress entry")
-            signed = SignedManifest(
-                manifest=_b64(item["manifest"]), signature=_b64(item["signature"])
-            )
-            image = _b64(item["data"])
-            last = item.get("last_chunk_start")
-            if last is not None and (type(last) is not int or not 0 <= last < len(image)):
-                raise ValueError("last_chunk_start must be an offset into the partial image")
+        store = cls(
+            hardware=state.hardware,
+            trusted_keys=state.trusted_keys,
+            installed={
+                item.part: FirmwareVersion(item.part, item.version, item.security_version)
+                for item in state.installed
+            },
+        )
+        for partial in state.in_progress:
+            signed = SignedManifest(manifest=partial.manifest, signature=partial.signature)
             try:
                 part, _, size = store.begin(signed)
             except (FirmwareSignatureError, FirmwareIntegrityError, FirmwareRollbackError) as err:
                 _LOGGER.warning("Dropping saved partial firmware image: %s", err)
                 continue
-            if len(image) > size:
+            if len(partial.data) > size:
                 _LOGGER.warning("Dropping saved partial firmware image: longer than its manifest")
                 store.abort(part)
                 continue
             install = store._installs[part]
-            install.append(0, image)
-            install.last_chunk_start = last if image else None
+            install.append(0, partial.data)
+            install.last_chunk_start = partial.last_chunk_start if partial.data else None
         return store
 
-
-def _typed(value: object, tp: type[Any], what: str) -> Any:
-    if not isinstance(value, tp):
-        raise TypeError(f"{what} must be {tp.__name__}")
-    return value
-
-
-def _b64(value: object) -> bytes:
-    return base64.b64decode(_typed(value, str, "base64 field"), validate=True)
-
-
-def _part_from_name(value: object) -> FirmwarePart:
-    for part in FirmwarePart:
-        if _part_name(part) == value:
-            return part
-    raise ValueError(f"unknown firmware part {value!r}")
+    def with_trusted_keys(self, trusted_keys: Sequence[bytes]) -> FirmwareStore:
+        """A copy that trusts ``trusted_keys`` instead; partial images are verified again."""
+        return FirmwareStore.restore(replace(self.state(), trusted_keys=tuple(trusted_keys)))

@@ -1,12 +1,12 @@
 """The virtual gateway answering on a fake I2C bus (PROTOCOL.md §11.13), one session per channel.
 
-:func:`serve_on_fake_bus` joins a :class:`~rayzig_core.virtual_gateway.gateway.VirtualGateway` to a
-:class:`~rayzig_core.testing.fake_i2c.FakeI2CDevice`, doing what the gateway firmware does with its
-I2C slave link:
+:func:`serve_on_fake_bus` joins a :class:`~rayzig_core.virtual_gateway.VirtualGateway` to an
+:class:`I2CSlaveDevice` (the fake kernel's ``FakeI2CDevice`` in ``rayzig_core.testing`` is one),
+doing what the gateway firmware does with its I2C slave link:
 
 * a HELLO on link channel ``c`` (a new host session, or the first one after a reboot) ends the
-  channel's old :class:`~rayzig_core.virtual_gateway.gateway.GatewayConnection` and attaches a
-  fresh one, so every link starts with a fresh handshake and no key or nonce outlives it
+  channel's old :class:`~rayzig_core.virtual_gateway.device.connection.GatewayConnection` and
+  attaches a fresh one, so every link starts with a fresh handshake and no key or nonce outlives it
   (§11.4, §11.9);
 * host→gateway frames are handed to the channel's connection **on the gateway's event loop** (the
   device schedules them with ``call_soon_threadsafe``), in bus order;
@@ -15,14 +15,14 @@ I2C slave link:
 * :meth:`I2CGatewayAdapter.reboot` is a gateway reset: ``device.reboot()``, every connection lost.
 
 **Mesh hop latency.** A command that must reach a module (SetOutput, SetRestorePreset, GetTelemetry)
-waits for the mesh: module ``m`` is :func:`hop_count` ``(m)`` hops away (1..4, fixed by its id) and
-each hop costs ``hop_latency`` seconds, by which the adapter holds the response frame back (frames
-queued on the channel after it wait too, so the session's frames keep their order). ``hop_latency``
-is 0 unless asked for; the test harness and the CLI use :data:`DEFAULT_HOP_LATENCY` when the bus
-has a sleeping :class:`~rayzig_core.testing.fake_i2c.BusTiming`. Refused requests and retries
-answered from the replay cache do not reach a module and are not delayed. The hops are counted in
-:attr:`I2CGatewayStats.mesh_hops` either way, so the modelled mesh time of a run is
-``mesh_hops * per-hop latency`` for any latency.
+waits for the mesh: module ``m`` is :func:`~rayzig_core.virtual_gateway.site.mesh.hop_count`
+``(m)`` hops away (1..4, fixed by its id) and each hop costs ``hop_latency`` seconds, by which the
+adapter holds the response frame back (frames queued on the channel after it wait too, so the
+session's frames keep their order). ``hop_latency`` is 0 unless asked for; the test harness and the
+CLI use :data:`~rayzig_core.virtual_gateway.site.mesh.DEFAULT_HOP_LATENCY` when the bus has a
+sleeping bus-timing model. Refused requests and retries answered from the replay cache do not reach
+a module and are not delayed. The hops are counted in :attr:`I2CGatewayStats.mesh_hops` either way,
+so the modelled mesh time of a run is ``mesh_hops * per-hop latency`` for any latency.
 """
 
 from __future__ import annotations
@@ -30,31 +30,51 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rayzig_core.protocol import messages as m
-from rayzig_core.virtual_gateway.gateway import GatewayConnection, VirtualGateway
-
-if TYPE_CHECKING:
-    from rayzig_core.testing.fake_i2c import FakeI2CDevice
+from rayzig_core.virtual_gateway.device.connection import GatewayConnection
+from rayzig_core.virtual_gateway.device.gateway import VirtualGateway
+from rayzig_core.virtual_gateway.site.mesh import hop_count
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_HOP_LATENCY = 0.008
-"""Seconds per mesh hop in the timing model (a 250 kbit/s 802.15.4-class radio hop with MAC and
-forwarding overhead is a few milliseconds)."""
-MAX_HOPS = 4
-"""The farthest module is this many hops from the gateway."""
 HANDSHAKE_LOG = 64
 """How many handshake starts :attr:`I2CGatewayAdapter.handshakes` keeps (most recent)."""
 
 _MESH_REQUESTS = (m.SetOutput, m.SetRestorePreset, m.GetTelemetry)
 
 
-def hop_count(module_id: int) -> int:
-    """Mesh hops between the gateway and module ``module_id``: ``1 + (module_id - 1) mod 4``."""
-    return 1 + (module_id - 1) % MAX_HOPS
+class I2CSlaveDevice(Protocol):
+    """The gateway MCU's I2C slave side, as the adapter drives it (PROTOCOL.md §11.13).
+
+    Frames and link starts arrive per link channel (0..15, §11.2) through the callbacks given to
+    :meth:`attach`; the adapter answers with :meth:`push_frame` and ends a channel's session with
+    :meth:`close_channel`.
+    """
+
+    def attach(
+        self,
+        on_frame: Callable[[int, bytes], None],
+        *,
+        on_connect: Callable[[int], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Route host→gateway frames to ``on_frame`` and link starts (HELLO) to ``on_connect``."""
+
+    def detach(self) -> None:
+        """Stop routing frames to the adapter."""
+
+    def push_frame(self, channel: int, frame: bytes, *, notify: bool = False) -> None:
+        """Queue a gateway→host frame on ``channel`` (``notify``: unsolicited)."""
+
+    def close_channel(self, channel: int) -> None:
+        """End ``channel``'s link once its queued frames are read."""
+
+    def reboot(self) -> None:
+        """Reset the MCU: new link epoch, every channel down (§11.9)."""
 
 
 @dataclass(slots=True)
@@ -115,7 +135,7 @@ class I2CGatewayAdapter:
     def __init__(
         self,
         gateway: VirtualGateway,
-        device: FakeI2CDevice,
+        device: I2CSlaveDevice,
         loop: asyncio.AbstractEventLoop,
         *,
         hop_latency: float = 0.0,
@@ -265,7 +285,7 @@ class I2CGatewayAdapter:
 
 def serve_on_fake_bus(
     gateway: VirtualGateway,
-    device: FakeI2CDevice,
+    device: I2CSlaveDevice,
     *,
     hop_latency: float = 0.0,
     loop: asyncio.AbstractEventLoop | None = None,

@@ -1,19 +1,17 @@
 """Serving the virtual gateway over TCP, with its state persisted to a file (PROTOCOL.md §2.2, §12).
 
 One asyncio server; each TCP connection is a link attached to the :class:`VirtualGateway`. A client
-that sends garbage loses only its own link. State is saved atomically and durably (fsync, 0600):
-before the answer for a security-relevant change, else within SAVE_DELAY of a change, and on stop.
+that sends garbage loses only its own link. State is saved through :mod:`rayzig_core.storage`,
+atomically and durably (fsync of the file and its directory, 0600): before the answer for a
+security-relevant change, else within SAVE_DELAY of a change, and on stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import random
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,11 @@ from typing import Any
 
 from rayzig_core.errors import FrameError
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
-from rayzig_core.virtual_gateway.gateway import FactorySecrets, GatewayConnection, VirtualGateway
+from rayzig_core.storage import JsonStore, StorageError
+from rayzig_core.virtual_gateway.device.connection import GatewayConnection
+from rayzig_core.virtual_gateway.device.gateway import FactorySecrets, VirtualGateway
+from rayzig_core.virtual_gateway.device.state import STATE_FORMAT, GatewayState
+from rayzig_core.virtual_gateway.site.site import Site
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,19 +36,37 @@ stalling the gateway for every other session. A dropped client reconnects and ca
 event-log cursors."""
 SAVE_DELAY = 0.2
 """Seconds to gather changes before one state write."""
+DAMAGED_HINT = (
+    "restore it from a backup, or move it away to start a factory-new gateway (a new identity "
+    "key: every client must pair again)"
+)
+"""What to do about a state file that cannot be loaded."""
+
+
+class GatewayStateError(StorageError, ValueError):
+    """The state file cannot be loaded; the message names it and what to do, never a secret.
+
+    Also a ValueError, which :func:`load_state` has always raised for a damaged file.
+    """
+
+
+def state_store(path: Path) -> JsonStore[GatewayState]:
+    """The gateway's state file: private (0600, it holds keys), written atomically (§12)."""
+    return JsonStore(
+        path,
+        GatewayState,
+        format=STATE_FORMAT,
+        damaged_hint=DAMAGED_HINT,
+    )
 
 
 def load_state(path: Path) -> VirtualGateway | None:
     """Load a saved gateway, or None when the file does not exist yet (factory state)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"state file {path} is not valid JSON: {err}") from err
-    return VirtualGateway.from_json(data)
+        state = state_store(path).load()
+    except StorageError as err:
+        raise GatewayStateError(str(err)) from None
+    return None if state is None else VirtualGateway.restore(state)
 
 
 def save_state(gateway: VirtualGateway, path: Path) -> None:
@@ -55,33 +75,7 @@ def save_state(gateway: VirtualGateway, path: Path) -> None:
     The new file is flushed to disk (fsync) before it replaces the old one, and the directory
     after the rename, so that once this returns a power loss can lose nothing of it (§12).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rayzig-state-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            # json.dumps (one C call) is about 3x faster than json.dump's chunked writes, and
-            # this runs on the gateway's event loop.
-            handle.write(json.dumps(gateway.to_json(), separators=(",", ":")))
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(0o600)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (where the platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    state_store(path).save(gateway.state())
 
 
 def open_gateway(
@@ -97,8 +91,6 @@ def open_gateway(
         loaded = load_state(state_path)
         if loaded is not None:
             return loaded, None
-    from rayzig_core.virtual_gateway.site import Site  # noqa: PLC0415 - keeps import graph simple
-
     gateway, factory = VirtualGateway.factory_new(
         site=Site.generate(module_count=module_count, seed=seed),
         scrypt_n=scrypt_n,
@@ -111,7 +103,7 @@ def open_gateway(
 
 @dataclass(frozen=True, slots=True)
 class TcpFaults:
-    """Faults the TCP server injects, to prove clients recover (issue 3 fault injection)."""
+    """Faults the TCP server injects, to prove that clients recover (PROTOCOL.md §3.5, §5.3)."""
 
     disconnect_rate: float = 0.0
     """Probability, per frame received, that the gateway drops the connection before handling it."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,9 +26,10 @@ from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
 from rayzig_core.protocol.noise import generate_keypair
 from rayzig_core.protocol.session import InitiatorHandshake, SecureChannel
+from rayzig_core.storage import JsonCodec
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 HOST = "127.0.0.1"
 OWNER = "installer"
@@ -47,6 +50,26 @@ SCRYPT_N = 2**12
 """Cheaper than the harness default: the tests check behaviour, not the cost of scrypt."""
 FAST: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.2, "request_timeout": 5.0}
 """Client options for tests: short back-off so reconnections happen within the test."""
+_T = TypeVar("_T")
+
+
+# --- stored state (PROTOCOL.md §12) --------------------------------------------------------------
+
+
+@functools.cache
+def _codec(shape: type[Any]) -> JsonCodec[Any]:
+    return JsonCodec(shape)
+
+
+def stored(value: Any) -> Any:
+    """A stored dataclass (``g.state()``, ``site.state()``, ``ring.state()``) as its JSON."""
+    return json.loads(json.dumps(_codec(type(value)).encode(value)))
+
+
+def restored(shape: type[_T], data: Any) -> _T:
+    """The stored dataclass of type ``shape`` that ``data`` describes; ValueError if damaged."""
+    value: _T = _codec(shape).decode(data)
+    return value
 
 
 # --- gateways ------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, fake_open_descri
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
     HOST,

@@ -36,7 +36,7 @@ from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.virtual_gateway.gateway import HARDWARE, VirtualGateway
+from rayzig_core.virtual_gateway import HARDWARE, VirtualGateway
 from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, switchable_output
 
 WEAK = "password12345678"

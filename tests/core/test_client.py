@@ -21,7 +21,7 @@ from rayzig_core.models import ConnectionState, EventKind, ModuleKind, RestorePr
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpTransport
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
     OWNER,

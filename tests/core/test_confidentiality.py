@@ -43,8 +43,8 @@ from rayzig_core.testing.fake_i2c import I2C_M_RD, FakeI2CBus
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
+from rayzig_core.virtual_gateway import FactorySecrets, GatewayConnection, VirtualGateway
 from rayzig_core.virtual_gateway.credentials import normalize_recovery_secret
-from rayzig_core.virtual_gateway.gateway import FactorySecrets, GatewayConnection, VirtualGateway
 from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, SCRYPT_N, RawSession
 
 RECOVERED_PASSWORD = "amber kestrel counts the ferry lights"

@@ -26,8 +26,9 @@ from rayzig_core.models import (
 )
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import MAX_EVENTS_PER_BATCH, MAX_PLAINTEXT, VirtualGateway
-from rayzig_core.virtual_gateway.site import Site
+from rayzig_core.virtual_gateway import Site, VirtualGateway
+from rayzig_core.virtual_gateway.device.answers import MAX_PLAINTEXT
+from rayzig_core.virtual_gateway.device.handlers import MAX_EVENTS_PER_BATCH, event_batch
 from tests.core.conftest import (
     OWNER,
     PASSWORDS,
@@ -274,7 +275,7 @@ def test_event_batch_is_the_largest_prefix_that_fits_one_frame(
         )
     wanted = max(1, min(max_count, MAX_EVENTS_PER_BATCH))
     expected = ring.read(max(after, 0), wanted)
-    batch = gateway._read_events(m.ReadEvents(1, after, max_count))
+    batch = event_batch(gateway.site, m.ReadEvents(1, after, max_count))
     assert len(m.encode(2**63 - 1, batch)) <= MAX_PLAINTEXT
     assert (batch.oldest_seq, batch.newest_seq) == (ring.oldest_seq, ring.newest_seq)
     assert list(batch.events) == expected[: len(batch.events)]
@@ -294,7 +295,7 @@ def test_event_batch_fills_the_frame_to_the_byte(name: str) -> None:
         ring.append(
             module_id=1, timestamp=1.5, kind=EventKind.COMMAND, output=1, user=name, is_on=n > 0
         )
-    batch = gateway._read_events(m.ReadEvents(1, 0, MAX_EVENTS_PER_BATCH))
+    batch = event_batch(gateway.site, m.ReadEvents(1, 0, MAX_EVENTS_PER_BATCH))
     expected = ring.read(0, MAX_EVENTS_PER_BATCH)
     assert len(m.encode(2**63 - 1, batch)) <= MAX_PLAINTEXT
     bigger = replace(batch, events=tuple(expected[: len(batch.events) + 1]))

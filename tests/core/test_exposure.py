@@ -21,8 +21,8 @@ import pytest
 
 from rayzig_core import cli
 from rayzig_core.firmware import serve
+from rayzig_core.virtual_gateway import GatewayServer, open_gateway
 from rayzig_core.virtual_gateway import server as gateway_server
-from rayzig_core.virtual_gateway.server import GatewayServer, open_gateway
 
 LOOPBACK = "127.0.0.1"
 

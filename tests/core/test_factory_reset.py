@@ -34,8 +34,8 @@ from rayzig_core.errors import (
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import ConnectionState, EventKind, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import FACTORY_USER, VirtualGateway
-from rayzig_core.virtual_gateway.site import EventRing
+from rayzig_core.virtual_gateway import FACTORY_USER, EventRing, VirtualGateway
+from rayzig_core.virtual_gateway.site.rings import RingState
 from tests.core.conftest import (
     FAST,
     OWNER,
@@ -44,6 +44,8 @@ from tests.core.conftest import (
     SCRYPT_N,
     connected,
     connector,
+    restored,
+    stored,
     switchable_output,
     wait_for,
 )
@@ -64,9 +66,9 @@ def test_a_cleared_ring_goes_on_with_its_sequence_numbers() -> None:
     assert ring.clear() == 4
     assert (ring.count, ring.oldest_seq, ring.newest_seq) == (0, 7, 6)
     assert ring.read(0, 10) == []
-    reloaded = EventRing.from_json(ring.to_json(), 1)
+    reloaded = EventRing.restore(restored(RingState, stored(ring.state())), 1)
     assert (reloaded.count, reloaded.oldest_seq, reloaded.newest_seq) == (0, 7, 6)
-    assert "ursula" not in json.dumps(ring.to_json())
+    assert "ursula" not in json.dumps(stored(ring.state()))
 
     for r in (ring, reloaded):
         for _ in range(3):
@@ -77,7 +79,7 @@ def test_a_cleared_ring_goes_on_with_its_sequence_numbers() -> None:
             r.append(module_id=1, timestamp=3.0, kind=EventKind.BATTERY_LOW)
         assert [e.seq for e in r] == [9, 10, 11, 12]
         assert [e.seq for e in r.read(10, 10)] == [11, 12]
-        again = EventRing.from_json(r.to_json(), 1)
+        again = EventRing.restore(restored(RingState, stored(r.state())), 1)
         assert list(again) == list(r)
         again.append(module_id=1, timestamp=4.0, kind=EventKind.REPOWER)
         assert [e.seq for e in again] == [10, 11, 12, 13]
@@ -88,10 +90,10 @@ def test_a_cleared_ring_goes_on_with_its_sequence_numbers() -> None:
         partial.append(module_id=1, timestamp=1.0, kind=EventKind.REPOWER)
     partial.clear()
     partial.append(module_id=1, timestamp=1.0, kind=EventKind.REPOWER)
-    data = partial.to_json()
+    data = stored(partial.state())
     assert data["first_seq"] == 6
-    assert len(data["events"]) == 1  # type: ignore[arg-type]
-    assert [e.seq for e in EventRing.from_json(data, 1)] == [6]
+    assert len(data["events"]) == 1
+    assert [e.seq for e in EventRing.restore(restored(RingState, data), 1)] == [6]
 
 
 # --- the reset on a running gateway --------------------------------------------------------------
@@ -176,8 +178,8 @@ async def test_factory_reset_erases_user_data_and_keeps_the_identity(
     def throttled(g: VirtualGateway) -> tuple[int, int, int]:
         return (
             g.users[FACTORY_USER].throttle.failures,
-            g.recovery_throttle.failures,
-            len(g.unknown_throttles),
+            g.accounts.recovery_throttle.failures,
+            len(g.accounts.unknown_throttles),
         )
 
     assert gateway.call(throttled) == (4, 4, 1)
@@ -219,11 +221,11 @@ async def test_factory_reset_erases_user_data_and_keeps_the_identity(
         assert installer.must_change
         assert installer.throttle.failures == 0
         assert g.clients == {}
-        assert g.next_client_id > max(old_ids)
-        assert not g.replay_cache
-        assert not g.pre_auth_replay_cache
-        assert not g.unknown_throttles
-        assert g.recovery_throttle.failures == 0
+        assert g.accounts.next_client_id > max(old_ids)
+        assert not g.replay.enrolled
+        assert not g.replay.pre_auth
+        assert not g.accounts.unknown_throttles
+        assert g.accounts.recovery_throttle.failures == 0
         assert g.fingerprint == fingerprint
         assert event_names(g) == set()
         for module in g.site.modules():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
@@ -15,7 +14,9 @@ from rayzig_core.errors import (
 )
 from rayzig_core.firmware import CHUNK_SIZE, crc32, generate_signing_key, sign_manifest
 from rayzig_core.models import FirmwarePart, FirmwareVersion
-from rayzig_core.virtual_gateway.firmware_store import FirmwareStore
+from rayzig_core.virtual_gateway import FirmwareStore
+from rayzig_core.virtual_gateway.firmware_store import FirmwareStoreState
+from tests.core.conftest import restored, stored
 from tests.core.firmware_helpers import gateway_store, manifest_for, send_chunks
 
 
@@ -43,18 +44,18 @@ def test_resume_after_restart(keys: tuple[bytes, bytes], image: bytes) -> None:
     signed = sign_manifest(private, manifest_for(image))
     store.begin(signed)
     held = send_chunks(store, FirmwarePart.RAYZIG, image, stop=2 * CHUNK_SIZE + 100)
-    saved = json.loads(json.dumps(store.to_json()))
+    saved = stored(store.state())
     assert public.hex() in saved["trusted_keys"]
 
-    restored = FirmwareStore.from_json(saved)
-    assert restored.versions() == store.versions()
+    again = FirmwareStore.restore(restored(FirmwareStoreState, saved))
+    assert again.versions() == store.versions()
     # The client begins again with the same manifest and is told where to resume.
-    assert restored.begin(signed) == (FirmwarePart.RAYZIG, held, len(image))
+    assert again.begin(signed) == (FirmwarePart.RAYZIG, held, len(image))
     # The chunk whose acknowledgement was lost is still acknowledged idempotently.
     last = image[2 * CHUNK_SIZE : held]
-    assert restored.chunk(FirmwarePart.RAYZIG, 2 * CHUNK_SIZE, last, crc32(last))[1] == held
-    send_chunks(restored, FirmwarePart.RAYZIG, image, start=held)
-    assert restored.commit(FirmwarePart.RAYZIG).version == "1.3.0"
+    assert again.chunk(FirmwarePart.RAYZIG, 2 * CHUNK_SIZE, last, crc32(last))[1] == held
+    send_chunks(again, FirmwarePart.RAYZIG, image, start=held)
+    assert again.commit(FirmwarePart.RAYZIG).version == "1.3.0"
 
 
 def test_restart_drops_tampered_partial_image(keys: tuple[bytes, bytes], image: bytes) -> None:
@@ -62,13 +63,29 @@ def test_restart_drops_tampered_partial_image(keys: tuple[bytes, bytes], image: 
     store = gateway_store(public)
     store.begin(sign_manifest(private, manifest_for(image)))
     send_chunks(store, FirmwarePart.RAYZIG, image, stop=CHUNK_SIZE)
-    saved = store.to_json()
-    entry = saved["in_progress"][0]  # type: ignore[index]
+    saved = stored(store.state())
+    entry = saved["in_progress"][0]
     manifest = bytearray(base64.b64decode(entry["manifest"]))
     manifest[-1] ^= 1
     entry["manifest"] = base64.b64encode(manifest).decode()
-    restored = FirmwareStore.from_json(saved)
-    assert restored.progress(FirmwarePart.RAYZIG) is None
+    again = FirmwareStore.restore(restored(FirmwareStoreState, saved))
+    assert again.progress(FirmwarePart.RAYZIG) is None
+
+
+def test_new_trusted_keys_verify_a_partial_image_again(
+    keys: tuple[bytes, bytes], image: bytes
+) -> None:
+    private, public = keys
+    other = generate_signing_key()[1]
+    store = gateway_store(public)
+    store.begin(sign_manifest(private, manifest_for(image)))
+    send_chunks(store, FirmwarePart.RAYZIG, image, stop=CHUNK_SIZE)
+    kept = store.with_trusted_keys([public, other])
+    assert kept.trusted_keys == (public, other)
+    assert kept.progress(FirmwarePart.RAYZIG) == (FirmwarePart.RAYZIG, CHUNK_SIZE, len(image))
+    dropped = store.with_trusted_keys([other])  # its publisher is no longer trusted
+    assert dropped.progress(FirmwarePart.RAYZIG) is None
+    assert dropped.versions() == store.versions()
 
 
 @pytest.mark.parametrize(
@@ -85,11 +102,10 @@ def test_restart_drops_tampered_partial_image(keys: tuple[bytes, bytes], image: 
 def test_corrupt_saved_state(keys: tuple[bytes, bytes], image: bytes, corrupt: object) -> None:
     store = gateway_store(keys[1])
     store.begin(sign_manifest(keys[0], manifest_for(image)))
-    saved = json.loads(json.dumps(store.to_json()))
+    saved = stored(store.state())
     corrupt(saved)  # type: ignore[operator]
-    with pytest.raises(FirmwareError, match="corrupt") as info:
-        FirmwareStore.from_json(saved)
-    assert info.value.code == 14
+    with pytest.raises(ValueError, match=r"wrong type or value|missing field|format"):
+        restored(FirmwareStoreState, saved)
 
 
 def test_chunk_crc_mismatch(keys: tuple[bytes, bytes], image: bytes) -> None:

@@ -45,13 +45,14 @@ from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import InitiatorHandshake, ResponderHandshake, SecureChannel
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpTransport
-from rayzig_core.virtual_gateway.gateway import (
+from rayzig_core.virtual_gateway import (
     FACTORY_USER,
     ClientRecord,
     GatewayConnection,
+    GatewayState,
+    Site,
     VirtualGateway,
 )
-from rayzig_core.virtual_gateway.site import Site
 from tests.core.conftest import (
     HOST,
     OWNER,
@@ -59,6 +60,8 @@ from tests.core.conftest import (
     connected,
     connector,
     pair,
+    restored,
+    stored,
     switchable_output,
     wait_for,
 )
@@ -364,7 +367,8 @@ def _template() -> dict[str, Any]:
     gateway, _ = VirtualGateway.factory_new(site=Site.generate(module_count=4), scrypt_n=2**4)
     gateway.users[FACTORY_USER].must_change = False
     gateway.clients[1] = ClientRecord(1, public_key_of(CLIENT_PRIVATE), "fuzz", FACTORY_USER)
-    return gateway.to_json()
+    data: dict[str, Any] = stored(gateway.state())
+    return data
 
 
 TEMPLATE = _template()
@@ -373,12 +377,12 @@ TEMPLATE = _template()
 def fresh_gateway() -> tuple[VirtualGateway, ClientRecord]:
     """An in-process gateway out of factory state with one enrolled System client (per example:
     random requests change the state, e.g. add a System user and then delete the installer)."""
-    gateway = VirtualGateway.from_json(TEMPLATE)
+    gateway = VirtualGateway.restore(restored(GatewayState, TEMPLATE))
     return gateway, gateway.clients[1]
 
 
 def state(gateway: VirtualGateway) -> str:
-    return json.dumps(gateway.to_json(), sort_keys=True)
+    return json.dumps(stored(gateway.state()), sort_keys=True)
 
 
 def open_keyed(gateway: VirtualGateway, record: ClientRecord) -> tuple[Link, SecureChannel]:

@@ -30,7 +30,7 @@ from rayzig_core.password_policy import check_password
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import FrameKind, StreamDeframer, length_prefixed
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
     HOST,
@@ -47,6 +47,7 @@ from tests.core.conftest import (
     connector,
     output_state,
     pair,
+    stored,
     switchable_output,
     wait_for,
 )
@@ -123,7 +124,7 @@ AUTHENTICATED_REQUESTS: list[m.Request] = [
 async def test_unpaired_session_gets_only_not_authenticated(owned: GatewayThread) -> None:
     # (In factory state every such request gets PASSWORD_CHANGE_REQUIRED instead: test_hardening.)
     gateway = owned
-    before = gateway.call(lambda g: json.dumps(g.site.to_json(), sort_keys=True))
+    before = gateway.call(lambda g: json.dumps(stored(g.site.state()), sort_keys=True))
     session = await RawSession.open(gateway.port)
     try:
         assert session.hello.factory_state is False
@@ -135,7 +136,7 @@ async def test_unpaired_session_gets_only_not_authenticated(owned: GatewayThread
             assert response.code is m.ErrorCode.NOT_AUTHENTICATED, request
     finally:
         await session.close()
-    assert gateway.call(lambda g: json.dumps(g.site.to_json(), sort_keys=True)) == before
+    assert gateway.call(lambda g: json.dumps(stored(g.site.state()), sort_keys=True)) == before
     assert gateway.call(lambda g: sorted(g.users)) == [OWNER]
 
 

@@ -47,18 +47,17 @@ from rayzig_core.protocol.noise import generate_keypair
 from rayzig_core.protocol.session import InitiatorHandshake
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector, TcpTransport
-from rayzig_core.virtual_gateway import server
-from rayzig_core.virtual_gateway.gateway import (
-    MAX_PLAINTEXT,
-    MAX_USER_NAME,
-    MAX_USERS,
+from rayzig_core.virtual_gateway import ClientRecord, Site, UserAccount, VirtualGateway, server
+from rayzig_core.virtual_gateway.device import handlers
+from rayzig_core.virtual_gateway.device.accounts import MAX_USERS
+from rayzig_core.virtual_gateway.device.answers import MAX_PLAINTEXT, bounded
+from rayzig_core.virtual_gateway.device.auth import MAX_USER_NAME
+from rayzig_core.virtual_gateway.device.replay import (
     PRE_AUTH_REPLAY_CACHE_SIZE,
     REPLAY_CACHE_SIZE,
-    ClientRecord,
-    UserAccount,
-    VirtualGateway,
 )
-from rayzig_core.virtual_gateway.site import MAX_MODULE_ID, Site
+from rayzig_core.virtual_gateway.site.limits import MAX_MODULE_ID
+from rayzig_core.virtual_gateway.site.site import SiteState
 from tests.core.conftest import (
     HOST,
     LEVELS,
@@ -70,6 +69,8 @@ from tests.core.conftest import (
     connected,
     connector,
     pair,
+    restored,
+    stored,
     switchable_output,
 )
 
@@ -187,7 +188,7 @@ async def test_gateway_refuses_an_xx_handshake_of_another_protocol_version(
     try:
         last = handshake.receive(await asyncio.wait_for(transport.receive(), 5))
         assert last is not None
-        with caplog.at_level(logging.INFO, logger="rayzig_core.virtual_gateway.gateway"):
+        with caplog.at_level(logging.INFO, logger="rayzig_core.virtual_gateway.device"):
             await transport.send(last)
             channel = handshake.channel()
             await transport.send(channel.seal(1, m.Ping()))
@@ -243,7 +244,7 @@ async def test_request_id_zero_is_refused_and_never_acts(owned: GatewayThread) -
     finally:
         await session.close()
     assert len(commands(owned, module_id)) == len(before) + 1
-    assert owned.call(lambda g: [k for k in g.replay_cache if k[1] == 0]) == []
+    assert owned.call(lambda g: [k for k in g.replay.enrolled if k[1] == 0]) == []
 
 
 # --- the default password in another case (§6.2) -------------------------------------------------
@@ -318,7 +319,7 @@ SESSION_REQUESTS: list[m.Request] = [
 
 
 def site_snapshot(gw: GatewayThread) -> str:
-    return gw.call(lambda g: json.dumps(g.site.to_json(), sort_keys=True))
+    return gw.call(lambda g: json.dumps(stored(g.site.state()), sort_keys=True))
 
 
 async def test_factory_state_answers_password_change_required_on_an_unenrolled_session(
@@ -469,11 +470,9 @@ async def test_user_list_always_fits_one_frame(owned: GatewayThread) -> None:
 
 
 def test_error_messages_are_cut_to_the_text_and_frame_limits() -> None:
-    from rayzig_core.virtual_gateway.gateway import _bounded  # noqa: PLC0415 - the private helper
-
-    assert _bounded("short") == "short"
+    assert bounded("short") == "short"
     for text in ("a" * 5000, WIDE * 1500, "b" * 1000 + WIDE * 1000):
-        cut = _bounded(text)
+        cut = bounded(text)
         assert len(cut) <= 1024
         response = m.ErrorResponse(m.ErrorCode.NOT_FOUND, cut, None, ("x" * 64,) * 4)
         assert len(m.encode(2**63 - 1, response)) <= MAX_PLAINTEXT
@@ -528,7 +527,7 @@ async def test_unknown_user_names_are_throttled_exactly_like_real_ones(
 async def test_unknown_name_throttles_are_bounded_least_recently_used_first(
     owned: GatewayThread,
 ) -> None:
-    owned.call(lambda g: setattr(g, "unknown_throttle_limit", 3))
+    owned.call(lambda g: setattr(g.accounts, "unknown_throttle_limit", 3))
     session = await RawSession.open(owned.port)
     try:
         for request_id, name in enumerate(["ann", "bob", "cid", "ann", "dan"], start=1):
@@ -537,10 +536,12 @@ async def test_unknown_name_throttles_are_bounded_least_recently_used_first(
             assert response.code is m.ErrorCode.INVALID_CREDENTIALS
     finally:
         await session.close()
-    remembered = owned.call(lambda g: {n: t.failures for n, t in g.unknown_throttles.items()})
+    remembered = owned.call(
+        lambda g: {n: t.failures for n, t in g.accounts.unknown_throttles.items()}
+    )
     assert remembered == {"cid": 1, "ann": 2, "dan": 1}
     # Never persisted: an unknown name has no account to keep it in.
-    assert "unknown" not in json.dumps(owned.call(lambda g: sorted(g.to_json())))
+    assert "unknown" not in json.dumps(owned.call(lambda g: stored(g.state())))
 
 
 async def test_delete_user_checks_the_permission_before_revealing_whether_the_name_exists(
@@ -591,7 +592,7 @@ async def test_a_bug_in_request_handling_answers_internal_and_keeps_the_link(
     owned.call(break_switching)
     session = await RawSession.keyed(owned.port, owner)
     try:
-        with caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.gateway"):
+        with caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.device"):
             response = await session.request(1, m.SetOutput(module_id, index, on=True))
         assert isinstance(response, m.ErrorResponse)
         assert response.code is m.ErrorCode.INTERNAL
@@ -605,19 +606,15 @@ async def test_a_bug_in_request_handling_answers_internal_and_keeps_the_link(
 
 
 async def test_an_answer_too_large_for_a_frame_becomes_internal(
-    owned: GatewayThread, caplog: pytest.LogCaptureFixture
+    owned: GatewayThread, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, owner = await pair(owned)
-
-    def bloat(g: VirtualGateway) -> None:
-        event = Event(1, 1, 0.0, EventKind.COMMAND, 0, "u" * 32, is_on=True)
-        huge = m.EventBatch(1, (event,) * 200, 1, 1)
-        g._read_events = lambda request: huge  # type: ignore[method-assign]
-
-    owned.call(bloat)
+    event = Event(1, 1, 0.0, EventKind.COMMAND, 0, "u" * 32, is_on=True)
+    huge = m.EventBatch(1, (event,) * 200, 1, 1)
+    monkeypatch.setattr(handlers, "event_batch", lambda site, request: huge)
     async with await connected(owned, owner) as client:
         with (
-            caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.gateway"),
+            caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.device"),
             pytest.raises(RequestError) as caught,
         ):
             await client.read_events(1, 0)
@@ -651,7 +648,7 @@ async def test_client_ids_are_never_reused_across_revocations_and_restarts(
         await client.revoke_client(third.client_id)
     _, fourth = await pair(owned)
     assert fourth.client_id == 4
-    assert owned.call(lambda g: g.to_json()["next_client_id"]) == 5
+    assert owned.call(lambda g: g.accounts.next_client_id) == 5
 
 
 async def test_state_without_the_client_id_counter_continues_after_the_highest_id(
@@ -754,7 +751,7 @@ async def test_unenrolled_requests_cannot_evict_enrolled_clients_replay_entries(
         await session.close()
         await flood.close()
     assert len(commands(owned, module_id)) == before + 1
-    sizes = owned.call(lambda g: (len(g.replay_cache), len(g.pre_auth_replay_cache)))
+    sizes = owned.call(lambda g: (len(g.replay.enrolled), len(g.replay.pre_auth)))
     assert sizes == (1, PRE_AUTH_REPLAY_CACHE_SIZE)
 
 
@@ -873,14 +870,17 @@ def test_module_ids_are_never_reused_within_a_sites_lifetime() -> None:
     site.remove_module(3)
     assert site.add_module(kind=ModuleKind.MAINS, name="Porch").module_id == 4
     site.remove_module(4)
-    restored = Site.from_json(json.loads(json.dumps(site.to_json())))
-    assert restored.add_module(kind=ModuleKind.MAINS, name="Shed").module_id == 5
+    again = Site.restore(restored(SiteState, stored(site.state())))
+    assert again.add_module(kind=ModuleKind.MAINS, name="Shed").module_id == 5
     # A site saved before the counter existed continues after the highest id in use.
-    legacy = site.to_json()
+    legacy = stored(site.state())
     del legacy["next_module_id"]
-    assert Site.from_json(legacy).add_module(kind=ModuleKind.MAINS, name="X").module_id == 3
+    legacy_site = Site.restore(restored(SiteState, legacy))
+    assert legacy_site.add_module(kind=ModuleKind.MAINS, name="X").module_id == 3
     # Up to 250 modules at a time, whatever their ids.
-    high = Site.from_json({**site.to_json(), "next_module_id": MAX_MODULE_ID})
+    high = Site.restore(
+        restored(SiteState, {**stored(site.state()), "next_module_id": MAX_MODULE_ID})
+    )
     assert high.add_module(kind=ModuleKind.MAINS, name="Last").module_id == MAX_MODULE_ID
     with pytest.raises(InvalidRequestError, match="factory reset"):
         high.add_module(kind=ModuleKind.MAINS, name="None left")

@@ -32,8 +32,12 @@ from rayzig_core.protocol.link import HostLinkStats
 from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, FaultPlan, fake_open_descriptors
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector, I2CTransport
-from rayzig_core.virtual_gateway.gateway import GatewayConnection, VirtualGateway
-from rayzig_core.virtual_gateway.i2c import DEFAULT_HOP_LATENCY, hop_count
+from rayzig_core.virtual_gateway import (
+    DEFAULT_HOP_LATENCY,
+    GatewayConnection,
+    VirtualGateway,
+    hop_count,
+)
 from tests.core.conftest import OWNER, OWNER_PASSWORD, SCRYPT_N, wait_for
 
 BUS = 1

@@ -21,7 +21,7 @@ from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
 from rayzig_core.permissions import PERMISSIONS, Permission, allowed
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import HARDWARE, VirtualGateway
+from rayzig_core.virtual_gateway import HARDWARE, VirtualGateway
 from tests.core.conftest import (
     LEVELS,
     OWNER,

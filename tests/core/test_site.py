@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,18 +17,19 @@ from rayzig_core.models import (
     ModuleKind,
     RestorePreset,
 )
-from rayzig_core.virtual_gateway.site import (
-    MAX_MODULE_ID,
-    MAX_MODULES,
-    EventRing,
+from rayzig_core.virtual_gateway import EventRing, Site
+from rayzig_core.virtual_gateway.site.changes import (
     EventsAppended,
     ModuleJoined,
     ModuleLeft,
     OutputChanged,
-    Site,
     SiteChange,
     TelemetryChanged,
 )
+from rayzig_core.virtual_gateway.site.limits import MAX_MODULE_ID, MAX_MODULES
+from rayzig_core.virtual_gateway.site.rings import RingState
+from rayzig_core.virtual_gateway.site.site import SiteState
+from tests.core.conftest import restored, stored
 
 
 class FakeClock:
@@ -54,6 +55,27 @@ def _fill(ring: EventRing, count: int, module_id: int = 1) -> None:
             user=f"user{i % 3}",
             is_on=i % 2 == 0,
         )
+
+
+def _ring_json(ring: EventRing) -> dict[str, Any]:
+    """The ring as its part of the state file holds it."""
+    data: dict[str, Any] = stored(ring.state())
+    return data
+
+
+def _ring_from(data: object, module_id: int) -> EventRing:
+    return EventRing.restore(restored(RingState, data), module_id)
+
+
+def _site_json(site: Site) -> dict[str, Any]:
+    """The site as its part of the state file holds it."""
+    data: dict[str, Any] = stored(site.state())
+    return data
+
+
+def _site_from(data: object, clock: Callable[[], float] | None = None) -> Site:
+    state = restored(SiteState, data)
+    return Site.restore(state) if clock is None else Site.restore(state, clock=clock)
 
 
 def _events(ring: EventRing) -> list[Event]:
@@ -145,15 +167,14 @@ def test_ring_refuses_gap_records() -> None:
 def test_ring_json_round_trip_small(total: int) -> None:
     ring = EventRing(capacity=4)
     _fill(ring, total, module_id=9)
-    data = json.loads(json.dumps(ring.to_json()))
-    again = EventRing.from_json(data, 9)
+    again = _ring_from(_ring_json(ring), 9)
     assert (again.oldest_seq, again.newest_seq, again.count) == (
         ring.oldest_seq,
         ring.newest_seq,
         ring.count,
     )
     assert _events(again) == _events(ring)
-    assert again.to_json() == ring.to_json()
+    assert _ring_json(again) == _ring_json(ring)
     # Appending after a restore continues the numbering in the right slots.
     ring.append(module_id=9, timestamp=1.0, kind=EventKind.REPOWER)
     again.append(module_id=9, timestamp=1.0, kind=EventKind.REPOWER)
@@ -163,7 +184,7 @@ def test_ring_json_round_trip_small(total: int) -> None:
 def test_ring_json_round_trip_after_wrap_full_size() -> None:
     ring = EventRing()
     _fill(ring, MAX_EVENTS_PER_MODULE + 1234)
-    again = EventRing.from_json(json.loads(json.dumps(ring.to_json())), 1)
+    again = _ring_from(_ring_json(ring), 1)
     assert _events(again) == _events(ring)
     assert again.oldest_seq == 1235
 
@@ -174,7 +195,7 @@ def test_ring_json_is_compact() -> None:
     ring.append(
         module_id=1, timestamp=3.0, kind=EventKind.COMMAND, output=1, user="ann", is_on=True
     )
-    assert ring.to_json() == {
+    assert _ring_json(ring) == {
         "capacity": MAX_EVENTS_PER_MODULE,
         "first_seq": 1,
         "events": [[2.5, 1], [3.0, 2, 1, "ann", True]],
@@ -207,7 +228,7 @@ def test_ring_json_is_compact() -> None:
 )
 def test_ring_from_json_rejects_malformed(data: object) -> None:
     with pytest.raises(ValueError):
-        EventRing.from_json(data, 1)
+        _ring_from(data, 1)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -603,7 +624,7 @@ def test_telemetry_changes_are_reported() -> None:
 
 
 def _round_trip(site: Site, clock: Callable[[], float]) -> Site:
-    return Site.from_json(json.loads(json.dumps(site.to_json())), clock=clock)
+    return _site_from(_site_json(site), clock)
 
 
 def test_json_round_trip_equality() -> None:
@@ -617,7 +638,7 @@ def test_json_round_trip_equality() -> None:
     assert again.modules() == site.modules()
     for module in site.modules():
         assert _events(again.ring(module.module_id)) == _events(site.ring(module.module_id))
-    assert again.to_json() == site.to_json()
+    assert _site_json(again) == _site_json(site)
 
 
 def test_json_round_trip_after_wrap() -> None:
@@ -669,7 +690,7 @@ def _mutations() -> list[Callable[[dict[str, object]], object]]:
     return [
         lambda data: data.pop("modules"),
         lambda data: data.__setitem__("format", 99),
-        lambda data: data.__setitem__("modules", {}),
+        lambda data: data.__setitem__("modules", {"1": {}}),
         lambda data: data.__setitem__("serial_prefix", ""),
         lambda data: data.__setitem__("next_serial", "1"),
         duplicate,
@@ -697,29 +718,29 @@ def _mutations() -> list[Callable[[dict[str, object]], object]]:
 def test_from_json_rejects_malformed(mutate: Callable[[dict[str, object]], object]) -> None:
     site = Site.generate(module_count=3, seed=9, clock=FakeClock())  # module 1 is mains
     assert site.module(1).kind is not ModuleKind.BATTERY
-    data = json.loads(json.dumps(site.to_json()))
+    data = _site_json(site)
     mutate(data)
     with pytest.raises(ValueError):
-        Site.from_json(data)
+        _site_from(data)
 
 
 def test_from_json_rejects_non_objects_and_bad_battery() -> None:
     bad: tuple[object, ...] = (None, [], "site", 5)
     for data in bad:
         with pytest.raises(ValueError):
-            Site.from_json(data)
+            _site_from(data)
     site = Site(clock=FakeClock(), seed=1)
     site.add_module(kind=ModuleKind.BATTERY, name="Node")
-    good = json.loads(json.dumps(site.to_json()))
+    good = _site_json(site)
     for battery in (None, [101, 20], [50], [50, "20"]):
         data = copy.deepcopy(good)
         data["modules"][0]["battery"] = battery
         with pytest.raises(ValueError):
-            Site.from_json(data)
+            _site_from(data)
     flat_but_powered = copy.deepcopy(good)
     flat_but_powered["modules"][0]["battery"] = [0, 20]
     with pytest.raises(ValueError):
-        Site.from_json(flat_but_powered)
+        _site_from(flat_but_powered)
 
 
 # --- simulation --------------------------------------------------------------------------------
@@ -735,7 +756,7 @@ def test_simulate_step_is_deterministic_and_keeps_invariants() -> None:
         return site
 
     one, two = run(), run()
-    assert one.to_json() == two.to_json()
+    assert _site_json(one) == _site_json(two)
     commands = 0
     for module in one.modules():
         events = _events(one.ring(module.module_id))

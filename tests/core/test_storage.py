@@ -11,8 +11,10 @@ import pytest
 
 from rayzig_core.storage import (
     InsecureFileError,
+    JsonCodec,
     JsonStore,
     StorageError,
+    StoredValueError,
     read_private,
     write_atomic,
 )
@@ -76,8 +78,8 @@ def test_public_store_writes_0644(tmp_path: Path) -> None:
         (b"[1, 2]", "not a JSON object"),
         (b'{"format": 1, "name": "a"}', "format 1, expected 2"),
         (b'{"format": 2, "keys": []}', "missing field 'name'"),
-        (b'{"format": 2, "name": "a", "keys": [{"secret": "zz", "level": 3}]}', "'keys'"),
-        (b'{"format": 2, "name": "a", "keys": [{"secret": "00", "level": 9}]}', "'keys'"),
+        (b'{"format": 2, "name": "a", "keys": [{"secret": "zz", "level": 3}]}', "'keys.secret'"),
+        (b'{"format": 2, "name": "a", "keys": [{"secret": "00", "level": 9}]}', "'keys.level'"),
     ],
 )
 def test_damaged_files_name_the_file_and_what_to_do(
@@ -118,4 +120,78 @@ def test_decode_errors_never_echo_the_stored_value(tmp_path: Path) -> None:
     )
     with pytest.raises(StorageError) as caught:
         JsonStore(path, Keyring, format=2).load()
+    assert "SECRETVALUE" not in str(caught.value)
+
+
+@dataclass(frozen=True)
+class Verifier:
+    salt: bytes
+    n: int
+    ratio: float = 1.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise StoredValueError("n must be at least 2")
+
+
+@dataclass(frozen=True)
+class Account:
+    account_id: int = field(metadata={"alias": "id"})
+    verifier: Verifier
+    label: str | None = None
+
+
+def test_an_alias_names_the_key_both_ways() -> None:
+    codec = JsonCodec(Account)
+    value = Account(7, Verifier(b"\x01", 4))
+    encoded = codec.encode(value)
+    assert encoded == {
+        "id": 7,
+        "verifier": {"salt": "01", "n": 4, "ratio": 1.0, "enabled": True},
+        "label": None,
+    }
+    assert codec.decode(encoded) == value
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"id": "7"},
+        {"id": True},
+        {"id": 7.0},
+        {"label": 5},
+        {"verifier": {"salt": "01", "n": 4, "enabled": 1}},
+        {"verifier": {"salt": "01", "n": 4, "ratio": "1"}},
+        {"verifier": {"salt": "01", "n": 4, "ratio": float("nan")}},
+    ],
+)
+def test_scalars_are_taken_as_they_are_never_converted(changes: dict[str, object]) -> None:
+    data = {"id": 7, "verifier": {"salt": "01", "n": 4}, **changes}
+    with pytest.raises(ValueError, match="wrong type or value"):
+        JsonCodec(Account).decode(data)
+
+
+def test_an_integer_is_a_number_too() -> None:
+    decoded = JsonCodec(Verifier).decode({"salt": "01", "n": 2, "ratio": 3})
+    assert decoded.ratio == 3.0
+    assert isinstance(decoded.ratio, float)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ({"id": 1, "verifier": {"salt": "zz", "n": 4}}, "field 'verifier.salt' has a wrong type"),
+        ({"id": 1, "verifier": {"salt": "01"}}, "missing field 'verifier.n'"),
+        (
+            {"id": 1, "verifier": {"salt": "01", "n": 1}},
+            "field 'verifier' has a wrong type or value: n must be at least 2",
+        ),
+        ({"id": "SECRETVALUE", "verifier": {"salt": "01", "n": 4}}, "field 'id' has"),
+    ],
+)
+def test_decode_errors_name_the_path_and_the_broken_rule(data: object, why: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        JsonCodec(Account).decode(data)
+    assert why in str(caught.value)
     assert "SECRETVALUE" not in str(caught.value)

@@ -11,7 +11,7 @@ from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.models import EventKind
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.virtual_gateway.server import TcpFaults
+from rayzig_core.virtual_gateway import TcpFaults
 
 PASSWORD = "mauve-otter-juggles-47-kites"
 

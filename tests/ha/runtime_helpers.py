@@ -26,7 +26,7 @@ from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.models import Module, UserLevel
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 from .conftest import OWNER, OWNER_PASSWORD
 

@@ -44,7 +44,7 @@ from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 from .conftest import I2C_TRANSPORT, OWNER, OWNER_PASSWORD
 from .runtime_helpers import loaded_entry

@@ -41,7 +41,7 @@ from rayzig_core.models import (
 )
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 from .runtime_helpers import loaded_entry, wait_for
 

@@ -24,7 +24,7 @@ from custom_components.rayzig.const import DOMAIN, EVENT_RAYZIG
 from custom_components.rayzig.logbook import async_describe_events, describe_message
 from rayzig_core.models import EventKind, ModuleKind, RestorePreset
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.virtual_gateway.gateway import VirtualGateway
+from rayzig_core.virtual_gateway import VirtualGateway
 
 from .runtime_helpers import entity_id, loaded_entry, site_modules, wait_for
 

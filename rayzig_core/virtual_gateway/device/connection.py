@@ -1,0 +1,122 @@
+"""One link to the gateway: the handshake, then the secure channel (PROTOCOL.md §3).
+
+A transport (the TCP server, the fake-I2C adapter) feeds the link's frames in and sends what the
+connection hands to ``send_frame``. A protocol violation closes this link only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rayzig_core.errors import HandshakeError, ProtocolError, SessionClosedError
+from rayzig_core.models import UserLevel
+from rayzig_core.protocol import messages as m
+from rayzig_core.protocol.session import SecureChannel
+from rayzig_core.virtual_gateway.device.answers import INTERNAL, MAX_PLAINTEXT
+from rayzig_core.virtual_gateway.device.state import ClientRecord
+
+if TYPE_CHECKING:
+    from rayzig_core.virtual_gateway.device.gateway import VirtualGateway
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class GatewayConnection:
+    """One link to the gateway: handshake, then the secure channel (PROTOCOL.md §3)."""
+
+    def __init__(
+        self,
+        gateway: VirtualGateway,
+        send_frame: Callable[[bytes], None],
+        close: Callable[[], None],
+    ) -> None:
+        self._gateway = gateway
+        self._send_frame = send_frame
+        self._close = close
+        self._handshake = gateway.responder_handshake()
+        self._channel: SecureChannel | None = None
+        self.peer_key = b""
+        self.client: ClientRecord | None = None
+        self.close_after_reply = False
+        self.closed = False
+
+    @property
+    def level(self) -> UserLevel | None:
+        """The authenticated user's level, None before pairing or in factory state."""
+        if self.client is None:
+            return None
+        account = self._gateway.users.get(self.client.user)
+        if account is None or account.must_change:
+            return None
+        return account.level
+
+    def frame_received(self, raw: bytes) -> None:
+        """Process one frame from the link; protocol violations close this link only."""
+        if self.closed:
+            return
+        try:
+            if self._channel is None:
+                try:
+                    self._handshake_step(raw)
+                except HandshakeError as err:
+                    _LOGGER.info("Refusing a handshake: %s", err)
+                    self.close()
+                return
+            envelope = self._channel.open(raw)
+            if not isinstance(envelope.message, m.Request):
+                raise ProtocolError("clients may only send requests")
+            # The notifications this request causes go out after its response (on every link).
+            with self._gateway.deferring_notifications():
+                response = self._gateway.handle(self, envelope.request_id, envelope.message)
+                plaintext = m.encode(envelope.request_id, response)
+                if len(plaintext) > MAX_PLAINTEXT:  # a bug: every answer must fit a frame (§5.1)
+                    _LOGGER.error(
+                        "%s of %d bytes does not fit a frame; answering INTERNAL",
+                        type(response).__name__,
+                        len(plaintext),
+                    )
+                    plaintext = m.encode(envelope.request_id, INTERNAL)
+                self._send_frame(self._channel.seal_encoded(plaintext))
+            if self.close_after_reply:
+                self.close()
+        except (ProtocolError, SessionClosedError) as err:
+            _LOGGER.debug("Closing link after protocol error: %s", err)
+            self.close()
+
+    def _handshake_step(self, raw: bytes) -> None:
+        reply = self._handshake.receive(raw)
+        if reply is not None:
+            self._send_frame(reply)
+        if self._handshake.complete:
+            self._channel = self._handshake.channel()
+            self.peer_key = self._channel.remote_static
+            self.client = self._gateway.accounts.client_by_key(self.peer_key)
+
+    def notify(self, notice: m.Notification) -> None:
+        """Push a notification on this link, if its session is up."""
+        if self._channel is None or self.closed:
+            return
+        try:
+            self._send_frame(self._channel.seal(0, notice))
+        except (ProtocolError, SessionClosedError):
+            self.close()
+
+    def close(self) -> None:
+        """End the session and the link; keys are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._channel is not None:
+            self._channel.close()
+        self._gateway.detach(self)
+        self._close()
+
+    def connection_lost(self) -> None:
+        """The transport went away."""
+        if not self.closed:
+            self.closed = True
+            if self._channel is not None:
+                self._channel.close()
+            self._gateway.detach(self)
