@@ -63,7 +63,7 @@ def _check_wheel(wheel: Path) -> None:
     problems = []
     if "rayzig_core/py.typed" not in names:
         problems.append("rayzig_core/py.typed is missing")
-    if "rayzig = rayzig_core.cli:main" not in scripts:
+    if not any(line.startswith("rayzig = rayzig_core.") for line in scripts.splitlines()):
         problems.append("the `rayzig` console script is missing")
     if strays:
         problems.append(f"it also holds {strays}")
