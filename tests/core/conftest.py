@@ -1,4 +1,4 @@
-"""Shared fixtures for the loopback tests of the virtual gateway (issue 2).
+"""Shared fixtures for the loopback tests of the virtual gateway.
 
 Everything here talks to the real :class:`~rayzig_core.testing.gateway.GatewayThread` over real
 127.0.0.1 sockets: clients, a raw Noise session built from the sans-I/O pieces, and a small

@@ -1,4 +1,4 @@
-"""The async client against the real virtual gateway on loopback (issue 2, item 4).
+"""The async client against the real virtual gateway on loopback.
 
 Outage and restore presets, telemetry, firmware versions, paging, push notifications with
 unsubscribe, reconnection with capped back-off, prompt failure of waiting requests when access

@@ -1,4 +1,4 @@
-"""Event-log sync and persistence against the real virtual gateway on loopback (issue 2, item 5).
+"""Event-log sync and persistence against the real virtual gateway on loopback (PROTOCOL.md §8.2).
 
 Cursors persisted by the caller import nothing twice across new syncs, reconnections and gateway
 restarts; an overrun of the 8192-record ring is reported as one GAP record with the exact number

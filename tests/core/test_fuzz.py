@@ -1,4 +1,4 @@
-"""Bad input (issue 2): random and mutated bytes at every decoder and at the gateway's handler.
+"""Bad input: random and mutated bytes at every decoder and at the gateway's handler.
 
 Property: only typed errors — :class:`~rayzig_core.errors.ProtocolError` subclasses, or a clean
 close of the link — ever result; never another exception type, never a state change, never a reply

@@ -1,4 +1,4 @@
-"""Security behaviour of the virtual gateway and the client over real loopback sockets (issue 2).
+"""Security behaviour of the virtual gateway and the client over real loopback sockets.
 
 First contact and fingerprints, the factory password, the password policy, throttling, key-only
 sessions, revocation, a changed gateway key, replay/tamper/truncation and idempotent retries.

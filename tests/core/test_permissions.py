@@ -1,4 +1,4 @@
-"""Every permission of the matrix (PROTOCOL.md §7), enforced by the virtual gateway (issue 2).
+"""Every permission of the matrix (PROTOCOL.md §7), enforced by the virtual gateway.
 
 One gateway for the module, with a user of each level created through AddUser and paired; every
 request type is tried by every level over a real loopback session: allowed requests take effect,
@@ -52,7 +52,7 @@ SPECIFIED: dict[UserLevel, set[Permission]] = {
     },
     UserLevel.UTILITY: {P.READ, P.READ_EVENTS, P.SWITCH_UTILITY},
 }  # fmt: skip
-"""The matrix as issue 2 states it (User: switch and read; Administrator: + presets and User
+"""The matrix of PROTOCOL.md §7.2 (User: switch and read; Administrator: + presets and User
 management; System: + firmware, system settings, Administrator management; Utility: telemetry,
 events and utility-controllable outputs only)."""
 

@@ -1,4 +1,4 @@
-"""The newcomer's path in a real browser, against the real demo stack (issue 5, item 2).
+"""The newcomer's path in a real browser, against the real demo stack (README, USER-GUIDE.md).
 
 Home Assistant is onboarded through its UI, Rayzig is added through the config flow (network
 bridge → fingerprint → factory password → refused passwords → a good one), an output is switched
