@@ -115,6 +115,8 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
         """Every verified entry of the last catalogue fetched."""
         self.advisories: list[FirmwareAdvisory] = []
         """Every verified security advisory of the last catalogue fetched."""
+        self._advisories_known = False
+        """Whether a catalogue has verified since setup: until then the repairs stay as they are."""
         # Firmware installed by anyone (another client, the CLI) settles the security repairs.
         entry.async_on_unload(client.subscribe(self._on_notification))
         entry.async_on_unload(self._async_forget_repairs)
@@ -182,6 +184,7 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
             ) from err
         self.entries = catalogue.entries
         self.advisories = catalogue.advisories
+        self._advisories_known = True
         self.async_check_installed()
         return {part: newest(catalogue.entries, part) for part in FirmwarePart}
 
@@ -206,8 +209,8 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
     def async_check_advisories(self, versions: Iterable[FirmwareVersion] = ()) -> None:
         """Raise a repair per advisory naming an installed version; clear the others."""
         installed = self.installed_versions(versions)
-        if not installed:
-            return  # nothing known of the gateway: leave the repairs as they are
+        if not installed or not self._advisories_known:
+            return  # nothing known of the gateway or the advisories: leave the repairs alone
         found = affecting(self.advisories, installed)
         async_update_advisory_issues(self.hass, self.config_entry, found)
 

@@ -259,6 +259,15 @@ async def test_tampered_or_wrongly_signed_advisory_raises_no_repair(
         assert advisory_issues(hass) == [advisory_issue_id(entry.entry_id, RZSA_1)]
         assert firmware.advisories == [RZSA_1]
 
+        # Reloaded while the catalogue is refused: nothing verified yet, so nothing is settled.
+        assert await hass.config_entries.async_reload(entry.entry_id)
+        await hass.async_block_till_done()
+        reloaded = firmware_of(entry)
+        await wait_for(hass, lambda: not reloaded.last_update_success)
+        reloaded.async_check_installed()
+        assert reloaded.advisories == []
+        assert advisory_issues(hass) == [advisory_issue_id(entry.entry_id, RZSA_1)]
+
 
 async def test_removing_the_update_server_clears_its_repairs(
     hass: HomeAssistant,
