@@ -93,8 +93,11 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "rayzig_core.password_policy": ("PolicyViolation", "check_password"),
     # signed firmware and the update server (PROTOCOL.md §10)
     "rayzig_core.firmware": (
+        "AdvisorySeverity",
         "CatalogueEntry",
+        "FirmwareAdvisory",
         "UpdateServerClient",
+        "affecting",
         "install_disruption",
         "install_firmware",
         "version_key",
@@ -107,6 +110,7 @@ _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() f
 __all__ = [
     "MAX_EVENTS_PER_MODULE",
     "PERMISSIONS",
+    "AdvisorySeverity",
     "AuthenticationError",
     "CatalogueEntry",
     "ClientCredentials",
@@ -126,6 +130,7 @@ __all__ = [
     "EventKind",
     "EventLogSync",
     "EventsAvailable",
+    "FirmwareAdvisory",
     "FirmwareChanged",
     "FirmwareError",
     "FirmwareIntegrityError",
@@ -172,6 +177,7 @@ __all__ = [
     "TransportError",
     "UpdateServerClient",
     "UserLevel",
+    "affecting",
     "allowed",
     "check_password",
     "install_disruption",
@@ -215,8 +221,11 @@ if TYPE_CHECKING:
     )
     from rayzig_core.eventlog import EventLogSync
     from rayzig_core.firmware import (
+        AdvisorySeverity,
         CatalogueEntry,
+        FirmwareAdvisory,
         UpdateServerClient,
+        affecting,
         install_disruption,
         install_firmware,
         version_key,

@@ -8,7 +8,11 @@ gateway in resumable CRC-checked chunks with :func:`rayzig_core.install_firmware
 the gateway verifies signature, hash and anti-rollback again before it applies anything.
 
 When the catalogue offers a newer image flagged as a security fix, a repair issue asks the user to
-install it.
+install it. The catalogue's signed security advisories (verified like the images, PROTOCOL.md §10.2)
+raise a repair issue for every installed part whose version one of them names, cleared when a
+version outside it is installed (by anyone: FirmwareChanged) or the advisory is withdrawn. A
+catalogue that does not verify, because of one bad image entry or advisory, is refused whole: the
+issues raised from the last verified catalogue stay, and the failure is logged and shown.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 from rayzig_core import (
     CatalogueEntry,
     ErrorCode,
+    FirmwareAdvisory,
     FirmwareChanged,
+    FirmwareError,
     FirmwarePart,
     FirmwareVersion,
     NotFoundError,
@@ -36,13 +42,18 @@ from rayzig_core import (
     RayzigError,
     UpdateServerClient,
     UserLevel,
+    affecting,
     allowed,
     install_firmware,
     version_key,
 )
 
-from .const import DOMAIN
-from .repairs import async_clear_security_update, async_raise_security_update
+from .const import CONF_UPDATE_SERVER_URL, DOMAIN
+from .repairs import (
+    async_clear_security_update,
+    async_raise_security_update,
+    async_update_advisory_issues,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,13 +113,31 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
         self.server = UpdateServerClient(async_get_clientsession(hass), url, (signing_key,))
         self.entries: list[CatalogueEntry] = []
         """Every verified entry of the last catalogue fetched."""
-        # Firmware installed by anyone (another client, the CLI) settles the security repair.
+        self.advisories: list[FirmwareAdvisory] = []
+        """Every verified security advisory of the last catalogue fetched."""
+        self._advisories_known = False
+        """Whether a catalogue has verified since setup: until then the repairs stay as they are."""
+        # Firmware installed by anyone (another client, the CLI) settles the security repairs.
         entry.async_on_unload(client.subscribe(self._on_notification))
+        entry.async_on_unload(self._async_forget_repairs)
 
     @callback
     def _on_notification(self, notice: Notification) -> None:
         if isinstance(notice, FirmwareChanged):
-            self.async_check_security_fixes(notice.versions)
+            self.async_check_installed(notice.versions)
+
+    @callback
+    def _async_forget_repairs(self) -> None:
+        """On unload after the update server was removed from the options, clear its repairs.
+
+        On any other unload (a reload, Home Assistant stopping) they stay until the next catalogue
+        that verifies says otherwise.
+        """
+        if self.config_entry.options.get(CONF_UPDATE_SERVER_URL):
+            return
+        async_update_advisory_issues(self.hass, self.config_entry, ())
+        for part in FirmwarePart:
+            async_clear_security_update(self.hass, self.config_entry, part)
 
     # --- what is installed -----------------------------------------------------------------------
 
@@ -140,16 +169,60 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
 
     async def _async_update_data(self) -> FirmwareCatalogue:
         try:
-            entries = await self.server.fetch_catalogue()
+            catalogue = await self.server.fetch()
         except RayzigError as err:
+            # A catalogue that does not verify is refused whole (PROTOCOL.md §10.2): what was
+            # raised from the last verified one stays, rather than a tampered advisory passing
+            # for a withdrawn one.
+            refused = isinstance(err, FirmwareError)
             raise UpdateFailed(
                 translation_domain=DOMAIN,
-                translation_key="firmware_catalogue_failed",
+                translation_key=(
+                    "firmware_catalogue_refused" if refused else "firmware_catalogue_failed"
+                ),
                 translation_placeholders={"error": str(err)},
             ) from err
-        self.entries = entries
-        self.async_check_security_fixes()
-        return {part: newest(entries, part) for part in FirmwarePart}
+        self.entries = catalogue.entries
+        self.advisories = catalogue.advisories
+        self._advisories_known = True
+        self.async_check_installed()
+        return {part: newest(catalogue.entries, part) for part in FirmwarePart}
+
+    @callback
+    def async_check_installed(self, versions: Iterable[FirmwareVersion] | None = None) -> None:
+        """Settle every firmware repair against the installed versions: fixes and advisories.
+
+        ``versions`` are the installed versions when the caller knows them first-hand (a
+        FirmwareChanged notice), otherwise the gateway's last report is used.
+        """
+        versions = list(versions or ())
+        self.async_check_security_fixes(versions)
+        self.async_check_advisories(versions)
+
+    def installed_versions(self, versions: Iterable[FirmwareVersion] = ()) -> list[FirmwareVersion]:
+        """Installed version of every part: from ``versions`` first, else the gateway's report."""
+        known = {version.part: version for version in versions}
+        found = (known.get(part) or self.installed(part) for part in FirmwarePart)
+        return [version for version in found if version is not None]
+
+    @callback
+    def async_check_advisories(self, versions: Iterable[FirmwareVersion] = ()) -> None:
+        """Raise a repair per advisory naming an installed version; clear the others."""
+        installed = self.installed_versions(versions)
+        if not installed or not self._advisories_known:
+            return  # nothing known of the gateway or the advisories: leave the repairs alone
+        found = affecting(self.advisories, installed)
+        async_update_advisory_issues(self.hass, self.config_entry, found)
+
+    def advisories_fixed_by(self, entry: CatalogueEntry) -> list[FirmwareAdvisory]:
+        """Advisories naming the installed version of ``entry``'s part that ``entry`` settles."""
+        manifest = entry.manifest
+        offered = FirmwareVersion(manifest.part, manifest.version, manifest.security_version)
+        return [
+            advisory
+            for advisory, _ in affecting(self.advisories, self.installed_versions())
+            if advisory.part is manifest.part and not advisory.affects(offered)
+        ]
 
     @callback
     def async_check_security_fixes(self, versions: Iterable[FirmwareVersion] | None = None) -> None:

@@ -4,16 +4,27 @@
 the fingerprint on its label and add it again. ``weak_password``: the gateway still holds a password
 that fails today's policy for the user Home Assistant is paired as. ``firmware_security_update``:
 raised by the firmware coordinator when a security fix is available for a firmware part.
-``revoke_client``: a removed entry's client key could not be revoked because the gateway was away.
+``firmware_advisory_<severity>``: a signed security advisory names the installed version of a part;
+one issue per advisory and part, cleared when a version outside it is installed or the advisory is
+withdrawn. ``revoke_client``: a removed entry's client key could not be revoked because the gateway
+was away.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from rayzig_core import FirmwarePart, GatewayInfo
+from rayzig_core import (
+    AdvisorySeverity,
+    FirmwareAdvisory,
+    FirmwarePart,
+    FirmwareVersion,
+    GatewayInfo,
+)
 
 from .const import DOMAIN
 
@@ -21,6 +32,16 @@ ISSUE_GATEWAY_KEY_CHANGED = "gateway_key_changed"
 ISSUE_WEAK_PASSWORD = "weak_password"  # noqa: S105 - an issue id, not a password
 ISSUE_FIRMWARE_SECURITY_UPDATE = "firmware_security_update"
 ISSUE_REVOKE_CLIENT = "revoke_client"
+ISSUE_FIRMWARE_ADVISORY = "firmware_advisory"
+"""Issue ids ``firmware_advisory_<entry>_<part>_<advisory>``; translation keys add the severity."""
+
+ADVISORY_ISSUE_SEVERITY: dict[AdvisorySeverity, ir.IssueSeverity] = {
+    AdvisorySeverity.LOW: ir.IssueSeverity.WARNING,
+    AdvisorySeverity.MEDIUM: ir.IssueSeverity.WARNING,
+    AdvisorySeverity.HIGH: ir.IssueSeverity.ERROR,
+    AdvisorySeverity.CRITICAL: ir.IssueSeverity.CRITICAL,
+}
+"""How an advisory's severity shows in Repairs (Home Assistant has three levels)."""
 
 FIRMWARE_PART_NAMES: dict[FirmwarePart, str] = {
     FirmwarePart.RAYZIG: "Rayzig",
@@ -108,6 +129,52 @@ def async_clear_security_update(
         DOMAIN,
         issue_id(ISSUE_FIRMWARE_SECURITY_UPDATE, entry.entry_id, part.name.lower()),
     )
+
+
+def advisory_issue_id(entry_id: str, advisory: FirmwareAdvisory) -> str:
+    """Issue id of ``advisory`` for the part it names, on one config entry."""
+    suffix = f"{advisory.part.name.lower()}_{advisory.identifier.lower()}"
+    return issue_id(ISSUE_FIRMWARE_ADVISORY, entry_id, suffix)
+
+
+@callback
+def async_update_advisory_issues(
+    hass: HomeAssistant,
+    entry: ConfigEntry,
+    found: Iterable[tuple[FirmwareAdvisory, FirmwareVersion]],
+) -> None:
+    """Raise an issue per advisory naming an installed version; clear the entry's other ones.
+
+    ``found`` pairs each advisory with the installed version it names (``rayzig_core.affecting``).
+    Not fixable here: the fix is installing a fixed version from the part's update entity, which
+    says what the install interrupts first; the issue links the full advisory.
+    """
+    raised: set[str] = set()
+    for advisory, installed in found:
+        identifier = advisory_issue_id(entry.entry_id, advisory)
+        raised.add(identifier)
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            identifier,
+            is_fixable=False,
+            learn_more_url=advisory.url,
+            severity=ADVISORY_ISSUE_SEVERITY[advisory.severity],
+            translation_key=f"{ISSUE_FIRMWARE_ADVISORY}_{advisory.severity.name.lower()}",
+            translation_placeholders={
+                "title": entry.title,
+                "advisory": advisory.identifier,
+                "part": FIRMWARE_PART_NAMES[advisory.part],
+                "installed": installed.version,
+                "fixed_in": advisory.fixed_in,
+                "summary": advisory.summary,
+                "url": advisory.url,
+            },
+        )
+    prefix = issue_id(ISSUE_FIRMWARE_ADVISORY, entry.entry_id) + "_"
+    for domain, identifier in list(ir.async_get(hass).issues):
+        if domain == DOMAIN and identifier.startswith(prefix) and identifier not in raised:
+            ir.async_delete_issue(hass, DOMAIN, identifier)
 
 
 @callback

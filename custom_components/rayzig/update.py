@@ -3,7 +3,9 @@
 Before installing, the entity says what installing interrupts: the first line of the release
 summary (and of the release notes) warns that the part restarts (the Rayzig radio rejoins the mesh,
 the TFT display goes blank) and that outputs keep their state, in the user's language
-(EN 303 645 5.3-12). Installing is refused up front (nothing is contacted) unless Home Assistant is
+(EN 303 645 5.3-12). When the release settles security advisories that name the installed version,
+the summary says so next (their identifiers) and the release notes list each with its summary and
+link (5.3-11). Installing is refused up front (nothing is contacted) unless Home Assistant is
 paired as a System-level user. Otherwise the image is downloaded, checked against its signed
 manifest and sent to the gateway in chunks with progress; the gateway verifies it again and refuses
 a bad signature, a tampered image or a rollback, each with its own message, leaving the running
@@ -28,6 +30,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from rayzig_core import (
     CatalogueEntry,
     ErrorCode,
+    FirmwareAdvisory,
     FirmwareError,
     FirmwareIntegrityError,
     FirmwarePart,
@@ -53,6 +56,10 @@ RELEASE_SUMMARY_MAX = 255
 INSTALL_WARNING_KEY = "install_restarts"
 """Translation of the warning: ``entity.update.<translation key>.state_attributes.release_summary
 .state.install_restarts`` (Home Assistant's table for translated attribute values)."""
+FIXES_ADVISORIES_KEY = "fixes_advisories"
+"""Translation of the line naming the advisories a release settles (placeholder ``{advisories}``),
+beside the warning."""
+DEFAULT_FIXES_ADVISORIES = "Fixes security advisories: {advisories}."
 
 
 def default_install_warning(part: FirmwarePart) -> str:
@@ -149,34 +156,50 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
         entry = self._entry
         return entry.manifest.version if entry is not None else self.installed_version
 
-    @property
-    def install_warning(self) -> str:
-        """What installing this part interrupts, in Home Assistant's language (5.3-12)."""
+    def _translated(self, key: str, default: str) -> str:
+        """A release-summary text of this entity in Home Assistant's language (else ``default``)."""
         # The platform's loaded translations: on the entity's ``platform_data`` from HA 2026
         # (EntityPlatform no longer has them), on its platform before.
         source: Any = getattr(self, "platform_data", None) or self.platform
         if source is not None and self.translation_key is not None:
-            key = (
+            path = (
                 f"component.{source.platform_name}.entity.{source.domain}"
-                f".{self.translation_key}.state_attributes.release_summary.state"
-                f".{INSTALL_WARNING_KEY}"
+                f".{self.translation_key}.state_attributes.release_summary.state.{key}"
             )
             tables: tuple[dict[str, str], dict[str, str]] = (
                 source.platform_translations,
                 source.default_language_platform_translations,
             )
             for table in tables:
-                if text := table.get(key):
+                if text := table.get(path):
                     return text
-        return default_install_warning(self.part)
+        return default
+
+    @property
+    def install_warning(self) -> str:
+        """What installing this part interrupts, in Home Assistant's language (5.3-12)."""
+        return self._translated(INSTALL_WARNING_KEY, default_install_warning(self.part))
+
+    @property
+    def _fixed_advisories(self) -> list[FirmwareAdvisory]:
+        """The advisories naming the installed version that the newer release settles."""
+        entry = self._entry
+        return [] if entry is None else self.coordinator.advisories_fixed_by(entry)
+
+    def _fixes_line(self, advisories: list[FirmwareAdvisory]) -> str:
+        """The translated line naming ``advisories`` by their identifiers."""
+        template = self._translated(FIXES_ADVISORIES_KEY, DEFAULT_FIXES_ADVISORIES)
+        return template.replace("{advisories}", ", ".join(a.identifier for a in advisories))
 
     @property
     def release_summary(self) -> str | None:
-        """The install warning on the first line, then the start of the release notes."""
+        """The install warning, the advisories it fixes, then the start of the release notes."""
         entry = self._entry
         if entry is None:
             return None
         summary = self.install_warning
+        if fixed := self._fixed_advisories:
+            summary = f"{summary}\n\n{self._fixes_line(fixed)}"
         if entry.manifest.release_notes:
             summary = f"{summary}\n\n{entry.manifest.release_notes}"
         if len(summary) > RELEASE_SUMMARY_MAX:
@@ -184,7 +207,7 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
         return summary
 
     async def async_release_notes(self) -> str | None:
-        """The install warning, then the full release notes of the newer release.
+        """The install warning, the advisories it fixes (linked), then the full release notes.
 
         Home Assistant's update dialog shows these notes instead of the summary, so the warning
         leads them too.
@@ -192,9 +215,13 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
         entry = self._entry
         if entry is None:
             return None
-        notes = entry.manifest.release_notes
-        warning = f"**{self.install_warning}**"
-        return f"{warning}\n\n{notes}" if notes else warning
+        parts = [f"**{self.install_warning}**"]
+        if fixed := self._fixed_advisories:
+            listed = "\n".join(f"- [{a.identifier}]({a.url}): {a.summary}" for a in fixed)
+            parts.append(f"{self._fixes_line(fixed)}\n\n{listed}")
+        if entry.manifest.release_notes:
+            parts.append(entry.manifest.release_notes)
+        return "\n\n".join(parts)
 
     async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
         """Install the newest release; refused below System level before anything is contacted."""
@@ -222,7 +249,7 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
         if self.installed_version != entry.manifest.version:
             # The gateway pushes FirmwareChanged; ask once in case that got lost on the way.
             await self.site.async_refresh()
-        self.coordinator.async_check_security_fixes()
+        self.coordinator.async_check_installed()
 
     @callback
     def _async_progress(self, percent: int) -> None:

@@ -1,4 +1,8 @@
-"""``rayzig firmware-publish``: sign an image into a catalogue directory (PROTOCOL.md §10.2)."""
+"""``firmware-publish``, ``advisory-publish`` and ``advisory-withdraw``: a catalogue directory.
+
+Images and security advisories are signed with the publisher's key file into the directory that
+``rayzig update-server`` serves (PROTOCOL.md §10.2).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,22 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rayzig_core.cli.advisories import advisory_json
 from rayzig_core.cli.errors import EXIT_OK, CliError
 from rayzig_core.cli.output import Out
 from rayzig_core.cli.signing_key import load_signing_key
 from rayzig_core.cli.spec import handler
 from rayzig_core.cli.values import PARTS
 from rayzig_core.errors import RequestError
-from rayzig_core.firmware import CATALOGUE_FILE, publish_image
+from rayzig_core.firmware import (
+    CATALOGUE_FILE,
+    AdvisorySeverity,
+    FirmwareAdvisory,
+    VersionRange,
+    publish_advisory,
+    publish_image,
+    withdraw_advisory,
+)
 from rayzig_core.virtual_gateway import HARDWARE as GATEWAY_HARDWARE
 
 
@@ -87,5 +100,81 @@ def publish(options: PublishOptions, out: Out) -> int:
         f"Published {options.part} {manifest.version} (security version "
         f"{manifest.security_version}, {manifest.size} bytes) for {manifest.hardware} in "
         f"{directory / entry.image_name}.",
+    )
+    return EXIT_OK
+
+
+@dataclass(frozen=True, slots=True)
+class AdvisoryOptions:
+    """The catalogue directory, the signing key file and the advisory's fields."""
+
+    directory: str
+    signing_key_file: str
+    identifier: str
+    part: str
+    affected: list[VersionRange]
+    fixed_in: str
+    severity: str
+    summary: str
+    url: str
+    hardware: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawOptions:
+    """The catalogue directory and the advisory to remove from it."""
+
+    directory: str
+    identifier: str
+
+
+@handler(AdvisoryOptions)
+def advisory(options: AdvisoryOptions, out: Out) -> int:
+    """Sign a security advisory and add it to a catalogue directory (replacing a revision)."""
+    directory = Path(options.directory)
+    private = load_signing_key(Path(options.signing_key_file).expanduser())
+    notice = FirmwareAdvisory(
+        identifier=options.identifier,
+        hardware=options.hardware or _catalogue_hardware(directory),
+        part=PARTS[options.part],
+        affected=tuple(options.affected),
+        fixed_in=options.fixed_in,
+        severity=AdvisorySeverity[options.severity.upper()],
+        summary=options.summary,
+        url=options.url,
+    )
+    try:
+        publish_advisory(directory, private, notice)
+    except RequestError as err:
+        raise CliError(str(err)) from None
+    except OSError as err:
+        raise CliError(f"Cannot write to {directory}: {err.strerror}.") from None
+    affected = ", ".join(str(versions) for versions in notice.affected)
+    out.result(
+        {**advisory_json(notice), "hardware": notice.hardware, "directory": str(directory)},
+        f"Published advisory {notice.identifier} ({options.severity}) for {options.part} "
+        f"{affected}, fixed in {notice.fixed_in}, in {directory / CATALOGUE_FILE}.",
+    )
+    return EXIT_OK
+
+
+@handler(WithdrawOptions)
+def withdraw(options: WithdrawOptions, out: Out) -> int:
+    """Remove a security advisory from a catalogue directory."""
+    directory = Path(options.directory)
+    try:
+        removed = withdraw_advisory(directory, options.identifier)
+    except RequestError as err:
+        raise CliError(str(err)) from None
+    except OSError as err:
+        raise CliError(f"Cannot write to {directory}: {err.strerror}.") from None
+    if not removed:
+        raise CliError(
+            f"The catalogue in {directory} has no advisory {options.identifier}; "
+            "check the identifier and the directory."
+        )
+    out.result(
+        {"withdrawn": options.identifier, "directory": str(directory)},
+        f"Withdrew advisory {options.identifier} from {directory / CATALOGUE_FILE}.",
     )
     return EXIT_OK

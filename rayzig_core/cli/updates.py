@@ -1,7 +1,8 @@
 """``firmware check`` and ``firmware install``: signed images from an update server (§10).
 
 The catalogue's signatures are verified against the publisher keys given (PROTOCOL.md §10.2);
-an image is installed in resumable chunks (§10.3) and the gateway refuses a downgrade (§10.4).
+``check`` also lists the signed security advisories that name an installed version. An image is
+installed in resumable chunks (§10.3) and the gateway refuses a downgrade (§10.4).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from rayzig_core.cli.advisories import advisories_text, advisory_json
 from rayzig_core.cli.connection import ClientOptions
 from rayzig_core.cli.errors import EXIT_CONNECT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
 from rayzig_core.cli.firmware import firmware_json
@@ -24,8 +26,10 @@ from rayzig_core.cli.values import PARTS
 from rayzig_core.errors import ConnectionFailedError, RequestError
 from rayzig_core.firmware import (
     PART_NAMES,
+    Catalogue,
     CatalogueEntry,
     UpdateServerClient,
+    affecting,
     install_disruption,
     install_firmware,
     version_key,
@@ -56,12 +60,12 @@ class InstallOptions(UpdateServerOptions):
 @contextlib.asynccontextmanager
 async def _catalogue(
     options: UpdateServerOptions,
-) -> AsyncIterator[tuple[UpdateServerClient, list[CatalogueEntry]]]:
+) -> AsyncIterator[tuple[UpdateServerClient, Catalogue]]:
     """Open the update server (on a fresh HTTP session) and fetch its verified catalogue."""
     async with aiohttp.ClientSession() as http:
         server = UpdateServerClient(http, options.server, options.signing_key)
-        entries = await _from_update_server(server.fetch_catalogue())
-        yield server, entries
+        catalogue = await _from_update_server(server.fetch())
+        yield server, catalogue
 
 
 async def _from_update_server(call: Awaitable[_T]) -> _T:
@@ -100,12 +104,18 @@ def _status(installed: FirmwareVersion, entry: CatalogueEntry | None) -> str:
 
 @handler(UpdateServerOptions)
 async def check(options: UpdateServerOptions, out: Out) -> int:
-    """Compare installed firmware with the newest signed images on the update server."""
-    async with paired_session(options) as (client, _), _catalogue(options) as (_server, entries):
+    """Compare installed firmware with the update server: newer images and security advisories.
+
+    An advisory naming an installed version is shown in the ADVISORIES column and under the
+    table (``advisories`` per part in JSON); the command still succeeds (exit 0), since it did
+    what was asked: exit codes say whether a command failed (docs/CLI.md).
+    """
+    async with paired_session(options) as (client, _), _catalogue(options) as (_server, catalogue):
         installed = await client.firmware_versions()
+    found = affecting(catalogue.advisories, installed)
     rows: list[dict[str, Any]] = []
     for version in installed:
-        entry = _newest(entries, version.part)
+        entry = _newest(catalogue.entries, version.part)
         rows.append(
             {
                 "part": version.part.name.lower(),
@@ -115,10 +125,11 @@ async def check(options: UpdateServerOptions, out: Out) -> int:
                 "available_security_version": entry.manifest.security_version if entry else None,
                 "security_fix": entry.manifest.security_fix if entry else None,
                 "status": _status(version, entry),
+                "advisories": [advisory_json(a) for a, v in found if v is version],
             }
         )
     text = table(
-        ["PART", "INSTALLED", "AVAILABLE", "STATUS"],
+        ["PART", "INSTALLED", "AVAILABLE", "STATUS", "ADVISORIES"],
         [
             [
                 r["part"],
@@ -128,11 +139,12 @@ async def check(options: UpdateServerOptions, out: Out) -> int:
                 else f"{r['available']} (sec {r['available_security_version']})"
                 + (" security fix" if r["security_fix"] else ""),
                 r["status"],
+                ", ".join(a["id"] for a in r["advisories"]) or "-",
             ]
             for r in rows
         ],
     )
-    out.result(rows, text)
+    out.result(rows, f"{text}\n\n{advisories_text(found)}")
     return EXIT_OK
 
 
@@ -150,7 +162,8 @@ def _warn_install(options: InstallOptions, part: FirmwarePart, version: str) -> 
 async def install(options: InstallOptions, out: Out) -> int:
     """Download a signed image, verify it and install it on the gateway in resumable chunks."""
     part = PARTS[options.part]
-    async with paired_session(options) as (client, _), _catalogue(options) as (server, entries):
+    async with paired_session(options) as (client, _), _catalogue(options) as (server, catalogue):
+        entries = catalogue.entries
         if options.version is not None:
             matching = [
                 e

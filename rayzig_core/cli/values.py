@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from rayzig_core.cli.spec import resolve
 from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
+
+if TYPE_CHECKING:
+    from rayzig_core.firmware.advisory import VersionRange
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7780
@@ -29,6 +32,8 @@ LEVELS = {
 }
 PRESETS = {"off": RestorePreset.OFF, "on": RestorePreset.ON, "last": RestorePreset.LAST}
 PARTS = {part.name.lower(): part for part in FirmwarePart}
+SEVERITIES = ("low", "medium", "high", "critical")
+"""Advisory severities, lowest first (PROTOCOL.md §10.2's AdvisorySeverity, in lower case)."""
 I2C_CHANNELS = 16
 """Link channels of the I2C link (PROTOCOL.md §11.2): 0 (Home Assistant's, the default) to 15."""
 I2C_CLOCKS = {"100k": 100_000, "400k": 400_000, "1m": 1_000_000}
@@ -159,6 +164,18 @@ def max_clients(text: str) -> int:
 def listen_address(text: str) -> tuple[str, int]:
     """HOST:PORT for the bridge, as the bridge parses it (loaded only when given)."""
     parse = cast("Callable[[str], tuple[str, int]]", resolve("rayzig_core.bridge:parse_listen"))
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def version_range(text: str) -> VersionRange:
+    """Affected firmware versions: ``V``, ``FIRST..LAST`` or ``..LAST`` (loaded only when given)."""
+    parse = cast(
+        "Callable[[str], VersionRange]",
+        resolve("rayzig_core.firmware.advisory:parse_version_range"),
+    )
     try:
         return parse(text)
     except ValueError as err:

@@ -3,8 +3,9 @@
 Callers import every name from here (``from rayzig_core.firmware import install_firmware``):
 
 - :mod:`~rayzig_core.firmware.manifest`: manifests, Ed25519 signatures, keys, CRC-32 (§10.2);
+- :mod:`~rayzig_core.firmware.advisory`: security advisories and their signatures (§10.2);
 - :mod:`~rayzig_core.firmware.catalogue`: ``catalogue.json``, read and verified (§10.2);
-- :mod:`~rayzig_core.firmware.publish`: signing an image into a catalogue directory;
+- :mod:`~rayzig_core.firmware.publish`: signing images and advisories into a catalogue directory;
 - :mod:`~rayzig_core.firmware.client`: :class:`UpdateServerClient`, over aiohttp;
 - :mod:`~rayzig_core.firmware.install`: the resumable chunked install (§10.3, §10.4);
 - :mod:`~rayzig_core.firmware.server`: the small HTTP update server.
@@ -18,13 +19,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rayzig_core.firmware.advisory import (
+    ADVISORY_DOMAIN,
+    MAX_ADVISORY_BYTES,
+    AdvisorySeverity,
+    FirmwareAdvisory,
+    SignedAdvisory,
+    VersionRange,
+    affecting,
+    parse_version_range,
+    sign_advisory,
+    verify_advisory,
+)
 from rayzig_core.firmware.catalogue import (
     CATALOGUE_FILE,
     CATALOGUE_FORMAT,
     MAX_CATALOGUE_BYTES,
+    Catalogue,
     CatalogueEntry,
     image_file_name,
     parse_catalogue,
+    verify_catalogue,
 )
 from rayzig_core.firmware.client import UpdateServerClient
 from rayzig_core.firmware.install import (
@@ -52,7 +67,7 @@ from rayzig_core.firmware.manifest import (
     verify_manifest,
     version_key,
 )
-from rayzig_core.firmware.publish import publish_image
+from rayzig_core.firmware.publish import publish_advisory, publish_image, withdraw_advisory
 
 if TYPE_CHECKING:
     from rayzig_core.firmware.server import make_app, serve
@@ -69,22 +84,30 @@ else:
 
 
 __all__ = [
+    "ADVISORY_DOMAIN",
     "CATALOGUE_FILE",
     "CATALOGUE_FORMAT",
     "CHUNK_SIZE",
     "KEY_SIZE",
     "MANIFEST_DOMAIN",
+    "MAX_ADVISORY_BYTES",
     "MAX_CATALOGUE_BYTES",
     "MAX_IMAGE_SIZE",
     "MAX_MANIFEST_BYTES",
     "PART_NAMES",
     "SHA256_SIZE",
     "SIGNATURE_SIZE",
+    "AdvisorySeverity",
+    "Catalogue",
     "CatalogueEntry",
+    "FirmwareAdvisory",
     "FirmwareManifest",
     "ProgressCallback",
+    "SignedAdvisory",
     "SignedManifest",
     "UpdateServerClient",
+    "VersionRange",
+    "affecting",
     "build_manifest",
     "check_image",
     "crc32",
@@ -94,10 +117,16 @@ __all__ = [
     "install_firmware",
     "make_app",
     "parse_catalogue",
+    "parse_version_range",
     "public_key_of",
+    "publish_advisory",
     "publish_image",
     "serve",
+    "sign_advisory",
     "sign_manifest",
+    "verify_advisory",
+    "verify_catalogue",
     "verify_manifest",
     "version_key",
+    "withdraw_advisory",
 ]

@@ -4,13 +4,17 @@ A catalogue is a directory holding ``catalogue.json`` and the images it lists::
 
     {"format": 1, "hardware": "RZ-GW1",
      "entries": [{"part": "rayzig", "manifest": "<base64>", "signature": "<base64>",
-                  "image": "rayzig-1.3.0.bin"}]}
+                  "image": "rayzig-1.3.0.bin"}],
+     "advisories": [{"id": "RZSA-2026-0001", "advisory": "<base64>", "signature": "<base64>"}]}
 
 Reading is done in two steps so that each section of the document has one function:
 :func:`read_catalogue_document` checks the envelope (size, JSON, ``format``, ``hardware``, the
-``entries`` list) and :func:`parse_catalogue` then verifies each entry's signature before its
-manifest is parsed. Every refusal is a FirmwareIntegrityError (code 12) or, for an entry no trusted
-key signed, a FirmwareSignatureError (code 11), and names the offending entry.
+``entries`` list, the optional ``advisories`` list) and :func:`verify_catalogue` then verifies each
+entry's and advisory's signature before its content is parsed. Every refusal is a
+FirmwareIntegrityError (code 12) or, for an entry or advisory no trusted key signed, a
+FirmwareSignatureError (code 11), and names the offending item. One bad item refuses the whole
+catalogue (PROTOCOL.md §10.2): a receiver keeps what it last verified and says why, rather than
+taking a tampered advisory for a withdrawn one.
 
 The JSON is checked by hand rather than by :class:`rayzig_core.storage.JsonCodec`: mashumaro
 turns any value into a ``str`` field (``null`` becomes ``"None"``), drops unknown keys, and writes
@@ -28,6 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayzig_core.errors import FirmwareIntegrityError, FirmwareSignatureError
+from rayzig_core.firmware.advisory import (
+    ADVISORY_ID_RE,
+    FirmwareAdvisory,
+    SignedAdvisory,
+    verify_advisory,
+)
 from rayzig_core.firmware.manifest import (
     HARDWARE_RE,
     FirmwareManifest,
@@ -42,6 +52,9 @@ CATALOGUE_FORMAT = 1
 MAX_CATALOGUE_BYTES = 4 * 1024 * 1024
 """Largest catalogue.json accepted from an update server."""
 
+_KNOWN_KEYS = frozenset({"format", "hardware", "entries", "advisories"})
+"""The keys of ``catalogue.json`` this version reads; others are kept verbatim on rewrite."""
+
 IMAGE_NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,127}")
 """A plain image file name as a catalogue may list it (PROTOCOL.md §10.2)."""
 
@@ -55,12 +68,24 @@ class CatalogueEntry:
     image_name: str
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """A verified catalogue: its hardware, image entries and security advisories."""
+
+    hardware: str
+    entries: list[CatalogueEntry]
+    advisories: list[FirmwareAdvisory]
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogueDocument:
-    """``catalogue.json`` with its envelope checked; the entries are still unverified JSON."""
+    """``catalogue.json`` with its envelope checked; entries and advisories still unverified."""
 
     hardware: str
     entries: list[Any]
+    advisories: list[Any]
+    extra: dict[str, Any]
+    """Keys this version does not know, kept verbatim when a publisher rewrites the file."""
 
 
 def bad_catalogue(message: str) -> FirmwareIntegrityError:
@@ -74,7 +99,7 @@ def image_file_name(part: FirmwarePart, version: str) -> str:
 
 
 def read_catalogue_document(data: bytes) -> CatalogueDocument:
-    """Check ``catalogue.json``'s size, JSON, ``format``, ``hardware`` and ``entries`` list."""
+    """Check ``catalogue.json``'s size, JSON, ``format``, ``hardware`` and its two lists."""
     if len(data) > MAX_CATALOGUE_BYTES:
         raise bad_catalogue(f"it is larger than {MAX_CATALOGUE_BYTES} bytes")
     try:
@@ -93,14 +118,19 @@ def read_catalogue_document(data: bytes) -> CatalogueDocument:
     entries = document.get("entries")
     if not isinstance(entries, list):
         raise bad_catalogue("'entries' must be a list")
-    return CatalogueDocument(hardware=hardware, entries=entries)
+    advisories = document.get("advisories", [])
+    if not isinstance(advisories, list):
+        raise bad_catalogue("'advisories' must be a list")
+    extra = {k: v for k, v in document.items() if k not in _KNOWN_KEYS}
+    return CatalogueDocument(hardware, entries, advisories, extra)
 
 
-def parse_catalogue(data: bytes, trusted_keys: Sequence[bytes]) -> list[CatalogueEntry]:
-    """Parse ``catalogue.json`` bytes, verifying every entry's signature and consistency.
+def verify_catalogue(data: bytes, trusted_keys: Sequence[bytes]) -> Catalogue:
+    """Parse ``catalogue.json`` bytes, verifying every entry and advisory (PROTOCOL.md §10.2).
 
-    Raises FirmwareSignatureError for an entry no trusted key signed, FirmwareIntegrityError for
-    anything malformed; both messages name the offending entry.
+    Raises FirmwareSignatureError for an entry or advisory no trusted key signed,
+    FirmwareIntegrityError for anything malformed; both messages name the offending item. A
+    catalogue without ``advisories`` (written before they existed) has none.
     """
     document = read_catalogue_document(data)
     entries: list[CatalogueEntry] = []
@@ -108,7 +138,17 @@ def parse_catalogue(data: bytes, trusted_keys: Sequence[bytes]) -> list[Catalogu
     for index, raw in enumerate(document.entries):
         entry = _parse_entry(index, raw, document.hardware, trusted_keys, seen_images)
         entries.append(entry)
-    return entries
+    advisories: list[FirmwareAdvisory] = []
+    seen_ids: set[str] = set()
+    for index, raw in enumerate(document.advisories):
+        advisory = _parse_advisory(index, raw, document.hardware, trusted_keys, seen_ids)
+        advisories.append(advisory)
+    return Catalogue(document.hardware, entries, advisories)
+
+
+def parse_catalogue(data: bytes, trusted_keys: Sequence[bytes]) -> list[CatalogueEntry]:
+    """The verified image entries of ``catalogue.json`` bytes (see :func:`verify_catalogue`)."""
+    return verify_catalogue(data, trusted_keys).entries
 
 
 def _parse_entry(
@@ -159,6 +199,50 @@ def _parse_entry(
     return CatalogueEntry(signed=signed, manifest=manifest, image_name=image_name)
 
 
+def _parse_advisory(
+    index: int,
+    raw: object,
+    hardware: str,
+    trusted_keys: Sequence[bytes],
+    seen_ids: set[str],
+) -> FirmwareAdvisory:
+    """Verify advisory ``index``: its signature first, then its identifier and hardware.
+
+    Adds its identifier to ``seen_ids``, so that a repeated advisory is refused.
+    """
+    what = f"advisory {index}"
+    if not isinstance(raw, dict):
+        raise bad_catalogue(f"{what} must be a JSON object")
+    listed = raw.get("id")
+    if not isinstance(listed, str) or not ADVISORY_ID_RE.fullmatch(listed):
+        raise bad_catalogue(f"{what} has no valid 'id' (such as RZSA-2026-0001)")
+    what = f"advisory {index} ({listed})"
+    signed = SignedAdvisory(
+        advisory=_b64decode(raw.get("advisory"), f"{what} advisory"),
+        signature=_b64decode(raw.get("signature"), f"{what} signature"),
+    )
+    try:
+        advisory = verify_advisory(signed, trusted_keys)
+    except FirmwareSignatureError as err:
+        raise FirmwareSignatureError(
+            11,
+            f"Firmware catalogue {what}: signature does not verify with any trusted key "
+            "(tampered, or signed by another publisher).",
+        ) from err
+    except FirmwareIntegrityError as err:
+        raise bad_catalogue(f"{what}: {err}") from err
+    if advisory.identifier != listed:
+        raise bad_catalogue(f"{what} is listed as {listed} but signed as {advisory.identifier}")
+    if advisory.hardware != hardware:
+        raise bad_catalogue(
+            f"{what} is for hardware {advisory.hardware!r}, the catalogue for {hardware!r}"
+        )
+    if listed in seen_ids:
+        raise bad_catalogue(f"{what} repeats an earlier advisory")
+    seen_ids.add(listed)
+    return advisory
+
+
 def _b64decode(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise bad_catalogue(f"{what} must be a base64 string")
@@ -188,7 +272,32 @@ def entry_json(entry: CatalogueEntry) -> dict[str, str]:
     }
 
 
-def catalogue_bytes(hardware: str, entries: Sequence[object]) -> bytes:
-    """The bytes of a ``catalogue.json`` listing ``entries`` (JSON objects) for ``hardware``."""
-    document = {"format": CATALOGUE_FORMAT, "hardware": hardware, "entries": list(entries)}
+def advisory_json(identifier: str, signed: SignedAdvisory) -> dict[str, str]:
+    """The JSON object that lists a signed advisory in ``catalogue.json``."""
+    return {
+        "id": identifier,
+        "advisory": base64.b64encode(signed.advisory).decode("ascii"),
+        "signature": base64.b64encode(signed.signature).decode("ascii"),
+    }
+
+
+def catalogue_bytes(
+    hardware: str,
+    entries: Sequence[object],
+    advisories: Sequence[object] = (),
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """The bytes of a ``catalogue.json`` for ``hardware`` (entries and advisories as JSON objects).
+
+    ``advisories`` is left out when empty, so a catalogue without any reads as before they
+    existed; ``extra`` keys (from a newer publisher) follow verbatim.
+    """
+    document: dict[str, Any] = {
+        "format": CATALOGUE_FORMAT,
+        "hardware": hardware,
+        "entries": list(entries),
+    }
+    if advisories:
+        document["advisories"] = list(advisories)
+    document.update({k: v for k, v in (extra or {}).items() if k not in _KNOWN_KEYS})
     return json.dumps(document, indent=2).encode("utf-8") + b"\n"

@@ -14,9 +14,10 @@ from rayzig_core.firmware.catalogue import (
     CATALOGUE_FILE,
     IMAGE_NAME_RE,
     MAX_CATALOGUE_BYTES,
+    Catalogue,
     CatalogueEntry,
     bad_catalogue,
-    parse_catalogue,
+    verify_catalogue,
 )
 from rayzig_core.firmware.manifest import check_image, version_key
 from rayzig_core.models import FirmwarePart
@@ -74,11 +75,15 @@ class UpdateServerClient:
                 "the update server URL, that the server is running and the network connection."
             ) from err
 
-    async def fetch_catalogue(self) -> list[CatalogueEntry]:
-        """Download ``catalogue.json`` and return its verified entries."""
+    async def fetch(self) -> Catalogue:
+        """Download ``catalogue.json`` and return it verified: image entries and advisories."""
         url = f"{self._base_url}/{CATALOGUE_FILE}"
         data = await self._get(url, MAX_CATALOGUE_BYTES, self.CATALOGUE_TIMEOUT)
-        return parse_catalogue(data, self._trusted_keys)
+        return verify_catalogue(data, self._trusted_keys)
+
+    async def fetch_catalogue(self) -> list[CatalogueEntry]:
+        """Download ``catalogue.json`` and return its verified image entries."""
+        return (await self.fetch()).entries
 
     async def fetch_image(self, entry: CatalogueEntry) -> bytes:
         """Download an entry's image; FirmwareIntegrityError on a size or SHA-256 mismatch."""

@@ -41,7 +41,8 @@ SHA256_SIZE = 32
 
 HARDWARE_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 """A hardware designation (PROTOCOL.md §10.2), in manifests and catalogues alike."""
-_VERSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+VERSION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+"""A firmware version string (PROTOCOL.md §10.1), in manifests and advisories alike."""
 _VERSION_SPLIT_RE = re.compile(r"[.+_-]")
 
 
@@ -100,7 +101,7 @@ def _validate_manifest(manifest: FirmwareManifest) -> None:
     problem: str | None = None
     if not HARDWARE_RE.fullmatch(manifest.hardware):
         problem = "hardware must be 1-64 letters, digits, '.', '_' or '-'"
-    elif not _VERSION_RE.fullmatch(manifest.version):
+    elif not VERSION_RE.fullmatch(manifest.version):
         problem = "version must be 1-64 letters, digits, '.', '+', '_' or '-'"
     elif not 0 <= manifest.security_version < 2**32:
         problem = "security version must be between 0 and 2^32-1"
@@ -155,6 +156,28 @@ def sign_manifest(private_key: bytes, manifest: FirmwareManifest) -> SignedManif
     return SignedManifest(manifest=data, signature=signature)
 
 
+def signature_verifies(
+    domain: bytes, data: bytes, signature: bytes, trusted_keys: Sequence[bytes]
+) -> bool:
+    """Whether one of ``trusted_keys`` signed ``domain + data`` (Ed25519; nothing is parsed).
+
+    Keys and signatures of the wrong length never verify. Shared by manifests and advisories,
+    each with its own domain-separation prefix (PROTOCOL.md §10.2).
+    """
+    if len(signature) != SIGNATURE_SIZE:
+        return False
+    message = domain + data
+    for key in trusted_keys:
+        if len(key) != KEY_SIZE:
+            continue
+        try:
+            Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            continue
+        return True
+    return False
+
+
 def verify_manifest(signed: SignedManifest, trusted_keys: Sequence[bytes]) -> FirmwareManifest:
     """Check the signature against the trusted keys, then parse the manifest (§10.2).
 
@@ -162,16 +185,10 @@ def verify_manifest(signed: SignedManifest, trusted_keys: Sequence[bytes]) -> Fi
     FirmwareSignatureError if no trusted key verifies it, FirmwareIntegrityError if a correctly
     signed manifest is malformed.
     """
-    if len(signed.signature) == SIGNATURE_SIZE and len(signed.manifest) <= MAX_MANIFEST_BYTES:
-        message = MANIFEST_DOMAIN + signed.manifest
-        for key in trusted_keys:
-            if len(key) != KEY_SIZE:
-                continue
-            try:
-                Ed25519PublicKey.from_public_bytes(key).verify(signed.signature, message)
-            except (InvalidSignature, ValueError):
-                continue
-            return FirmwareManifest.from_bytes(signed.manifest)
+    if len(signed.manifest) <= MAX_MANIFEST_BYTES and signature_verifies(
+        MANIFEST_DOMAIN, signed.manifest, signed.signature, trusted_keys
+    ):
+        return FirmwareManifest.from_bytes(signed.manifest)
     raise FirmwareSignatureError(
         11,
         "Firmware signature does not verify with any trusted key: the image is not from a "

@@ -10,8 +10,11 @@ from pathlib import Path
 
 from rayzig_core.firmware import (
     CHUNK_SIZE,
+    AdvisorySeverity,
     CatalogueEntry,
+    FirmwareAdvisory,
     FirmwareManifest,
+    VersionRange,
     build_manifest,
     crc32,
     publish_image,
@@ -34,6 +37,21 @@ def manifest_for(image: bytes, **changes: object) -> FirmwareManifest:
         security_fix=True,
     )
     return replace(manifest, **changes)  # type: ignore[arg-type]
+
+
+def advisory_for(**changes: object) -> FirmwareAdvisory:
+    """RZSA-2026-0001: Rayzig 2.0.0-2.4.1 and 1.0.0-1.0.3 vulnerable, fixed in 2.5.0 (high)."""
+    advisory = FirmwareAdvisory(
+        identifier="RZSA-2026-0001",
+        hardware=HARDWARE,
+        part=FirmwarePart.RAYZIG,
+        affected=(VersionRange("2.0.0", "2.4.1"), VersionRange("1.0.0", "1.0.3")),
+        fixed_in="2.5.0",
+        severity=AdvisorySeverity.HIGH,
+        summary="A forged mesh beacon can make the radio join a rogue network.",
+        url="https://rayzig.dev/security/RZSA-2026-0001",
+    )
+    return replace(advisory, **changes)  # type: ignore[arg-type]
 
 
 def gateway_store(public: bytes, rayzig_sv: int = 2) -> FirmwareStore:

@@ -577,6 +577,10 @@ MINIMAL_COMMAND_LINES = [
     ["firmware-publish", "dir", "image", "--signing-key-file", "k", "--part", "tft",
      "--version", "1.0.0", "--security-version", "1"],
     ["keygen", "--out", "k"],
+    ["advisory-publish", "dir", "--signing-key-file", "k", "--id", "RZSA-2026-0001", "--part",
+     "rayzig", "--affected", "..2.4.1", "--fixed-in", "2.5.0", "--severity", "high",
+     "--summary", "text", "--url", "https://rayzig.dev/"],
+    ["advisory-withdraw", "dir", "RZSA-2026-0001"],
 ]  # fmt: skip
 
 

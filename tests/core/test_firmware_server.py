@@ -13,9 +13,15 @@ import pytest
 from aiohttp import web
 
 from rayzig_core.errors import ConnectionFailedError, FirmwareIntegrityError, FirmwareSignatureError
-from rayzig_core.firmware import CATALOGUE_FILE, UpdateServerClient, generate_signing_key, serve
+from rayzig_core.firmware import (
+    CATALOGUE_FILE,
+    UpdateServerClient,
+    generate_signing_key,
+    publish_advisory,
+    serve,
+)
 from rayzig_core.models import FirmwarePart
-from tests.core.firmware_helpers import gateway_store, publish_version, send_chunks
+from tests.core.firmware_helpers import advisory_for, gateway_store, publish_version, send_chunks
 
 
 @pytest.fixture
@@ -98,6 +104,26 @@ async def test_tampered_image_on_disk_detected(
     (directory / entry.image_name).unlink()
     with pytest.raises(ConnectionFailedError, match=r"HTTP 404 for .*rayzig-1.3.0.bin"):
         await client.fetch_image(entry)
+
+
+async def test_server_serves_advisories_and_the_client_verifies_them(
+    server: tuple[Path, str], session: aiohttp.ClientSession, keys: tuple[bytes, bytes]
+) -> None:
+    """The server publishes the directory as it is; the client checks every advisory."""
+    directory, base_url = server
+    private, public = keys
+    publish_version(directory, private, "2.5.0", 4, b"image")
+    publish_advisory(directory, private, advisory_for())
+    client = UpdateServerClient(session, base_url, [public])
+    catalogue = await client.fetch()
+    assert catalogue.advisories == [advisory_for()]
+    assert [e.manifest.version for e in catalogue.entries] == ["2.5.0"]
+    assert await client.fetch_catalogue() == catalogue.entries
+    publish_advisory(
+        directory, generate_signing_key()[0], advisory_for(identifier="RZSA-2026-0002")
+    )
+    with pytest.raises(FirmwareSignatureError, match=r"advisory 1 \(RZSA-2026-0002\)"):
+        await client.fetch()
 
 
 async def test_untrusted_catalogue_refused(

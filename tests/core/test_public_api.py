@@ -77,6 +77,7 @@ def test_the_api_names_the_client_and_what_the_integration_uses() -> None:
         "ErrorCode", "EventLogSync", "Permission", "allowed", "permission_to_manage",
         "PERMISSIONS", "check_password", "PolicyViolation", "CatalogueEntry",
         "UpdateServerClient", "version_key", "install_firmware", "install_disruption",
+        "FirmwareAdvisory", "AdvisorySeverity", "affecting",
     }  # fmt: skip
     assert expected <= set(rayzig_core.__all__)
     internals = {"Envelope", "encode", "decode", "CATALOGUE", "GatewayHello", "SecureChannel"}

@@ -28,7 +28,13 @@ from custom_components.rayzig.const import (
 )
 from custom_components.rayzig.firmware import FIRMWARE_POLL_INTERVAL, RayzigFirmwareCoordinator
 from custom_components.rayzig.repairs import ISSUE_FIRMWARE_SECURITY_UPDATE, issue_id
-from rayzig_core.firmware import CatalogueEntry, generate_signing_key, publish_image, serve
+from rayzig_core.firmware import (
+    Catalogue,
+    CatalogueEntry,
+    generate_signing_key,
+    publish_image,
+    serve,
+)
 from rayzig_core.models import FirmwarePart
 from rayzig_core.testing.gateway import GatewayThread
 
@@ -101,14 +107,14 @@ async def test_catalogue_is_fetched_again_every_six_hours(
 
         # Count the fetches from now on (each still goes to the real update server).
         fetches: list[list[CatalogueEntry]] = []
-        fetch = firmware.server.fetch_catalogue
+        fetch = firmware.server.fetch
 
-        async def counting_fetch(*args: Any, **kwargs: Any) -> list[CatalogueEntry]:
-            entries = await fetch(*args, **kwargs)
-            fetches.append(entries)
-            return entries
+        async def counting_fetch(*args: Any, **kwargs: Any) -> Catalogue:
+            catalogue = await fetch(*args, **kwargs)
+            fetches.append(catalogue.entries)
+            return catalogue
 
-        monkeypatch.setattr(firmware.server, "fetch_catalogue", counting_fetch)
+        monkeypatch.setattr(firmware.server, "fetch", counting_fetch)
         update = entity_id(hass, "update", f"{gateway_serial(gateway)}_firmware_rayzig")
 
         def latest() -> str | None:

@@ -21,7 +21,16 @@ from custom_components.rayzig.repairs import (
 from rayzig_core.models import FirmwarePart
 
 COMPONENT = Path(__file__).parents[2] / "custom_components" / DOMAIN
-ISSUES = ("firmware_security_update", "gateway_key_changed", "revoke_client", "weak_password")
+ISSUES = (
+    "firmware_advisory_low",
+    "firmware_advisory_medium",
+    "firmware_advisory_high",
+    "firmware_advisory_critical",
+    "firmware_security_update",
+    "gateway_key_changed",
+    "revoke_client",
+    "weak_password",
+)
 
 
 async def test_security_update_issue(hass: HomeAssistant) -> None:

@@ -441,7 +441,8 @@ async def test_firmware_coordinator_install_paths(
             coordinator.data = None  # type: ignore[assignment]
             client.info = None
             assert firmware.installed(FirmwarePart.RAYZIG) is None
-            firmware.async_check_security_fixes()
+            assert firmware.installed_versions() == []
+            firmware.async_check_installed()  # nothing known: the repairs are left as they are
             assert firmware.level is UserLevel.SYSTEM
             client.credentials = None
             assert firmware.level is None
