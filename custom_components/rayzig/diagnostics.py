@@ -120,6 +120,8 @@ async def async_get_config_entry_diagnostics(
         else {
             "last_update_success": firmware.last_update_success,
             "catalogue": _plain(firmware.data),
+            "advisories": _plain(firmware.advisories),
+            "last_error": None if firmware.last_exception is None else str(firmware.last_exception),
         },
     }
     return _scrub(async_redact_data(data, TO_REDACT), secrets)  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ from homeassistant.helpers.translation import async_get_translations
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.const import DOMAIN
+from custom_components.rayzig.diagnostics import async_get_config_entry_diagnostics
 from custom_components.rayzig.firmware import RayzigFirmwareCoordinator
 from custom_components.rayzig.repairs import advisory_issue_id
 from rayzig_core.client import ClientCredentials, RayzigClient
@@ -243,6 +244,8 @@ async def test_tampered_or_wrongly_signed_advisory_raises_no_repair(
         assert firmware.advisories == []
         assert "advisory 0 (RZSA-2026-0001): signature does not verify" in caplog.text
         assert "was refused" in str(firmware.last_exception)
+        diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+        assert "was refused" in diagnostics["firmware"]["last_error"]
         state = hass.states.get(update_entity(hass, FirmwarePart.RAYZIG).entity_id)
         assert state is not None
         assert state.state == STATE_UNAVAILABLE
@@ -258,6 +261,10 @@ async def test_tampered_or_wrongly_signed_advisory_raises_no_repair(
         assert "advisory 1 (RZSA-2026-0002): signature does not verify" in caplog.text
         assert advisory_issues(hass) == [advisory_issue_id(entry.entry_id, RZSA_1)]
         assert firmware.advisories == [RZSA_1]
+        diagnostics = await async_get_config_entry_diagnostics(hass, entry)
+        assert [a["identifier"] for a in diagnostics["firmware"]["advisories"]] == [
+            RZSA_1.identifier
+        ]
 
         # Reloaded while the catalogue is refused: nothing verified yet, so nothing is settled.
         assert await hass.config_entries.async_reload(entry.entry_id)
