@@ -55,8 +55,8 @@ TRIGGER_SCHEMA: Final = DEVICE_TRIGGER_BASE_SCHEMA.extend(
 @callback
 def _module_entries(
     hass: HomeAssistant, device_id: str
-) -> tuple[dr.DeviceEntry, list[RayzigConfigEntry]] | None:
-    """The device and its Rayzig entries if ``device_id`` is a module (not a gateway), else None."""
+) -> tuple[set[str], list[RayzigConfigEntry]] | None:
+    """A module device's serials and Rayzig entries; None for a gateway or another device."""
     device = dr.async_get(hass).async_get(device_id)
     if device is None:
         return None
@@ -72,17 +72,17 @@ def _module_entries(
         and entry.domain == DOMAIN
     ]
     gateway_serials = {entry.unique_id for entry in entries}
-    if not any(
-        domain == DOMAIN and serial not in gateway_serials for domain, serial in device.identifiers
-    ):
-        return None
-    return device, entries
+    serials = {
+        serial
+        for domain, serial in device.identifiers
+        if domain == DOMAIN and serial not in gateway_serials
+    }
+    return (serials, entries) if serials else None
 
 
 @callback
-def _module_of(device: dr.DeviceEntry, entries: list[RayzigConfigEntry]) -> Module | None:
+def _module_of(serials: set[str], entries: list[RayzigConfigEntry]) -> Module | None:
     """The module's current snapshot, from the coordinator of a loaded entry (None if unknown)."""
-    serials = {serial for domain, serial in device.identifiers if domain == DOMAIN}
     for entry in entries:
         if entry.state is not ConfigEntryState.LOADED:
             continue
