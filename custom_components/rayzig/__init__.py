@@ -235,32 +235,59 @@ async def async_remove_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> N
     try:
         client = await _async_build_client(hass, entry)
     except ConfigEntryAuthFailed:
-        _LOGGER.warning("Stored credentials of %s are damaged: nothing to revoke", entry.title)
+        _LOGGER.warning(
+            "The stored credentials of %s are damaged, so Home Assistant cannot revoke its "
+            "client key: revoke it on the gateway (`rayzig clients list`, `rayzig clients revoke`)",
+            entry.title,
+        )
         return
     except ConfigEntryError as err:
-        _LOGGER.warning("Could not revoke the client key on the gateway: %s", err)
+        _LOGGER.warning(
+            "Could not revoke Home Assistant's client key on %s: %s; see Repairs to revoke it on "
+            "the gateway",
+            entry.title,
+            err,
+        )
         stored = ClientCredentials.from_dict(entry.data[CONF_CREDENTIALS])
         async_raise_revoke_client(hass, entry, stored.client_id, stored.user)
         return
+    credentials = client.credentials
+    assert credentials is not None
     try:
-        if not await _async_revoke(client):
-            credentials = client.credentials
-            assert credentials is not None
+        if not await _async_revoke(client, entry.title):
             async_raise_revoke_client(hass, entry, credentials.client_id, credentials.user)
     finally:
         await client.close()
     await RayzigEventImporter(hass, entry, client).async_remove()
 
 
-async def _async_revoke(client: RayzigClient) -> bool:
-    """Revoke the client's own key; False if the gateway could not be asked."""
+async def _async_revoke(client: RayzigClient, title: str) -> bool:
+    """Revoke the client's own key, saying so in the log; False if the gateway was not reached."""
+    credentials = client.credentials
+    assert credentials is not None
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT.total_seconds()):
             await client.connect()
             await client.revoke_client(0)
     except ClientRevokedError:
-        return True  # already revoked on the gateway
+        _LOGGER.info(
+            "Home Assistant's client key (client %s) was already revoked on %s",
+            credentials.client_id,
+            title,
+        )
+        return True
     except (RayzigError, TimeoutError) as err:
-        _LOGGER.warning("Could not revoke the client key on the gateway: %s", err)
+        _LOGGER.warning(
+            "Could not revoke Home Assistant's client key (client %s) on %s: %s; see Repairs to "
+            "revoke it on the gateway",
+            credentials.client_id,
+            title,
+            err,
+        )
         return False
+    _LOGGER.info(
+        "Revoked Home Assistant's client key (client %s) on %s: it no longer opens a session",
+        credentials.client_id,
+        title,
+    )
     return True

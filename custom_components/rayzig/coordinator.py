@@ -87,7 +87,7 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
             hass,
             _LOGGER,
             config_entry=entry,
-            name=f"{DOMAIN} {entry.title}",
+            name=entry.title,  # HA's own logs ("Error fetching Rayzig RG1-… data"): brand once
             update_interval=timedelta(seconds=interval),
             always_update=False,
         )
@@ -97,6 +97,10 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         self.gateway_device_id: str | None = None
         """Device-registry id of the gateway device (modules are linked to it)."""
         self._connection_lost = False
+        """The link is down: catch up once it is back."""
+        self._reconnect_tried = False
+        """A reconnect attempt started since the link went down (its outcome says why)."""
+        self._loss_logged = False
         self._poll_buffers: list[list[Notification]] = []
 
     # --- state ----------------------------------------------------------------------------------
@@ -115,22 +119,32 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
 
     @callback
     def _handle_state(self, state: ConnectionState) -> None:
+        """Follow the client's connection state; log each outage once, saying what it is.
+
+        The gateway ends a revoked key's session without a reason, so a loss is logged only once
+        the first reconnect attempt has told whether the key was refused (AUTH_FAILED) or the
+        gateway is away (the attempt failed): never "reconnecting" for a key that will not work.
+        """
         if state is ConnectionState.CLOSED:
             return
+        title = self.config_entry.title
         if state is ConnectionState.CONNECTED:
             if self._connection_lost:
-                self._connection_lost = False
-                _LOGGER.info("Connection to Rayzig gateway %s restored", self.config_entry.title)
+                self._connection_lost = self._reconnect_tried = False
+                if self._loss_logged:
+                    _LOGGER.info("Connection to %s restored", title)
+                self._loss_logged = False
                 # Nothing was pushed while the link was down: catch up now.
                 self.config_entry.async_create_background_task(
                     self.hass, self.async_request_refresh(), f"{DOMAIN} catch-up refresh"
                 )
         elif isinstance(error := self.client.auth_error, GatewayKeyChangedError):
             # Never re-pinned silently: the user must check the label and add the gateway again.
-            self._connection_lost = True
+            self._connection_lost = self._loss_logged = True
             _LOGGER.warning(
-                "Rayzig gateway %s presented another key than the pinned one; see Repairs",
-                self.config_entry.title,
+                "%s presented another key than the one Home Assistant pinned; Home Assistant "
+                "does not connect to it until it is added again (see Repairs)",
+                title,
             )
             async_raise_gateway_key_changed(
                 self.hass,
@@ -140,20 +154,24 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
             )
         elif state is ConnectionState.AUTH_FAILED:
             # The client stops reconnecting: only the user can fix this (reauthentication).
-            self._connection_lost = True
+            self._connection_lost = self._loss_logged = True
             _LOGGER.warning(
-                "Rayzig gateway %s no longer accepts Home Assistant's key (revoked, or its user "
-                "was deleted); re-authenticate the integration",
-                self.config_entry.title,
+                "%s no longer accepts Home Assistant's key (it was revoked, or its user was "
+                "deleted); Home Assistant does not reconnect: re-authenticate the integration",
+                title,
             )
             self.config_entry.async_start_reauth(self.hass)
-        elif not self._connection_lost:
+        else:
             self._connection_lost = True
-            _LOGGER.warning(
-                "Lost connection to Rayzig gateway %s; its entities are unavailable until it "
-                "is back (reconnecting in the background)",
-                self.config_entry.title,
-            )
+            if state is ConnectionState.CONNECTING:
+                self._reconnect_tried = True
+            elif self._reconnect_tried and not self._loss_logged:
+                self._loss_logged = True
+                _LOGGER.warning(
+                    "Lost connection to %s; its entities are unavailable until it is back "
+                    "(reconnecting in the background)",
+                    title,
+                )
         self.async_update_listeners()
 
     # --- polling (safety net) -------------------------------------------------------------------

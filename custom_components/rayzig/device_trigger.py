@@ -1,4 +1,12 @@
-"""Device triggers for Rayzig module events (the same kinds the logbook shows)."""
+"""Device triggers on Rayzig module events: a whole module, or one of its outputs.
+
+Each module device offers a trigger per event kind for the whole module. The kinds whose records
+name an output (a command, a power-restore preset applied) are offered once more per output, Home
+Assistant's way: ``subtype`` is what the automation editor shows (the output's name, or
+``any_output`` for the whole module) and ``output`` (numbered from 1, as in ``rayzig_event``) is
+what the trigger matches, so a trigger keeps working when the output is renamed. Triggers saved
+before outputs could be named have no ``subtype`` and stay module-wide.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Any, Final
 import voluptuous as vol
 from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
 from homeassistant.components.homeassistant.triggers import event as event_trigger
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import (
     CONF_DEVICE_ID,
     CONF_DOMAIN,
@@ -19,51 +28,104 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
-from .const import ATTR_DEVICE_ID, ATTR_KIND, DOMAIN, EVENT_RAYZIG
-from .events import EVENT_KINDS
+from rayzig_core import EventKind, Module
+
+from .const import ATTR_DEVICE_ID, ATTR_KIND, ATTR_OUTPUT, DOMAIN, EVENT_RAYZIG
+from .data import RayzigConfigEntry
+from .events import EVENT_KINDS, kind_name
+
+CONF_SUBTYPE: Final = "subtype"
+CONF_OUTPUT: Final = "output"
+"""The output a trigger is for, numbered from 1; absent for the whole module."""
+SUBTYPE_ANY_OUTPUT: Final = "any_output"
 
 TRIGGER_TYPES: Final = EVENT_KINDS
+OUTPUT_TRIGGER_TYPES: Final = (kind_name(EventKind.COMMAND), kind_name(EventKind.PRESET_APPLIED))
+"""Kinds whose records name an output: these triggers can be for one output."""
 
 TRIGGER_SCHEMA: Final = DEVICE_TRIGGER_BASE_SCHEMA.extend(
-    {vol.Required(CONF_TYPE): vol.In(TRIGGER_TYPES)}
+    {
+        vol.Required(CONF_TYPE): vol.In(TRIGGER_TYPES),
+        vol.Optional(CONF_SUBTYPE): str,
+        vol.Optional(CONF_OUTPUT): vol.All(int, vol.Range(min=1)),
+    }
 )
 
 
 @callback
-def _is_module_device(hass: HomeAssistant, device_id: str) -> bool:
-    """Whether ``device_id`` is a Rayzig module (not the gateway, not another integration's)."""
+def _module_entries(
+    hass: HomeAssistant, device_id: str
+) -> tuple[set[str], list[RayzigConfigEntry]] | None:
+    """A module device's serials and Rayzig entries; None for a gateway or another device."""
     device = dr.async_get(hass).async_get(device_id)
     if device is None:
-        return False
+        return None
     # HA 2026.8+ keeps one config entry per device (``config_entries`` is deprecated there).
     entry_id_of_device = getattr(device, "config_entry_id", None)
     entry_ids = (
         {entry_id_of_device} if isinstance(entry_id_of_device, str) else device.config_entries
     )
-    gateway_serials = {
-        entry.unique_id
+    entries: list[RayzigConfigEntry] = [
+        entry
         for entry_id in entry_ids
         if (entry := hass.config_entries.async_get_entry(entry_id)) is not None
         and entry.domain == DOMAIN
+    ]
+    gateway_serials = {entry.unique_id for entry in entries}
+    serials = {
+        serial
+        for domain, serial in device.identifiers
+        if domain == DOMAIN and serial not in gateway_serials
     }
-    return any(
-        domain == DOMAIN and serial not in gateway_serials for domain, serial in device.identifiers
-    )
+    return (serials, entries) if serials else None
+
+
+@callback
+def _module_of(serials: set[str], entries: list[RayzigConfigEntry]) -> Module | None:
+    """The module's current snapshot, from the coordinator of a loaded entry (None if unknown)."""
+    for entry in entries:
+        if entry.state is not ConfigEntryState.LOADED:
+            continue
+        for module in entry.runtime_data.coordinator.data.modules.values():
+            if module.serial in serials:
+                return module
+    return None
+
+
+def _trigger(device_id: str, trigger_type: str, **extra: Any) -> dict[str, Any]:
+    return {
+        CONF_PLATFORM: "device",
+        CONF_DOMAIN: DOMAIN,
+        CONF_DEVICE_ID: device_id,
+        CONF_TYPE: trigger_type,
+        **extra,
+    }
 
 
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, Any]]:
-    """List a module's triggers: one per event kind."""
-    if not _is_module_device(hass, device_id):
+    """List a module's triggers: each kind for the whole module, output kinds per output too."""
+    found = _module_entries(hass, device_id)
+    if found is None:
         return []
-    return [
-        {
-            CONF_PLATFORM: "device",
-            CONF_DOMAIN: DOMAIN,
-            CONF_DEVICE_ID: device_id,
-            CONF_TYPE: trigger_type,
-        }
+    triggers = [
+        _trigger(device_id, trigger_type, subtype=SUBTYPE_ANY_OUTPUT)
+        if trigger_type in OUTPUT_TRIGGER_TYPES
+        else _trigger(device_id, trigger_type)
         for trigger_type in TRIGGER_TYPES
     ]
+    module = _module_of(*found)
+    if module is not None:
+        triggers.extend(
+            _trigger(
+                device_id,
+                trigger_type,
+                subtype=output.name or f"Output {output.index + 1}",
+                output=output.index + 1,
+            )
+            for output in module.outputs
+            for trigger_type in OUTPUT_TRIGGER_TYPES
+        )
+    return triggers
 
 
 async def async_attach_trigger(
@@ -72,15 +134,18 @@ async def async_attach_trigger(
     action: TriggerActionType,
     trigger_info: TriggerInfo,
 ) -> CALLBACK_TYPE:
-    """Fire ``action`` on each ``rayzig_event`` of this module and kind."""
+    """Fire ``action`` on each ``rayzig_event`` of this module and kind (and output, if given)."""
+    event_data: dict[str, Any] = {
+        ATTR_DEVICE_ID: config[CONF_DEVICE_ID],
+        ATTR_KIND: config[CONF_TYPE],
+    }
+    if CONF_OUTPUT in config:
+        event_data[ATTR_OUTPUT] = config[CONF_OUTPUT]
     event_config = event_trigger.TRIGGER_SCHEMA(
         {
             CONF_PLATFORM: "event",
             event_trigger.CONF_EVENT_TYPE: EVENT_RAYZIG,
-            CONF_EVENT_DATA: {
-                ATTR_DEVICE_ID: config[CONF_DEVICE_ID],
-                ATTR_KIND: config[CONF_TYPE],
-            },
+            CONF_EVENT_DATA: event_data,
         }
     )
     return await event_trigger.async_attach_trigger(

@@ -41,6 +41,8 @@ class RayzigModuleEvent(RayzigModuleEntity, EventEntity):
 
     _attr_translation_key = "module_event"
     _attr_event_types = list(EVENT_KINDS)
+    _attr_entity_registry_enabled_default = False
+    """Each of its events would be a logbook row "detected an event" beside the worded row."""
 
     def __init__(self, coordinator: RayzigCoordinator, module: Module) -> None:
         """Create the event entity of ``module``."""

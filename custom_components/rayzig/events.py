@@ -55,10 +55,10 @@ from .const import (
     CONF_EVENT_IMPORT_WINDOW,
     DEFAULT_EVENT_IMPORT_WINDOW,
     DOMAIN,
-    EVENT_RAYZIG,
     MANUFACTURER,
     STORAGE_VERSION,
 )
+from .logbook_entries import OwnCommands, async_fire_imported
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ class RayzigEventImporter:
         self._stopped = False
         self.imported = 0
         """Records imported since setup (diagnostics)."""
+        self.own_commands = OwnCommands()
+        """Commands Home Assistant sent (the switches note them), recognised in the log."""
 
     def _import_window(self) -> int:
         return int(self.entry.options.get(CONF_EVENT_IMPORT_WINDOW, DEFAULT_EVENT_IMPORT_WINDOW))
@@ -315,7 +317,8 @@ class RayzigEventImporter:
             ATTR_SEQ: event.seq,
             ATTR_LOST: event.lost,
         }
-        self.hass.bus.async_fire(EVENT_RAYZIG, data, time_fired=event.timestamp)
+        # The logbook row (if any) goes with it; Home Assistant's own commands keep their context.
+        async_fire_imported(self.hass, data, event, self.own_commands.claim(event))
         async_dispatcher_send(
             self.hass, signal_new_event(self.entry.entry_id, module.module_id), event
         )

@@ -106,7 +106,7 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
             hass,
             _LOGGER,
             config_entry=entry,
-            name=f"{DOMAIN} firmware {entry.title}",
+            name=f"{entry.title} firmware catalogue",
             update_interval=FIRMWARE_POLL_INTERVAL,
         )
         self.client = client

@@ -2,6 +2,10 @@
 
 Not optimistic: a switch changes state only when the gateway acknowledges the command (its
 ``OutputResponse``) or pushes an ``OutputChanged`` notification.
+
+Who switched it, in the logbook: the state change a Home Assistant action caused is written with
+the action's context (its user, automation or script), and no other change is: Home Assistant would
+otherwise lend that context to any change within five seconds, another user's command included.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from homeassistant.components.switch import SwitchDeviceClass, SwitchEntity
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Context, HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from rayzig_core import Module, Permission
@@ -23,6 +27,7 @@ from .entity import (
     is_module_output,
     output_label,
 )
+from .logbook_entries import OwnCommand
 
 PARALLEL_UPDATES = 0
 """Commands go through one gateway session that serialises them itself."""
@@ -77,9 +82,20 @@ class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
     async def _async_set(self, *, on: bool) -> None:
         assert self.output_index is not None
         index = self.output_index
-        output = await self.coordinator.async_command(
-            self.coordinator.client.set_output(self.module_id, index, on),
-            permission=Permission.SWITCH,
-            module_id=self.module_id,
-        )
-        self.coordinator.async_apply_output(self.module_id, output)
+        context = self._context or Context()  # the action's: Home Assistant sets it before calling
+        try:
+            output = await self.coordinator.async_command(
+                self.coordinator.client.set_output(self.module_id, index, on),
+                permission=Permission.SWITCH,
+                module_id=self.module_id,
+            )
+            self.async_set_context(context)
+            self.coordinator.async_apply_output(self.module_id, output)
+            self.async_write_ha_state()  # now, while the action's context is set
+            if (events := self.coordinator.events) is not None:
+                user = self.coordinator.data.info.user
+                events.own_commands.add(
+                    OwnCommand(self.module_id, index, output.is_on, user, context)
+                )
+        finally:
+            self._context = self._context_set = None  # later changes are not this action's

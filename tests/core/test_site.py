@@ -27,6 +27,7 @@ from rayzig_core.virtual_gateway.site.changes import (
     TelemetryChanged,
 )
 from rayzig_core.virtual_gateway.site.limits import MAX_MODULE_ID, MAX_MODULES
+from rayzig_core.virtual_gateway.site.mesh import SIMULATION_USER
 from rayzig_core.virtual_gateway.site.rings import RingState
 from rayzig_core.virtual_gateway.site.site import SiteState
 from tests.core.conftest import restored, stored
@@ -763,7 +764,7 @@ def test_simulate_step_is_deterministic_and_keeps_invariants() -> None:
         seqs = [e.seq for e in events]
         assert seqs == list(range(1, module.event_seq + 1))
         commands += sum(1 for e in events if e.kind is EventKind.COMMAND)
-        assert all(e.user == "automation" for e in events if e.kind is EventKind.COMMAND)
+        assert all(e.user == SIMULATION_USER for e in events if e.kind is EventKind.COMMAND)
         assert 1 <= module.telemetry.link_quality <= 255
     assert commands > 1000  # mostly output toggles
     assert any(

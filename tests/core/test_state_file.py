@@ -22,7 +22,7 @@ from rayzig_core import cli
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.errors import AuthenticationError
 from rayzig_core.firmware import generate_signing_key
-from rayzig_core.models import FirmwarePart, ModuleKind, UserLevel
+from rayzig_core.models import EventKind, FirmwarePart, ModuleKind, UserLevel
 from rayzig_core.storage import write_atomic
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.virtual_gateway import GatewayStateError, credentials, load_state, save_state
@@ -73,6 +73,10 @@ async def test_an_old_state_file_serves_its_users_clients_logs_and_firmware(
             cleared = await client.read_events(3, 0)
             assert [e.seq for e in cleared.events] == [10]  # numbering went on after a clear
             assert cleared.oldest_seq == 10
+            # Records keep the actor they were logged with, also the simulator's former name.
+            gate = await client.read_events(1, 0)
+            actors = {e.user for e in gate.events if e.kind is EventKind.COMMAND}
+            assert actors == {"installer", "automation"}
         # The revoked client stays out; enrolled keys still open sessions.
         revoked = ClientCredentials.from_dict(clients["revoked_ursula"])
         with pytest.raises(AuthenticationError):

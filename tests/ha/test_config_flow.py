@@ -43,6 +43,7 @@ from rayzig_core.models import ConnectionState
 from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway import VirtualGateway
 
@@ -333,6 +334,24 @@ async def test_new_password_connection_lost(
 
 
 # --- I2C ------------------------------------------------------------------------------------
+# Through rayzig_core's real I2CConnector and smbus2's real calls, with only the kernel faked
+# (rayzig_core.testing.fake_i2c); the virtual gateway serves on the fake bus.
+
+I2C_BUS = 3
+
+
+@pytest.fixture
+def i2c_gateway(tmp_path: Path, socket_enabled: None) -> Iterator[GatewayThread]:
+    """A virtual gateway at 0x42 on fake I2C bus 3 (the fake kernel installed), owner set up."""
+    bus = FakeI2CBus(I2C_BUS)
+    gateway = GatewayThread(tmp_path / "i2c-gateway.json", i2c=bus)
+    with bus.installed():
+        gateway.start()
+        try:
+            gateway.setup_owner(OWNER_PASSWORD)
+            yield gateway
+        finally:
+            gateway.stop()
 
 
 async def start_i2c(hass: HomeAssistant, bus: int, address: str) -> Any:
@@ -393,29 +412,34 @@ async def test_i2c_unexpected_error(
     assert "Unexpected error" in caplog.text
 
 
-async def test_i2c_happy_path(
-    hass: HomeAssistant, gateway: GatewayThread, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The I2C path end to end; the link is the gateway's TCP port (no virtual gateway on the
-    fake I2C bus yet)."""
-    opened: list[tuple[int, int]] = []
-
-    def connector(bus: int, address: int) -> TcpConnector:
-        opened.append((bus, address))
-        return TcpConnector("127.0.0.1", gateway.port)
-
-    monkeypatch.setattr(connection, "_i2c_connector", connector)
-    result = await start_i2c(hass, 3, "66")
+async def test_i2c_happy_path(hass: HomeAssistant, i2c_gateway: GatewayThread) -> None:
+    """The I2C path end to end over the fake bus: first contact, pairing, the stored keys work."""
+    result = await start_i2c(hass, I2C_BUS, "66")
     assert result["step_id"] == "confirm_fingerprint"
+    assert result["description_placeholders"]["fingerprint"] == gateway_fact(
+        i2c_gateway, "fingerprint"
+    )
     result = await configure(hass, result, {})
     result = await sign_in(hass, result, OWNER_PASSWORD)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     data = result["result"].data
     assert data[CONF_CONNECTION] == CONNECTION_I2C
-    assert data[CONF_I2C_BUS] == 3
+    assert data[CONF_I2C_BUS] == I2C_BUS
     assert data[CONF_I2C_ADDRESS] == 0x42
     assert CONF_HOST not in data
-    assert set(opened) == {(3, 0x42)}
+    await assert_credentials_work_over_i2c(dict(data))
+
+
+async def assert_credentials_work_over_i2c(data: dict[str, Any]) -> None:
+    """The entry's own connector (a real I2CConnector on the fake bus) opens a keyed session."""
+    connector = connection.create_connector(data)
+    assert isinstance(connector, I2CConnector)
+    client = RayzigClient(connector, ClientCredentials.from_dict(data[CONF_CREDENTIALS]))
+    try:
+        info = await client.connect()
+        assert info.user == OWNER
+    finally:
+        await client.close()
 
 
 def test_parse_i2c_address() -> None:
@@ -686,12 +710,10 @@ async def test_reconfigure_to_new_port(
     await assert_credentials_work(gateway.port, dict(config_entry.data))
 
 
-async def test_reconfigure_to_i2c_prefills(
-    hass: HomeAssistant, gateway: GatewayThread, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An I2C entry shows its bus and address; the same gateway over a new link is accepted."""
-    serial = gateway_fact(gateway, "serial")
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port))
+async def test_reconfigure_to_i2c_prefills(hass: HomeAssistant, i2c_gateway: GatewayThread) -> None:
+    """An I2C entry shows its bus and address; the same gateway at a new address is accepted."""
+    serial = gateway_fact(i2c_gateway, "serial")
+    client = RayzigClient(TcpConnector("127.0.0.1", i2c_gateway.port))
     credentials = await client.pair(await client.identify(), OWNER, OWNER_PASSWORD)
     await client.close()
     entry = MockConfigEntry(
@@ -705,41 +727,45 @@ async def test_reconfigure_to_i2c_prefills(
         },
     )
     entry.add_to_hass(hass)
-    monkeypatch.setattr(
-        connection, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
-    )
     result = await entry.start_reconfigure_flow(hass)
     result = await configure(hass, result, {"next_step_id": "i2c"})
     assert defaults(result, {}) == {CONF_I2C_BUS: 2, CONF_I2C_ADDRESS: "0x21"}
-    result = await configure(hass, result, {CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: "0x42"})
+    result = await configure(hass, result, {CONF_I2C_BUS: I2C_BUS, CONF_I2C_ADDRESS: "0x42"})
     assert result["reason"] == "reconfigure_successful"
-    assert entry.data[CONF_I2C_BUS] == 1
+    assert entry.data[CONF_I2C_BUS] == I2C_BUS
     assert entry.data[CONF_I2C_ADDRESS] == 0x42
+    await assert_credentials_work_over_i2c(dict(entry.data))
 
 
-async def test_reconfigure_bridge_to_i2c(
-    hass: HomeAssistant,
-    gateway: GatewayThread,
-    config_entry: MockConfigEntry,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_reconfigure_bridge_to_i2c(hass: HomeAssistant, i2c_gateway: GatewayThread) -> None:
     """Moving to I2C keeps the keys and drops the bridge's host and port."""
-    config_entry.add_to_hass(hass)
-    credentials = dict(config_entry.data[CONF_CREDENTIALS])
-    monkeypatch.setattr(
-        connection, "_i2c_connector", lambda bus, address: TcpConnector("127.0.0.1", gateway.port)
+    client = RayzigClient(TcpConnector("127.0.0.1", i2c_gateway.port))
+    paired = await client.pair(await client.identify(), OWNER, OWNER_PASSWORD)
+    await client.close()
+    credentials = paired.to_dict()
+    config_entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=paired.serial,
+        data={
+            CONF_CONNECTION: CONNECTION_TCP,
+            CONF_HOST: "127.0.0.1",
+            CONF_PORT: i2c_gateway.port,
+            CONF_CREDENTIALS: credentials,
+        },
     )
+    config_entry.add_to_hass(hass)
     result = await config_entry.start_reconfigure_flow(hass)
     result = await configure(hass, result, {"next_step_id": "i2c"})
     assert defaults(result, {}) == {CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: "0x42"}
-    result = await configure(hass, result, {CONF_I2C_BUS: 1, CONF_I2C_ADDRESS: "0x42"})
+    result = await configure(hass, result, {CONF_I2C_BUS: I2C_BUS, CONF_I2C_ADDRESS: "0x42"})
     assert result["reason"] == "reconfigure_successful"
     assert dict(config_entry.data) == {
         CONF_CONNECTION: CONNECTION_I2C,
-        CONF_I2C_BUS: 1,
+        CONF_I2C_BUS: I2C_BUS,
         CONF_I2C_ADDRESS: 0x42,
         CONF_CREDENTIALS: credentials,
     }
+    await assert_credentials_work_over_i2c(dict(config_entry.data))
 
 
 async def test_reconfigure_other_gateway_aborts(

@@ -11,11 +11,18 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.rayzig.event import RayzigModuleEvent
 from custom_components.rayzig.events import EVENT_KINDS, signal_new_event
 from rayzig_core.models import Event, EventKind, ModuleKind
 from rayzig_core.testing.gateway import GatewayThread
 
 from .runtime_helpers import entity_id, loaded_entry, site_modules, wait_for
+
+
+@pytest.fixture(autouse=True)
+def event_entities_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event entity is disabled by default (test_logbook checks that): enable it here."""
+    monkeypatch.setattr(RayzigModuleEvent, "_attr_entity_registry_enabled_default", True)
 
 
 async def test_event_entity_follows_the_log(

@@ -122,7 +122,12 @@ async def test_reauth_when_key_revoked_while_running(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Revoking the key from a second client: entities go unavailable and reauth starts."""
+    """Revoking the key from a second client: entities go unavailable and reauth starts.
+
+    The log says at once that the key was refused and reauthentication is needed; it never
+    claims to be reconnecting.
+    """
+    caplog.set_level(logging.INFO, logger="custom_components.rayzig")
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
         own_id = entry.runtime_data.client.credentials.client_id  # type: ignore[union-attr]
         admin = RayzigClient(TcpConnector("127.0.0.1", gateway.port), client_name="admin tool")
@@ -140,8 +145,19 @@ async def test_reauth_when_key_revoked_while_running(
         state = hass.states.get(entity_id(hass, "switch", f"{module.serial}_output_0"))
         assert state is not None
         assert state.state == STATE_UNAVAILABLE
-    refused = [r for r in caplog.records if "no longer accepts Home Assistant's key" in r.message]
-    assert len(refused) == 1
+    warnings = [r.message for r in _rayzig_records(caplog) if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"{config_entry.title} no longer accepts Home Assistant's key (it was revoked, or its "
+        "user was deleted); Home Assistant does not reconnect: re-authenticate the integration"
+    ]
+    assert "reconnecting" not in caplog.text
+
+
+def _rayzig_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The integration's log records; none names the brand twice ("Rayzig gateway Rayzig …")."""
+    records = [r for r in caplog.records if r.name.startswith("custom_components.rayzig")]
+    assert not [r for r in records if "Rayzig gateway Rayzig" in r.getMessage()]
+    return records
 
 
 async def test_gateway_key_changed(
@@ -186,38 +202,50 @@ async def test_outage_logged_once_and_recovered(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Entities go unavailable while the gateway is away and come back after its restart."""
+    """Entities go unavailable while the gateway is away and come back when it is back.
+
+    The loss is logged once the first reconnect attempt failed (so a refused key is never
+    reported as an outage), once per outage however many attempts fail.
+    """
     caplog.set_level(logging.INFO, logger="custom_components.rayzig")
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
         module = site_modules(gateway)[0]
         switch = entity_id(hass, "switch", f"{module.serial}_output_0")
         client = entry.runtime_data.client
-        gateway.stop()
-        await wait_for(hass, lambda: hass.states.get(switch).state == STATE_UNAVAILABLE)
-        # Several reconnect attempts fail while it is away: still one warning.
-        await wait_for(hass, lambda: client.stats.connect_failures >= 3)
-        gateway.start()
-        await wait_for(hass, lambda: hass.states.get(switch).state != STATE_UNAVAILABLE)
-        gateway.restart()
-        await wait_for(hass, lambda: client.stats.connects >= 3)
-        await wait_for(hass, lambda: hass.states.get(switch).state != STATE_UNAVAILABLE)
+        for outage in (1, 2):
+            failures = client.stats.connect_failures
+            gateway.stop()
+            await wait_for(hass, lambda: hass.states.get(switch).state == STATE_UNAVAILABLE)
+            # Several reconnect attempts fail while it is away: still one warning.
+            await wait_for(hass, lambda f=failures: client.stats.connect_failures >= f + 3)
+            gateway.start()
+            await wait_for(hass, lambda o=outage: client.stats.connects >= 1 + o)
+            await wait_for(hass, lambda: hass.states.get(switch).state != STATE_UNAVAILABLE)
 
-    lost = [r for r in caplog.records if "Lost connection to Rayzig gateway" in r.message]
-    back = [r for r in caplog.records if "restored" in r.message]
-    assert [r.levelno for r in lost] == [logging.WARNING, logging.WARNING]
-    assert [r.levelno for r in back] == [logging.INFO, logging.INFO]
-    assert len(lost) == 2  # one per outage, however many retries failed
+    title = config_entry.title
+    messages = [(r.levelno, r.getMessage()) for r in _rayzig_records(caplog)]
+    lost = (
+        logging.WARNING,
+        f"Lost connection to {title}; its entities are unavailable until it is back "
+        "(reconnecting in the background)",
+    )
+    back = (logging.INFO, f"Connection to {title} restored")
+    assert [m for m in messages if m in (lost, back)] == [lost, back, lost, back]
 
 
 async def test_remove_entry_revokes_key(
     hass: HomeAssistant,
+    *,
     hass_storage: dict[str, Any],
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Removing the entry revokes its client key and deletes its event-log cursors."""
+    """Removing the entry revokes its client key (and says so) and deletes its cursors."""
+    caplog.set_level(logging.INFO, logger="custom_components.rayzig")
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        client_id = entry.runtime_data.client.credentials.client_id  # type: ignore[union-attr]
         store = f"{DOMAIN}.{entry.entry_id}.events"
         assert gateway.call(lambda gw: len(gw.clients)) == 1
         await entry.runtime_data.events.async_sync()
@@ -228,32 +256,46 @@ async def test_remove_entry_revokes_key(
     assert gateway.call(lambda gw: list(gw.clients)) == []
     assert store not in hass_storage
     assert not ir.async_get(hass).issues
+    assert (
+        f"Revoked Home Assistant's client key (client {client_id}) on {config_entry.title}: it "
+        "no longer opens a session"
+    ) in [r.getMessage() for r in _rayzig_records(caplog)]
 
 
 async def test_remove_entry_already_revoked(
     hass: HomeAssistant,
+    *,
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     credentials: ClientCredentials,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A key the gateway no longer knows needs no reminder."""
+    """A key the gateway no longer knows needs no reminder; the log says it was revoked."""
+    caplog.set_level(logging.INFO, logger="custom_components.rayzig")
     gateway.call(lambda gw: gw.clients.pop(credentials.client_id))
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
         assert await hass.config_entries.async_remove(entry.entry_id)
         await hass.async_block_till_done()
     assert not ir.async_get(hass).issues
+    assert (
+        f"Home Assistant's client key (client {credentials.client_id}) was already revoked on "
+        f"{config_entry.title}"
+    ) in [r.getMessage() for r in _rayzig_records(caplog)]
 
 
 async def test_remove_entry_gateway_down_raises_reminder(
     hass: HomeAssistant,
+    *,
     gateway: GatewayThread,
     config_entry: MockConfigEntry,
     credentials: ClientCredentials,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Unreachable at removal: a repair tells how to revoke the key, naming the client id."""
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        caplog.clear()
         gateway.stop()
         assert await hass.config_entries.async_remove(entry.entry_id)
         await hass.async_block_till_done()
@@ -263,17 +305,28 @@ async def test_remove_entry_gateway_down_raises_reminder(
     placeholders = issue.translation_placeholders or {}
     assert placeholders["client_id"] == str(credentials.client_id)
     assert credentials.client_private_key.hex() not in str(placeholders)
+    warnings = [r.getMessage() for r in _rayzig_records(caplog) if r.levelno == logging.WARNING]
+    assert [w for w in warnings if "revoke" in w] == [
+        f"Could not revoke Home Assistant's client key (client {credentials.client_id}) on "
+        f"{config_entry.title}: {warnings[-1].split(': ', 1)[1]}"
+    ]
+    assert warnings[-1].endswith("; see Repairs to revoke it on the gateway")
+    assert credentials.client_private_key.hex() not in caplog.text
 
 
 async def test_remove_entry_with_damaged_credentials(
-    hass: HomeAssistant, gateway: GatewayThread, config_entry: MockConfigEntry
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Nothing to revoke when the stored key cannot be read; removal still works."""
+    """The stored key cannot be read, so it cannot be revoked: removal works, the log says how."""
     entry = _with_credentials(config_entry, client_private_key="zz")
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
     assert not ir.async_get(hass).issues
+    assert "cannot revoke its client key: revoke it on the gateway" in caplog.text
 
 
 async def test_remove_module_device_only_when_gone(

@@ -1,4 +1,4 @@
-"""Logbook entries of module events, in words, at the module's own time (with the recorder)."""
+"""The logbook: one worded row per physical action, naming who acted, at the module's own time."""
 
 from __future__ import annotations
 
@@ -7,25 +7,41 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from homeassistant.components.recorder import Recorder
-from homeassistant.core import HomeAssistant
+from homeassistant.const import ATTR_FRIENDLY_NAME, STATE_ON
+from homeassistant.core import Context, Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.rayzig.const import DOMAIN, EVENT_RAYZIG
-from custom_components.rayzig.logbook import async_describe_events, describe_message
+from custom_components.rayzig.logbook import (
+    async_describe_events,
+    describe_message,
+    describe_name,
+)
+from custom_components.rayzig.logbook_entries import (
+    EVENT_RAYZIG_LOGBOOK,
+    OWN_COMMANDS_KEPT,
+    OwnCommand,
+    OwnCommands,
+)
+from rayzig_core.models import Event as RecordedEvent
 from rayzig_core.models import EventKind, ModuleKind, RestorePreset
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.virtual_gateway import VirtualGateway
+from rayzig_core.virtual_gateway.site.mesh import SIMULATION_USER
 
+from .conftest import OWNER
 from .runtime_helpers import entity_id, loaded_entry, site_modules, wait_for
 
 
@@ -36,76 +52,80 @@ def auto_enable_custom_integrations(
     """The recorder must come before custom integrations are enabled (and before logbook)."""
 
 
-MESSAGES: list[tuple[dict[str, Any], str]] = [
+ROWS: list[tuple[dict[str, Any], str, str]] = [
     (
         {
             "kind": "command",
+            "module_name": "Utility room",
             "output": 2,
             "output_name": "Hot water",
             "is_on": True,
-            "user": "installer",
+            "user": "alice",
         },
-        "Hot water switched on by installer",
+        "Hot water",
+        "switched on by alice",
+    ),
+    # The output's name unknown (None, empty or missing): the module's name and its number.
+    (
+        {
+            "kind": "command",
+            "module_name": "Garage",
+            "output": 2,
+            "output_name": None,
+            "is_on": False,
+            "user": "gridco",
+        },
+        "Garage output 2",
+        "switched off by gridco",
     ),
     (
-        {"kind": "preset_applied", "output": 1, "output_name": "Pond pump", "is_on": False},
-        "Pond pump restored off (preset applied)",
-    ),
-    # The name unknown (None, empty or missing, as in events recorded before it was added):
-    # the output's number instead.
-    (
-        {"kind": "command", "output": 2, "output_name": None, "is_on": True, "user": "installer"},
-        "Output 2 switched on by installer",
+        {"kind": "command", "module_id": 4, "output": 4, "output_name": ""},
+        "Module 4 output 4",
+        "switched",
     ),
     (
-        {"kind": "command", "output": 4, "output_name": "", "is_on": False, "user": "gridco"},
-        "Output 4 switched off by gridco",
+        {
+            "kind": "preset_applied",
+            "module_name": "Pond",
+            "output": 1,
+            "output_name": "Pump",
+            "is_on": False,
+        },
+        "Pump",
+        "set off by its power-restore preset",
     ),
+    ({"kind": "power_on", "module_name": "Garage", "output": None}, "Garage", "powered on"),
     (
-        {"kind": "command", "output": 2, "is_on": True, "user": "installer"},
-        "Output 2 switched on by installer",
+        {"kind": "repower", "module_name": "Garage"},
+        "Garage",
+        "repowered after an outage (outputs set by their power-restore presets)",
     ),
+    ({"kind": "battery_low", "module_name": "Porch"}, "Porch", "reported a low battery"),
+    ({"kind": "joined", "module_name": "Shed"}, "Shed", "joined the mesh"),
+    ({"kind": "left", "module_id": 3}, "Module 3", "left the mesh"),
     (
-        {"kind": "command", "output": 2, "is_on": False, "user": "automation"},
-        "Output 2 switched off by automation",
+        {"kind": "gap", "module_name": "Shed", "lost": 312},
+        "Shed",
+        "lost 312 events (event log overrun)",
     ),
-    ({"kind": "command", "output": 1, "is_on": None, "user": None}, "Output 1 switched"),
-    ({"kind": "repower"}, "Repowered after outage"),
-    (
-        {"kind": "preset_applied", "output": 1, "is_on": True},
-        "Output 1 restored on (preset applied)",
-    ),
-    (
-        {"kind": "preset_applied", "output": 3, "is_on": False},
-        "Output 3 restored off (preset applied)",
-    ),
-    (
-        {"kind": "preset_applied", "output": None, "is_on": None},
-        "Output restored (preset applied)",
-    ),
-    ({"kind": "power_on"}, "Power on"),
-    ({"kind": "battery_low"}, "Battery low"),
-    ({"kind": "joined"}, "Joined the mesh"),
-    ({"kind": "left"}, "Left the mesh"),
-    ({"kind": "gap", "lost": 312}, "312 events were lost (event log overrun)"),
-    ({"kind": "gap", "lost": 1}, "1 event was lost (event log overrun)"),
-    ({"kind": "surprise"}, "Event surprise"),
+    ({"kind": "gap", "module_name": "Shed", "lost": 1}, "Shed", "lost 1 event (event log overrun)"),
+    ({"kind": "surprise", "module_name": "Shed"}, "Shed", "logged the event surprise"),
 ]
 
 
-def test_describe_message() -> None:
+def test_describe_name_and_message() -> None:
     """The words for each kind (and for data missing parts), independent of the recorder."""
-    for data, message in MESSAGES:
-        assert describe_message(data) == message
+    for data, name, message in ROWS:
+        assert (describe_name(data), describe_message(data)) == (name, message)
 
 
 async def _logbook(
     hass: HomeAssistant,
     hass_ws_client: WebSocketGenerator,
     start: datetime,
-    device_id: str | None,
+    device_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rayzig entries of the logbook since ``start`` (of one device, or of all)."""
+    """Every logbook row since ``start`` (of one device, or of all), oldest first."""
     await async_wait_recording_done(hass)
     client = await hass_ws_client()
     query: dict[str, Any] = {
@@ -119,7 +139,135 @@ async def _logbook(
     await client.send_json(query)
     response = await client.receive_json()
     assert response["success"], response
-    return [entry for entry in response["result"] if entry.get("domain") == DOMAIN]
+    rows: list[dict[str, Any]] = response["result"]
+    return rows
+
+
+def _worded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows Rayzig words itself."""
+    return [row for row in rows if row.get("domain") == DOMAIN]
+
+
+async def _mark(hass: HomeAssistant) -> datetime:
+    """A start time after everything recorded so far."""
+    await async_wait_recording_done(hass)
+    return dt_util.utcnow()
+
+
+async def test_one_row_per_action_naming_who_acted(
+    hass: HomeAssistant,
+    *,
+    hass_ws_client: WebSocketGenerator,
+    hass_admin_user: MockUser,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Home Assistant's user, an automation, another gateway user, an outage: a row each.
+
+    A toggle from Home Assistant is the switch's own row, carrying the action's context (user,
+    action); its record gets no row of its own. Another gateway user's command is one worded row
+    naming her (Home Assistant adds the switch's plain state row, which no integration can drop;
+    it does not borrow the Home Assistant user of a toggle seconds before). An outage and the
+    return of power is one worded row. No "detected an event" row: the event entity is disabled.
+    """
+    assert await async_setup_component(hass, "logbook", {})
+    module = next(
+        m for m in site_modules(gateway) if m.kind is ModuleKind.MAINS and len(m.outputs) >= 2
+    )
+    imported: list[Event[dict[str, Any]]] = []
+
+    @callback
+    def on_imported(event: Event[dict[str, Any]]) -> None:
+        imported.append(event)
+
+    hass.bus.async_listen(EVENT_RAYZIG, on_imported)
+    begin = await _mark(hass)
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: module.module_id in importer.cursors)
+        first = entity_id(hass, "switch", f"{module.serial}_output_0")
+        second = entity_id(hass, "switch", f"{module.serial}_output_1")
+
+        def logged() -> int:
+            return importer.cursors[module.module_id]
+
+        # Home Assistant's user toggles an output.
+        start, seq = await _mark(hass), logged()
+        user_context = Context(user_id=hass_admin_user.id)
+        await hass.services.async_call(
+            "switch", "toggle", {"entity_id": first}, blocking=True, context=user_context
+        )
+        await wait_for(hass, lambda: logged() > seq)
+        assert await _logbook(hass, hass_ws_client, start) == [
+            {
+                "entity_id": first,
+                "state": hass.states.get(first).state,
+                "when": ANY,
+                "context_user_id": hass_admin_user.id,
+                "context_event_type": "call_service",
+                "context_domain": "switch",
+                "context_service": "toggle",
+            }
+        ]
+        # Its rayzig_event (automations, device triggers) carries the action's context too.
+        assert imported[-1].data["user"] == OWNER
+        assert imported[-1].context.id == user_context.id
+
+        # Another gateway user switches it back, seconds later.
+        start, seq = await _mark(hass), logged()
+        was_on = hass.states.get(first).state == STATE_ON
+        gateway.call(lambda gw: gw.site.set_output(module.module_id, 0, not was_on, user="alice"))
+        await wait_for(hass, lambda: logged() > seq)
+        state = "off" if was_on else "on"
+        assert await _logbook(hass, hass_ws_client, start) == [
+            {
+                "name": hass.states.get(first).attributes[ATTR_FRIENDLY_NAME],
+                "message": f"switched {state} by alice",
+                "entity_id": first,
+                "domain": DOMAIN,
+                "when": ANY,
+            },
+            {"entity_id": first, "state": state, "when": ANY},
+        ]
+
+        # An automation switches the other output: the switch's row names the automation.
+        assert await async_setup_component(
+            hass,
+            "automation",
+            {
+                "automation": {
+                    "alias": "Night",
+                    "trigger": {"platform": "event", "event_type": "rayzig_test_night"},
+                    "action": {"service": "switch.toggle", "target": {"entity_id": second}},
+                }
+            },
+        )
+        start, seq = await _mark(hass), logged()
+        hass.bus.async_fire("rayzig_test_night")
+        await wait_for(hass, lambda: logged() > seq)
+        rows = await _logbook(hass, hass_ws_client, start)
+        assert not _worded(rows)
+        [switched] = [row for row in rows if row.get("entity_id") == second]
+        assert switched["context_event_type"] == "automation_triggered"
+        assert switched["context_entity_id"] == "automation.night"
+
+        # The module loses power and gets it back: its outputs follow their presets.
+        start, seq = await _mark(hass), logged()
+        gateway.call(lambda gw: gw.site.power_outage([module.module_id]))
+        gateway.call(lambda gw: gw.site.power_restore([module.module_id]))
+        await wait_for(hass, lambda: logged() >= seq + 1 + len(module.outputs))
+        rows = await _logbook(hass, hass_ws_client, start)
+        assert [(row["name"], row["message"]) for row in _worded(rows)] == [
+            (module.name, "repowered after an outage (outputs set by their power-restore presets)")
+        ]
+
+        event_entity = entity_id(hass, "event", f"{module.serial}_event")
+        registry_entry = er.async_get(hass).async_get(event_entity)
+        assert registry_entry is not None
+        assert registry_entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+        everything = await _logbook(hass, hass_ws_client, begin)
+        assert not [row for row in everything if row.get("entity_id", "").startswith("event.")]
 
 
 async def test_logbook_describes_every_kind(
@@ -129,7 +277,7 @@ async def test_logbook_describes_every_kind(
     config_entry: MockConfigEntry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every kind the gateway logs shows up in words, at the module's time, on its device."""
+    """Every kind with a row shows up in words, at the module's time, on its device."""
     assert await async_setup_component(hass, "logbook", {})
     start = dt_util.utcnow() - timedelta(hours=1)
     battery = next(m for m in site_modules(gateway) if m.kind is ModuleKind.BATTERY)
@@ -142,9 +290,10 @@ async def test_logbook_describes_every_kind(
         await wait_for(hass, lambda: mains.module_id in importer.cursors)
 
         def activity(gw: VirtualGateway) -> None:
-            gw.site.set_output(mains.module_id, 1, on=True, user="installer")
-            gw.site.set_output(mains.module_id, 1, on=False, user="automation")
-            gw.site.set_preset(mains.module_id, 0, RestorePreset.ON, user="installer")
+            # The installer (the user Home Assistant is paired as), but from another client.
+            gw.site.set_output(mains.module_id, 1, on=True, user=OWNER)
+            gw.site.set_output(mains.module_id, 1, on=False, user=SIMULATION_USER)
+            gw.site.set_preset(mains.module_id, 0, RestorePreset.ON, user=OWNER)
             gw.site.power_outage([mains.module_id])
             gw.site.power_restore([mains.module_id])
             percent = gw.site.module(battery.module_id).telemetry.battery_percent
@@ -169,7 +318,7 @@ async def test_logbook_describes_every_kind(
                     module["events"] = {
                         "capacity": 8,
                         "first_seq": 314,
-                        "events": [[now + n, 2, 0, "automation", n % 2 == 0] for n in range(8)],
+                        "events": [[now + n, 2, 0, "alice", n % 2 == 0] for n in range(8)],
                     }
 
         gateway.stop()
@@ -191,60 +340,54 @@ async def test_logbook_describes_every_kind(
         await wait_for(hass, lambda: battery.module_id not in importer.cursors)
 
         ring = gateway.call(lambda gw: list(gw.site.ring(mains.module_id)))
-        # Outputs are named by their own names (the virtual site's are real ones, e.g.
-        # "Hot water"), not by their numbers.
-        names = [output.name for output in mains.outputs]
-        assert all(name and not name.startswith("Output") for name in names)
-        applied = [
-            f"{names[r.output]} restored {'on' if r.is_on else 'off'} (preset applied)"
-            for r in ring
-            if r.kind is EventKind.PRESET_APPLIED
-        ]
-        assert len(applied) == len(mains.outputs)
-        assert applied[0] == f"{names[0]} restored on (preset applied)"
+        switch = entity_id(hass, "switch", f"{mains.serial}_output_1")
+        switch_name = hass.states.get(switch).attributes[ATTR_FRIENDLY_NAME]
         mains_entries = await _logbook(hass, hass_ws_client, start, mains_device.id)
-        assert [e["message"] for e in mains_entries] == [
-            "Power on",
-            f"{names[1]} switched on by installer",
-            f"{names[1]} switched off by automation",
-            "Repowered after outage",
-            *applied,
+        assert [(e["name"], e["message"], e.get("entity_id")) for e in mains_entries] == [
+            (mains.name, "powered on", None),
+            (switch_name, f"switched on by {OWNER}", switch),
+            (switch_name, f"switched off by {SIMULATION_USER}", switch),
+            (mains.name, REPOWERED, None),
         ]
-        assert {e["name"] for e in mains_entries} == {mains.name}
-        event_entity = entity_id(hass, "event", f"{mains.serial}_event")
-        assert {e["entity_id"] for e in mains_entries} == {event_entity}
-        # The entries carry the module's own time, not the time of the import.
-        assert [e["when"] for e in mains_entries] == pytest.approx([r.timestamp for r in ring])
+        # The rows carry the module's own time, not the time of the import; presets applied
+        # after the outage have none (the repower row and the switches' own rows tell them).
+        logged = [r for r in ring if r.kind is not EventKind.PRESET_APPLIED]
+        assert [e["when"] for e in mains_entries] == pytest.approx([r.timestamp for r in logged])
 
-        restored = "on" if battery_ring[-1].is_on else "off"
         # Its device is gone, so the logbook can no longer filter by it: read the whole logbook.
         battery_entries = [
             entry
-            for entry in await _logbook(hass, hass_ws_client, start, None)
+            for entry in _worded(await _logbook(hass, hass_ws_client, start))
             if entry["name"] == battery.name
         ]
         assert [e["message"] for e in battery_entries] == [
-            "Power on",
-            "Battery low",
-            "Repowered after outage",
-            f"{battery.outputs[0].name} restored {restored} (preset applied)",
-            "Left the mesh",
+            "powered on",
+            "reported a low battery",
+            REPOWERED,
+            "left the mesh",
         ]
+        assert battery_ring[-1].kind is EventKind.PRESET_APPLIED  # logged, without a row
 
         # A module added later has the gateway's default output names.
         assert joined.outputs[0].name == "Output 1"
-        joined_messages = [
-            e["message"] for e in await _logbook(hass, hass_ws_client, start, joined_device.id)
+        joined_switch = entity_id(hass, "switch", f"{joined.serial}_output_0")
+        joined_name = hass.states.get(joined_switch).attributes[ATTR_FRIENDLY_NAME]
+        joined_rows = await _logbook(hass, hass_ws_client, start, joined_device.id)
+        assert [(e["name"], e["message"]) for e in joined_rows] == [
+            ("Workshop", "joined the mesh"),
+            ("Workshop", "lost 312 events (event log overrun)"),
+            *[
+                (joined_name, f"switched {'on' if n % 2 == 0 else 'off'} by alice")
+                for n in range(8)
+            ],
         ]
-        assert joined_messages == [
-            "Joined the mesh",
-            "312 events were lost (event log overrun)",
-            *[f"Output 1 switched {'on' if n % 2 == 0 else 'off'} by automation" for n in range(8)],
-        ]
+
+
+REPOWERED = "repowered after an outage (outputs set by their power-restore presets)"
 
 
 async def test_describe_without_device_or_name(hass: HomeAssistant) -> None:
-    """An event whose device is gone still reads well: the module's number, no entity link."""
+    """A row whose device is gone still reads well: the module's number, no entity link."""
     callbacks: dict[str, Callable[[Any], dict[str, Any]]] = {}
 
     def register(domain: str, event_type: str, describe: Callable[[Any], dict[str, Any]]) -> None:
@@ -252,11 +395,51 @@ async def test_describe_without_device_or_name(hass: HomeAssistant) -> None:
         callbacks[event_type] = describe
 
     async_describe_events(hass, register)
-    describe = callbacks[EVENT_RAYZIG]
+    assert list(callbacks) == [EVENT_RAYZIG_LOGBOOK]
+    describe = callbacks[EVENT_RAYZIG_LOGBOOK]
     assert describe(SimpleNamespace(data={"kind": "power_on", "module_id": 3})) == {
         "name": "Module 3",
-        "message": "Power on",
+        "message": "powered on",
     }
-    assert describe(
-        SimpleNamespace(data={"kind": "left", "module_id": 4, "device_id": "gone"})
-    ) == {"name": "Module 4", "message": "Left the mesh"}
+    gone = {"kind": "command", "module_id": 4, "device_id": "gone", "output": 1, "user": "al"}
+    assert describe(SimpleNamespace(data=gone)) == {
+        "name": "Module 4 output 1",
+        "message": "switched by al",
+    }
+    # The device is there, but not (or no longer) a switch for that output.
+    entry = MockConfigEntry(domain=DOMAIN)
+    entry.add_to_hass(hass)
+    device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, identifiers={(DOMAIN, "RZ0000004")}
+    )
+    assert describe(SimpleNamespace(data={**gone, "device_id": device.id})) == {
+        "name": "Module 4 output 1",
+        "message": "switched by al",
+    }
+
+
+def test_own_commands_are_claimed_once_oldest_first() -> None:
+    """A record is Home Assistant's own only if it matches a noted command (and only once)."""
+    own = OwnCommands()
+    first, second = Context(), Context()
+    own.add(OwnCommand(5, 1, True, OWNER, first))
+    own.add(OwnCommand(5, 1, True, OWNER, second))
+
+    def record(kind: EventKind, user: str | None = OWNER, *, output: int = 1) -> RecordedEvent:
+        return RecordedEvent(5, 9, 0.0, kind, output, user, True)
+
+    assert own.claim(record(EventKind.PRESET_APPLIED, None)) is None
+    assert own.claim(record(EventKind.COMMAND, "alice")) is None  # another user's
+    assert own.claim(record(EventKind.COMMAND, output=0)) is None  # another output
+    claimed = own.claim(record(EventKind.COMMAND))
+    assert claimed is not None
+    assert claimed.context is first
+    claimed = own.claim(record(EventKind.COMMAND))
+    assert claimed is not None
+    assert claimed.context is second
+    assert own.claim(record(EventKind.COMMAND)) is None
+    for _ in range(OWN_COMMANDS_KEPT + 1):
+        own.add(OwnCommand(5, 1, True, OWNER, Context()))
+    assert sum(own.claim(record(EventKind.COMMAND)) is not None for _ in range(100)) == (
+        OWN_COMMANDS_KEPT
+    )

@@ -32,8 +32,10 @@ DEFAULT_HOP_LATENCY = 0.008
 forwarding overhead is a few milliseconds)."""
 MAX_HOPS = 4
 """The farthest module is this many hops from the gateway."""
-SIMULATION_USER = "automation"
-"""User recorded on COMMAND events caused by :func:`simulate_step`."""
+SIMULATION_USER = "site-simulator"
+"""User recorded on COMMAND events caused by :func:`simulate_step`, a name no reader takes for a
+Home Assistant automation. It is only a name in the records (no account): state files whose
+records name the former actor ``automation`` load unchanged."""
 
 
 def hop_count(module_id: int) -> int:
@@ -96,9 +98,9 @@ def set_battery(module: ModuleState, percent: int, clock: Callable[[], float]) -
 def simulate_step(site: Site, modules: Sequence[ModuleState], rng: random.Random) -> None:
     """One random step of everyday activity on ``site``, drawn from ``rng``.
 
-    ``modules`` are the site's modules in id order. Mostly an automation toggling an output;
-    sometimes a battery draining (or being swapped once low), link-quality jitter, or a brief
-    power cut and return on one module.
+    ``modules`` are the site's modules in id order. Mostly the simulated occupants toggling an
+    output; sometimes a battery draining (or being swapped once low), link-quality jitter, or a
+    brief power cut and return on one module.
     """
     if not modules:
         return
