@@ -45,6 +45,7 @@ from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import EventKind
 from rayzig_core.protocol import messages as m
+from rayzig_core.protocol.frames import length_prefixed
 from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, fake_open_descriptors
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
@@ -322,28 +323,25 @@ async def test_a_client_vanishing_mid_frame_disturbs_no_one(
     tap = FrameTap(gw)
     steady = await paired_client(bridge)
     await wait_for(lambda: len(bridge.clients) == 1, what="one client")
-    steady_channel = bridge.clients[0].channel
     module_id, index = switchable_output(gw)
     try:
         for abort in (False, True):
             known = len(tap.links)
             reader, writer = await asyncio.open_connection(HOST, bridge.port)
-            await wait_for(lambda: len(bridge.clients) == 2, what="the second client")
-            (vanishing,) = [c for c in bridge.clients if c.channel != steady_channel]
-            channel = vanishing.channel
             # Half a frame: a length of 256, then 10 of its bytes, then gone.
             writer.write(b"\x01\x00" + b"\x10" * 10)
             await writer.drain()
-            await asyncio.sleep(0.05)
+            await wait_for(
+                lambda: any(t.frame_started is not None for t in bridge.gatekeeper.tickets),
+                what="the half frame to reach the bridge",
+            )
             if abort:
                 writer.transport.abort()  # RST
             else:
                 writer.close()
             await wait_for(lambda: len(bridge.clients) == 1, what="the bridge to drop it")
-            # Nothing of it reached the gateway; the channel was reset (a second HELLO) when freed.
-            new_links = tap.links[known:]
-            assert [link.channel for link in new_links] == [channel, channel]
-            assert not any(link.received for link in new_links)
+            # Nothing of it reached the gateway: a link channel is opened for a whole frame only.
+            assert tap.links[known:] == []
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
             del reader
@@ -351,11 +349,10 @@ async def test_a_client_vanishing_mid_frame_disturbs_no_one(
             await steady.set_output(module_id, index, not abort)
             assert output_state(gw, module_id, index) is (not abort)
         assert "in the middle of a frame; dropped its 12 bytes" in caplog.text
-        # The freed channel is given out again.
-        _, writer = await asyncio.open_connection(HOST, bridge.port)
-        await wait_for(lambda: len(bridge.clients) == 2, what="a new client")
-        assert {c.channel for c in bridge.clients} == {steady_channel, channel}
-        writer.close()
+        # A new client is served as before.
+        newcomer = client_for(bridge.port)
+        assert (await newcomer.identify()).serial == gw.call(lambda g: g.serial)
+        await newcomer.close()
     finally:
         await steady.close()
 
@@ -365,22 +362,23 @@ async def test_more_clients_than_allowed_are_closed_with_a_log_line(
 ) -> None:
     caplog.set_level(logging.INFO, "rayzig_core.bridge")
     async with Bridge(i2c_connector_for, host=HOST, port=0, max_clients=2) as bridge:
-        writers = [(await asyncio.open_connection(HOST, bridge.port))[1] for _ in range(2)]
-        await wait_for(lambda: len(bridge.clients) == 2, what="two clients")
+        clients = [await paired_client(bridge) for _ in range(2)]
+        await wait_for(lambda: bridge.gatekeeper.sessions == 2, what="two authenticated clients")
+        assert all(c.authenticated for c in bridge.clients)
         reader, extra = await asyncio.open_connection(HOST, bridge.port)
-        assert await asyncio.wait_for(reader.read(10), 5) == b""  # closed at once, cleanly
+        assert await asyncio.wait_for(reader.read(10), 30) == b""  # closed at once, cleanly
         assert bridge.refused == 1
         assert "Refusing the connection from 127.0.0.1:" in caplog.text
         assert "(--max-clients 2)" in caplog.text
         extra.close()
         # A place frees up: the next client is served again.
-        writers.pop().close()
-        await wait_for(lambda: len(bridge.clients) == 1, what="a client to leave")
+        await clients.pop().close()
+        await wait_for(lambda: bridge.gatekeeper.sessions == 1, what="a client to leave")
         client = client_for(bridge.port)
         assert (await client.identify()).serial == i2c_gateway.call(lambda g: g.serial)
         await client.close()
-        for writer in writers:
-            writer.close()
+        for client in clients:
+            await client.close()
     assert not i2c_threads()
 
 
@@ -418,7 +416,8 @@ async def test_a_gateway_that_does_not_answer_refuses_the_client(
 
     async with Bridge(nowhere, host=HOST, port=0) as bridge:
         reader, writer = await asyncio.open_connection(HOST, bridge.port)
-        assert await asyncio.wait_for(reader.read(10), 5) == b""
+        writer.write(length_prefixed(b"\x01" + bytes(32)))  # a whole HELLO_XX: a channel opens
+        assert await asyncio.wait_for(reader.read(10), 30) == b""
         writer.close()
         await wait_for(lambda: not bridge.clients, what="the client to be dropped")
     assert "cannot open link channel 1" in caplog.text
