@@ -656,6 +656,8 @@ async def test_cli_bridge_process_stops_cleanly_on_a_signal(
     )
     try:
         assert process.stdout is not None
+        secrets = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert secrets["event"] == "factory_secrets"  # a new gateway: its secrets on stdout
         listening = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
         assert listening["event"] == "listening"
         assert listening["port"] == port
@@ -674,6 +676,8 @@ async def test_cli_bridge_process_stops_cleanly_on_a_signal(
     assert json.loads(out.decode().strip().splitlines()[-1])["event"] == "stopped"
     assert b"Traceback" not in err
     assert b"Client 127.0.0.1:" in err  # a log line per client on stderr
+    assert secrets["default_password"].encode() not in err
+    assert secrets["recovery_secret"].encode() not in err
 
 
 def test_cli_bridge_without_a_gateway_fails_with_exit_code_2(
