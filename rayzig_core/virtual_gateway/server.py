@@ -290,6 +290,11 @@ class GatewayServer:
         if self.faults.reboot_interval:
             self._reboots = self._loop.create_task(self._reboot_every(self.faults.reboot_interval))
 
+    def set_faults(self, faults: TcpFaults) -> None:
+        """Inject these faults from now on (a test turns them on once its client is set up)."""
+        self.faults = faults
+        self._fault_rng = random.Random(faults.seed)  # noqa: S311 - fault timing only
+
     def inject_disconnect(self) -> bool:
         """Decide whether to drop a connection before handling its next frame (fault injection)."""
         if self.faults.disconnect_rate and self._fault_rng.random() < self.faults.disconnect_rate:
