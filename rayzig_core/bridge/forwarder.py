@@ -52,8 +52,8 @@ class Bridge:
     ``connector_for(channel)`` makes the connector of one channel (a fresh transport per client).
     At most ``max_clients`` authenticated clients and ``admission.max_pending`` pending ones
     (together at most 15, one link channel each); a newcomer while ``max_clients`` are
-    authenticated is closed at once, with a log line. ``clock`` runs the deadlines (a fake one in
-    tests, which then call :meth:`sweep`).
+    authenticated is closed at once, with a log line. ``clock`` runs the deadlines; a test with a
+    fake one passes ``sweep_every=None`` and calls :meth:`sweep` itself.
     With ``release_channels`` (default) a channel a client left is reset before it is given out
     again, so the gateway drops that client's session at once (see
     :func:`~rayzig_core.bridge.channel.release_channel`).
@@ -69,6 +69,7 @@ class Bridge:
         release_channels: bool = True,
         admission: AdmissionPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sweep_every: float | None = SWEEP_INTERVAL,
     ) -> None:
         policy = admission or AdmissionPolicy(max_pending=DEFAULT_MAX_PENDING)
         if not 1 <= max_clients <= len(CLIENT_CHANNELS):
@@ -79,6 +80,8 @@ class Bridge:
                 f"channel each), not {max_clients} + {policy.max_pending}"
             )
         self.gatekeeper = Gatekeeper(policy, clock)
+        self.sweep_every = sweep_every
+        """Seconds between the bridge's own sweeps; None: the caller sweeps (a fake clock)."""
         self._connector_for = connector_for
         self.host = host
         self.port = port
@@ -129,7 +132,9 @@ class Bridge:
             ) from err
         if self._server.sockets:
             self.port = self._server.sockets[0].getsockname()[1]
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_every(SWEEP_INTERVAL))
+        if self.sweep_every is not None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.create_task(self._sweep_every(self.sweep_every))
         _LOGGER.info(
             "Bridge listening on %s:%d (at most %d clients, %d more authenticating)",
             self.host,

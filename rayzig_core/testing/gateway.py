@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rayzig_core.admission import AdmissionPolicy
+from rayzig_core.admission import SWEEP_INTERVAL, AdmissionPolicy
 from rayzig_core.storage import read_private
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.virtual_gateway import (
@@ -65,13 +65,14 @@ class GatewayThread:
         hop_latency: float | None = None,
         tcp_faults: TcpFaults | None = None,
         admission: AdmissionPolicy | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.state_path = state_path
         self.tcp_faults = tcp_faults
         self.admission = admission
         self.clock = clock
-        """The TCP server's deadline clock: a fake one lets a test move time, then sweep()."""
+        """A fake clock for the TCP server's deadlines: the test moves it, then calls sweep()
+        (the server then never sweeps by itself). None: the real clock, swept every second."""
         self.module_count = module_count
         self.scrypt_n = scrypt_n
         self.port = port
@@ -141,7 +142,8 @@ class GatewayThread:
                 state_path=self.state_path,
                 faults=self.tcp_faults,
                 admission=self.admission,
-                clock=self.clock,
+                clock=self.clock or time.monotonic,
+                sweep_every=None if self.clock is not None else SWEEP_INTERVAL,
             )
             self._loop.run_until_complete(self._server.start())
             listening = True

@@ -234,10 +234,13 @@ class GatewayServer:
         faults: TcpFaults | None = None,
         admission: AdmissionPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sweep_every: float | None = SWEEP_INTERVAL,
     ) -> None:
         self.gateway = gateway
         self.gatekeeper = Gatekeeper(admission or AdmissionPolicy(), clock)
         """Deadlines and the pending pool (``clock``: a fake one in tests, then call sweep())."""
+        self.sweep_every = sweep_every
+        """Seconds between the server's own sweeps; None: the caller sweeps (a fake clock)."""
         self._sweeper: asyncio.Task[None] | None = None
         self.faults = faults or TcpFaults()
         self.fault_counts = TcpFaultCounts()
@@ -284,7 +287,8 @@ class GatewayServer:
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        self._sweeper = self._loop.create_task(self._sweep_every(SWEEP_INTERVAL))
+        if self.sweep_every is not None:
+            self._sweeper = self._loop.create_task(self._sweep_every(self.sweep_every))
         if self.simulate_interval:
             self._simulation = self._loop.create_task(self._simulate(self.simulate_interval))
         if self.faults.reboot_interval:

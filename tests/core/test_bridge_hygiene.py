@@ -51,7 +51,7 @@ def i2c_gateway(tmp_path: Path) -> Iterator[GatewayThread]:
 
 @pytest.fixture
 async def bridge(i2c_gateway: GatewayThread, clock: FakeClock) -> AsyncIterator[Bridge]:
-    started = Bridge(i2c_connector_for, host=HOST, port=0, clock=clock)
+    started = Bridge(i2c_connector_for, host=HOST, port=0, clock=clock, sweep_every=None)
     await started.start()
     try:
         yield started
@@ -162,7 +162,7 @@ async def test_an_idle_keyed_client_is_dropped_and_comes_back(
     client = await paired_client(bridge)
     try:
         await wait_for(lambda: bridge.gatekeeper.sessions == 1, what="the keyed session")
-        assert bridge.gatekeeper.pending == 0
+        await wait_for(lambda: bridge.gatekeeper.pending == 0, what="the pairing links gone")
         clock.advance(DEFAULT_IDLE_TIMEOUT - 1)
         await client.get_info()  # a request keeps it alive
         clock.advance(DEFAULT_IDLE_TIMEOUT - 1)

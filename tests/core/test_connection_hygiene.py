@@ -185,7 +185,9 @@ async def test_a_full_pending_pool_drops_the_oldest_and_admits_a_real_client(
         try:
             assert client.state is ConnectionState.CONNECTED
             assert counts(hygienic)[1] == 1
-            assert hygienic.call(lambda g: hygienic.server.gatekeeper.counts.evicted) == 8
+            # The 7 oldest, then more as the client's connections came (how many depends on
+            # whether the gateway had seen its previous connection close yet).
+            assert hygienic.call(lambda g: hygienic.server.gatekeeper.counts.evicted) >= 8
         finally:
             await client.close()
     finally:
@@ -199,7 +201,7 @@ async def test_an_idle_authenticated_session_is_dropped_and_the_client_comes_bac
     _, credentials = await pair(hygienic)
     client = await connected(hygienic, credentials)
     try:
-        assert counts(hygienic) == (0, 1)
+        await wait_for(lambda: counts(hygienic) == (0, 1), what="the pairing links to be gone")
         clock.advance(DEFAULT_IDLE_TIMEOUT - 1)
         await client.get_info()  # a request keeps the session alive
         clock.advance(DEFAULT_IDLE_TIMEOUT - 1)
