@@ -3,12 +3,15 @@
 ``.venv/bin/python benchmarks/run_all.py`` (or ``-m benchmarks.run_all``) runs them in turn, prints
 each one's figures and RATIO, then replaces what lies between the results markers of
 docs/PERFORMANCE.md with a table of this run and the machine it ran on. ``--no-write`` leaves the
-document alone; ``--only NAME`` runs some of them (the document is then not rewritten).
+document alone; ``--only NAME`` runs some of them (the document is then not rewritten);
+``--soak-commands N`` runs the soak with N commands per leg instead of its full 10,000 (about a
+minute on the development machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +20,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import command_roundtrip, eventlog_read, handshake, incremental_sync
+from benchmarks import (
+    command_roundtrip,
+    eventlog_read,
+    handshake,
+    idle_sockets,
+    incremental_sync,
+    soak,
+)
 from benchmarks.common import BenchResult, machine_info
 
 BEGIN = "<!-- results:begin (written by benchmarks/run_all.py) -->"
@@ -29,6 +39,8 @@ BENCHMARKS: dict[str, Callable[[], BenchResult]] = {
     eventlog_read.NAME: eventlog_read.run,
     handshake.NAME: handshake.run,
     incremental_sync.NAME: incremental_sync.run,
+    soak.NAME: soak.run,
+    idle_sockets.NAME: idle_sockets.run,
 }
 
 
@@ -83,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), default=None)
     parser.add_argument("--no-write", action="store_true", help="do not rewrite the document")
     parser.add_argument("--document", type=Path, default=DOCUMENT)
+    parser.add_argument(
+        "--soak-commands",
+        type=int,
+        default=soak.FULL_COMMANDS,
+        metavar="N",
+        help=f"commands per leg of the soak (default the full {soak.FULL_COMMANDS})",
+    )
     args = parser.parse_args(argv)
     names = args.only or list(BENCHMARKS)
     before = machine_info()
@@ -90,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: list[BenchResult] = []
     for name in names:
-        result = BENCHMARKS[name]()
+        bench = BENCHMARKS[name]
+        if name == soak.NAME:
+            bench = functools.partial(soak.run, args.soak_commands)
+        result = bench()
         result.print()
         results.append(result)
     after = machine_info()

@@ -67,6 +67,9 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 60.0
 COMMAND_ATTEMPTS = 3
+KEEPALIVE_INTERVAL = 60.0
+"""Seconds of silence after which the keyed session sends a Ping (gateways and bridges drop a
+session silent for their idle timeout, 180 s by default: PROTOCOL.md §3.5)."""
 
 
 @dataclass(slots=True)
@@ -100,8 +103,10 @@ class RayzigClient:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
+        keepalive_interval: float | None = KEEPALIVE_INTERVAL,
     ) -> None:
         self.connector = connector
+        self.keepalive_interval = keepalive_interval
         self.credentials = credentials
         self.client_name = client_name
         self.request_timeout = request_timeout
@@ -320,7 +325,7 @@ class RayzigClient:
         while not self._closed:
             session = self._session
             if session is not None:
-                reason = await session.closed
+                reason = await self._keep_alive(session)
                 self._connected.clear()
                 self._session = None
                 await session.close()
@@ -350,6 +355,27 @@ class RayzigClient:
             except RayzigError as err:
                 self.stats.connect_failures += 1
                 self.stats.last_error = str(err)
+
+    async def _keep_alive(self, session: SecureSession) -> object:
+        """Wait for ``session`` to end, pinging it after each silence of keepalive_interval.
+
+        A Ping that goes unanswered ends the session, so a dead link is noticed and replaced.
+        """
+        loop = asyncio.get_running_loop()
+        interval = self.keepalive_interval
+        while interval is not None and not session.closed.done():
+            silence = loop.time() - session.last_sent
+            if silence < interval:
+                await asyncio.wait({session.closed}, timeout=interval - silence)
+                continue
+            try:
+                await session.request(self._new_request_id(), m.Ping(), self.request_timeout)
+            except RequestTimeoutError:
+                _LOGGER.debug("Keep-alive unanswered by %s", self.connector.description)
+                await session.close()
+            except (SessionClosedError, ConnectionFailedError):
+                pass  # the session ended meanwhile: session.closed says why
+        return await session.closed
 
     async def _call(self, request: m.Request, expected: type[_R]) -> _R:
         """Send a request on the keyed session; retry with the same id across reconnects."""

@@ -83,6 +83,8 @@ class SecureSession:
         self.hello = hello
         self._on_notification = on_notification
         self._pending: dict[int, asyncio.Future[m.Response]] = {}
+        self.last_sent = asyncio.get_running_loop().time()
+        """Loop time of the last request sent (the client pings after a silence, §3.5)."""
         self.closed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -117,6 +119,7 @@ class SecureSession:
             raise SessionClosedError("session is closed")
         future: asyncio.Future[m.Response] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self.last_sent = asyncio.get_running_loop().time()
         try:
             await self.transport.send(self.channel.seal(request_id, message))
             async with asyncio.timeout(timeout):

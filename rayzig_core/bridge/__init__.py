@@ -18,19 +18,32 @@ static-key fingerprint for the zeroconf advertisement
 (:class:`~rayzig_core.zeroconf_advertiser.ZeroconfAdvertiser`, service ``_rayzig._tcp.local.``,
 TXT ``serial``, ``fingerprint``, ``version``). It imports the client lazily, inside the function.
 
+Connection hygiene (PROTOCOL.md §2.2, §3.2): a client is *pending* until its frame kinds show an
+authenticated session (:mod:`.guard`); pending ones share a small pool whose oldest member a
+newcomer pushes out, and every connection has deadlines (login grace, half-sent frame, idle), so
+silent or stalled sockets cannot lock real clients out.
+
 Failures stay local: a client that vanishes (even in the middle of a frame: the partial frame is
 dropped, never forwarded), sends a bad length or stops reading loses only its own link and channel;
 a gateway link error closes only the affected client. :meth:`Bridge.stop` cancels every client and
 joins every transport (and so every I2C worker thread).
 
 The modules: :mod:`.forwarder` (the TCP server, :class:`Bridge`), :mod:`.channel` (one client on
-its link channel: forwarding both ways, clean-up, channel reset) and :mod:`.runner`
+its link channel: forwarding both ways, clean-up, channel reset), :mod:`.guard` (what the frames
+show of a client's authentication) and :mod:`.runner`
 (:func:`run_bridge`: identify, listen, advertise). The advertiser lives in
 :mod:`rayzig_core.zeroconf_advertiser`, for any gateway endpoint.
 """
 
 from rayzig_core.bridge.channel import BridgeClient, release_channel
-from rayzig_core.bridge.forwarder import CLIENT_CHANNELS, DEFAULT_MAX_CLIENTS, DEFAULT_PORT, Bridge
+from rayzig_core.bridge.forwarder import (
+    CLIENT_CHANNELS,
+    DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_PORT,
+    Bridge,
+)
+from rayzig_core.bridge.guard import ClientGuard, SessionWatch
 from rayzig_core.bridge.runner import (
     IDENTIFY_CHANNEL,
     BridgeConfig,
@@ -49,14 +62,17 @@ from rayzig_core.zeroconf_advertiser import (
 __all__ = [
     "CLIENT_CHANNELS",
     "DEFAULT_MAX_CLIENTS",
+    "DEFAULT_MAX_PENDING",
     "DEFAULT_PORT",
     "IDENTIFY_CHANNEL",
     "SERVICE_TYPE",
     "Bridge",
     "BridgeClient",
     "BridgeConfig",
+    "ClientGuard",
     "GatewayAdvert",
     "IdentifyError",
+    "SessionWatch",
     "ZeroconfAdvertiser",
     "advertised_addresses",
     "identify_gateway",

@@ -1,9 +1,10 @@
 """One bridge client on its own link channel (PROTOCOL.md §11.2): open, forward, close, reset.
 
 Frames go both ways unchanged: each length-prefixed TCP frame (§2.2) becomes one link frame (§11)
-and back. Failures stay local: a client that vanishes (even in the middle of a frame: the partial
-frame is dropped, never forwarded), sends a bad length or stops reading loses only its own link and
-channel; a gateway link error closes only this client.
+and back. A client gets its link channel only with its first whole frame, so a socket that says
+nothing costs the bus nothing. Failures stay local: a client that vanishes (even in the middle of a
+frame: the partial frame is dropped, never forwarded), sends a bad length or stops reading loses
+only its own link and channel; a gateway link error closes only this client.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from rayzig_core.bridge.guard import ClientGuard
 from rayzig_core.errors import FrameError, RayzigError, TransportError
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
 from rayzig_core.transport.base import Connector, Transport
@@ -39,7 +41,8 @@ class BridgeClient:
     """One connected TCP client and its link channel (counters for logs and tests)."""
 
     peer: str
-    channel: int
+    channel: int = 0
+    """Its link channel, given with its first whole frame (0: none yet)."""
     connected_at: float = field(default_factory=time.monotonic)
     frames_up: int = 0
     """Frames forwarded client → gateway."""
@@ -51,6 +54,10 @@ class BridgeClient:
     """The gateway link's description (e.g. ``i2c://1/0x42#3``) once open."""
     closing: bool = False
     """Set once the client's links are being closed (the bridge then waits, never cancels)."""
+    authenticated: bool = False
+    """Its frames show an authenticated session (see :mod:`.guard`)."""
+    dropped: str | None = None
+    """Why the bridge dropped it (a deadline, the pending pool full), for the log line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +74,14 @@ async def serve_client(
     writer: asyncio.StreamWriter,
     connector_for: Callable[[int], Connector],
     *,
+    guard: ClientGuard,
+    take_channel: Callable[[], Awaitable[int]],
     should_release: Callable[[], bool],
     on_free: Callable[[int], None],
 ) -> None:
-    """Forward ``client``'s frames over its link channel until either side ends, then clean up.
+    """Forward ``client``'s frames over a link channel until either side ends, then clean up.
 
+    The channel comes from ``take_channel()`` once the client's first whole frame has arrived.
     The clean-up closes the transport (joining an I2C worker thread) and the socket, resets the
     channel if ``should_release()`` says so then (see :func:`release_channel`), and at last calls
     ``on_free(channel)``: the channel may be given out again.
@@ -79,7 +89,13 @@ async def serve_client(
     ended = _Ended("bridge stopped")
     upstream: Transport | None = None
     pumps: list[asyncio.Task[_Ended]] = []
+    deframer = StreamDeframer()
     try:
+        first = await _read_frames(reader, deframer, guard)
+        if isinstance(first, _Ended):
+            ended = first
+            return
+        client.channel = await take_channel()
         try:
             upstream = await connector_for(client.channel).connect()
         except RayzigError as err:
@@ -94,8 +110,8 @@ async def serve_client(
         )
         loop = asyncio.get_running_loop()
         pumps = [
-            loop.create_task(_client_to_gateway(client, reader, upstream)),
-            loop.create_task(_gateway_to_client(client, upstream, writer)),
+            loop.create_task(_client_to_gateway(client, reader, upstream, deframer, guard, first)),
+            loop.create_task(_gateway_to_client(client, upstream, writer, guard)),
         ]
         done, _ = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         ended = _outcome(next(task for task in pumps if task in done))
@@ -112,7 +128,10 @@ async def serve_client(
         await _close_writer(writer)
         if upstream is not None and should_release():
             await release_channel(connector_for(client.channel))
-        on_free(client.channel)
+        if client.channel:
+            on_free(client.channel)
+        if client.dropped is not None:
+            ended = _Ended(f"dropped: {client.dropped}")
         _LOGGER.log(
             ended.level,
             "Client %s left link channel %d: %s (%d frames up, %d down)",
@@ -174,11 +193,10 @@ def _outcome(task: asyncio.Task[_Ended]) -> _Ended:
     return task.result()
 
 
-async def _client_to_gateway(
-    client: BridgeClient, reader: asyncio.StreamReader, upstream: Transport
-) -> _Ended:
-    """TCP → link: whole frames only; what a vanished client leaves half-sent is dropped."""
-    deframer = StreamDeframer()
+async def _read_frames(
+    reader: asyncio.StreamReader, deframer: StreamDeframer, guard: ClientGuard
+) -> list[bytes] | _Ended:
+    """Read until whole frames arrive; what a vanished client leaves half-sent is dropped."""
     while True:
         try:
             data = await reader.read(READ_SIZE)
@@ -190,6 +208,26 @@ async def _client_to_gateway(
             frames = deframer.feed(data)
         except FrameError as err:
             return _Ended(f"bad framing from the client ({err})", logging.WARNING)
+        if frames:
+            guard.up(frames)
+            return frames
+        guard.partial(bool(deframer.pending))
+
+
+async def _client_to_gateway(  # noqa: PLR0917 - one client's whole forwarding state
+    client: BridgeClient,
+    reader: asyncio.StreamReader,
+    upstream: Transport,
+    deframer: StreamDeframer,
+    guard: ClientGuard,
+    frames: list[bytes],
+) -> _Ended:
+    """TCP → link, starting with ``frames`` (already read): whole frames only.
+
+    A half-sent frame's deadline runs only while the bridge waits for the client, not while it
+    forwards what came before it over a slow bus.
+    """
+    while True:
         for frame in frames:
             try:
                 await upstream.send(frame)
@@ -197,10 +235,15 @@ async def _client_to_gateway(
                 return _Ended(f"gateway link failed ({err})", logging.WARNING)
             client.frames_up += 1
             client.bytes_up += len(frame)
+        guard.partial(bool(deframer.pending))
+        read = await _read_frames(reader, deframer, guard)
+        if isinstance(read, _Ended):
+            return read
+        frames = read
 
 
 async def _gateway_to_client(
-    client: BridgeClient, upstream: Transport, writer: asyncio.StreamWriter
+    client: BridgeClient, upstream: Transport, writer: asyncio.StreamWriter, guard: ClientGuard
 ) -> _Ended:
     """Link → TCP, waiting for the client to take each frame (at most DRAIN_TIMEOUT)."""
     while True:
@@ -208,6 +251,8 @@ async def _gateway_to_client(
             frame = await upstream.receive()
         except TransportError as err:
             return _Ended(f"gateway link ended ({err})", logging.WARNING)
+        if not guard.down(frame):  # seen before the client can answer it
+            return _Ended("authenticated, but --max-clients are connected already", logging.WARNING)
         try:
             writer.write(length_prefixed(frame))
             await asyncio.wait_for(writer.drain(), DRAIN_TIMEOUT)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from rayzig_core.admission import AdmissionPolicy
 from rayzig_core.bridge.channel import release_channel
 from rayzig_core.bridge.forwarder import CLIENT_CHANNELS, DEFAULT_MAX_CLIENTS, DEFAULT_PORT, Bridge
 from rayzig_core.errors import RayzigError
@@ -68,6 +69,8 @@ class BridgeConfig:
     zeroconf: bool = True
     zeroconf_interfaces: Sequence[str] | None = None
     identify_timeout: float = IDENTIFY_TIMEOUT
+    admission: AdmissionPolicy | None = None
+    """Deadlines and the pending pool (None: the bridge's defaults, PROTOCOL.md §3.2)."""
 
 
 class IdentifyError(RayzigError):
@@ -108,7 +111,11 @@ async def run_bridge(
         advert.protocol_version,
     )
     bridge = Bridge(
-        config.connector_for, host=config.host, port=config.port, max_clients=config.max_clients
+        config.connector_for,
+        host=config.host,
+        port=config.port,
+        max_clients=config.max_clients,
+        admission=config.admission,
     )
     await bridge.start()
     advertiser: ZeroconfAdvertiser | None = None

@@ -11,7 +11,9 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from rayzig_core.admission import AdmissionPolicy
 from rayzig_core.bridge import (
+    CLIENT_CHANNELS,
     Bridge,
     BridgeConfig,
     GatewayAdvert,
@@ -42,6 +44,10 @@ class BridgeOptions:
     no_zeroconf: bool
     zeroconf_interface: list[str] | None
     run_for: float | None
+    login_grace: float
+    max_pending: int
+    frame_timeout: float
+    idle_timeout: float | None
 
 
 @handler(BridgeOptions)
@@ -53,6 +59,11 @@ def bridge(options: BridgeOptions, out: Out) -> Coroutine[Any, Any, int]:
             "Give the gateway's --i2c-bus and --address (e.g. --i2c-bus 1 --address 0x42)."
         )
     host, port = options.listen
+    if options.max_clients + options.max_pending > len(CLIENT_CHANNELS):
+        raise CliError(
+            f"--max-clients {options.max_clients} and --max-pending {options.max_pending} add up "
+            f"to more than the {len(CLIENT_CHANNELS)} link channels; lower one of them."
+        )
 
     def connector_for(channel: int) -> Connector:
         return I2CConnector(bus, address, channel=channel)
@@ -64,6 +75,12 @@ def bridge(options: BridgeOptions, out: Out) -> Coroutine[Any, Any, int]:
         max_clients=options.max_clients,
         zeroconf=not options.no_zeroconf,
         zeroconf_interfaces=options.zeroconf_interface,
+        admission=AdmissionPolicy(
+            login_grace=options.login_grace,
+            frame_timeout=options.frame_timeout,
+            idle_timeout=options.idle_timeout,
+            max_pending=options.max_pending,
+        ),
     )
     return _run_bridge(config, out, options.run_for)
 
@@ -82,6 +99,7 @@ async def _run_bridge(config: BridgeConfig, out: Out, run_for: float | None) -> 
                 "fingerprint": advert.fingerprint,
                 "protocol_version": advert.protocol_version,
                 "max_clients": bridge.max_clients,
+                "max_pending": bridge.max_pending,
                 "zeroconf": announced,
             },
             f"Rayzig bridge for gateway {advert.serial} listening on {bridge.host}:{bridge.port} "

@@ -5,6 +5,7 @@ The options every command shares are in options.py.
 
 from __future__ import annotations
 
+from rayzig_core import admission
 from rayzig_core.cli import values as v
 from rayzig_core.cli.spec import Arg, Command
 
@@ -27,6 +28,45 @@ _UPDATE_SERVER = (
     ),
 )
 _PART_HELP = "one of " + ", ".join(v.PARTS)
+
+
+def _admission(max_pending: int) -> tuple[Arg, ...]:
+    """A server's connection hygiene (PROTOCOL.md §2.2, §3.2): deadlines and the pending pool."""
+    return (
+        Arg(
+            "--login-grace",
+            type=v.seconds,
+            default=admission.DEFAULT_LOGIN_GRACE,
+            metavar="SECONDS",
+            help="drop a connection that has not authenticated within SECONDS (default "
+            f"{admission.DEFAULT_LOGIN_GRACE:g})",
+        ),
+        Arg(
+            "--max-pending",
+            type=v.positive,
+            default=max_pending,
+            metavar="N",
+            help="connections waiting to authenticate at once; a new one pushes out the oldest "
+            f"(default {max_pending})",
+        ),
+        Arg(
+            "--frame-timeout",
+            type=v.seconds,
+            default=admission.DEFAULT_FRAME_TIMEOUT,
+            metavar="SECONDS",
+            help="drop a connection whose frame stops half-way for SECONDS (default "
+            f"{admission.DEFAULT_FRAME_TIMEOUT:g})",
+        ),
+        Arg(
+            "--idle-timeout",
+            type=v.seconds_or_never,
+            default=admission.DEFAULT_IDLE_TIMEOUT,
+            metavar="SECONDS",
+            help="drop an authenticated session that sends nothing for SECONDS, 0: never "
+            f"(default {admission.DEFAULT_IDLE_TIMEOUT:g}; clients ping after 60 s of silence)",
+        ),
+    )
+
 
 PAIRING = (
     Command(
@@ -269,6 +309,7 @@ VIRTUAL_GATEWAY = Command(
             "event logs in the state file of a stopped gateway, then exit",
         ),
         Arg("--yes", action="store_true", help="with --factory-reset: do not ask"),
+        *_admission(admission.DEFAULT_MAX_PENDING),
     ),
     connects=False,
     serves=True,
@@ -318,7 +359,8 @@ BRIDGE = Command(
             type=v.max_clients,
             default=8,
             metavar="N",
-            help="TCP clients at once, 1 to 15 (default 8); more are refused",
+            help="authenticated TCP clients at once, 1 to 15 (default 8; with --max-pending at "
+            "most 15); more are refused",
         ),
         Arg("--no-zeroconf", action="store_true", help="do not announce the bridge over zeroconf"),
         Arg(
@@ -340,6 +382,7 @@ BRIDGE = Command(
             help="with --fake-i2c: model the bus at this clock in real time",
         ),
         _RUN_FOR,
+        *_admission(admission.BRIDGE_MAX_PENDING),
     ),
     connects=False,
     serves=True,

@@ -182,6 +182,8 @@ class SimulatedBusOptions:
     host: str | None
     port: int | None
     key_file: str
+    json: bool
+    """Where a new gateway's factory secrets go: a JSON record or text, on stdout either way."""
 
     @property
     def fault_rates(self) -> dict[str, float]:

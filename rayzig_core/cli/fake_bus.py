@@ -59,7 +59,7 @@ def simulated_bus(options: SimulatedBusOptions) -> Iterator[None]:
             raise CliError(f"Cannot start the virtual gateway from {path}: {err}") from None
         try:
             if gateway.factory is not None:
-                _announce(gateway, path)
+                _announce(gateway, path, Out(json_mode=options.json))
             yield
         finally:
             gateway.stop()
@@ -72,16 +72,31 @@ def simulated_bus(options: SimulatedBusOptions) -> Iterator[None]:
         )
 
 
-def _announce(gateway: GatewayThread, path: Path) -> None:
-    """Show the factory secrets of a gateway just made for --fake-i2c (on stderr, once)."""
+def _announce(gateway: GatewayThread, path: Path, out: Out) -> None:
+    """Show the factory secrets of a gateway just made for --fake-i2c: once, on stdout.
+
+    Never on stderr, which a service manager keeps in its journal (the secrets are the label's).
+    """
     factory = gateway.factory
     assert factory is not None
     fingerprint = gateway.call(lambda g: g.fingerprint)
     serial = gateway.call(lambda g: g.serial)
-    for line in (
-        f"New virtual gateway {serial} in {path} (factory state). Shown ONLY THIS ONCE:",
-        f"  User {DEFAULT_USER}, default password {factory.default_password}",
-        f"  Recovery secret {factory.recovery_secret}",
-        f"  Fingerprint {fingerprint}",
-    ):
-        Out.note(line)
+    out.record(
+        {
+            "event": "factory_secrets",
+            "serial": serial,
+            "state": str(path),
+            "user": DEFAULT_USER,
+            "default_password": factory.default_password,
+            "recovery_secret": factory.recovery_secret,
+            "fingerprint": fingerprint,
+        },
+        "\n".join(
+            (
+                f"New virtual gateway {serial} in {path} (factory state). Shown ONLY THIS ONCE:",
+                f"  User {DEFAULT_USER}, default password {factory.default_password}",
+                f"  Recovery secret {factory.recovery_secret}",
+                f"  Fingerprint {fingerprint}",
+            )
+        ),
+    )

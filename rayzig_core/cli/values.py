@@ -119,6 +119,13 @@ def seconds(text: str) -> float:
     return value
 
 
+def seconds_or_never(text: str) -> float | None:
+    """A duration in seconds, or 0 for "never" (None)."""
+    if text.strip() in {"0", "0.0"}:
+        return None
+    return seconds(text)
+
+
 def rate(text: str) -> float:
     """A probability from 0 to 1."""
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rayzig_core.admission import AdmissionPolicy
 from rayzig_core.cli import prompts
 from rayzig_core.cli.errors import EXIT_CONNECT, EXIT_OK, CliError
 from rayzig_core.cli.output import Out
@@ -52,6 +53,10 @@ class VirtualGatewayOptions:
     tcp_fault_seed: int | None
     factory_reset: bool
     yes: bool
+    login_grace: float
+    max_pending: int
+    frame_timeout: float
+    idle_timeout: float | None
 
 
 @handler(VirtualGatewayOptions)
@@ -92,6 +97,12 @@ def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine
             disconnect_rate=options.fault_disconnects,
             reboot_interval=options.fault_reboot_every,
             seed=options.tcp_fault_seed,
+        ),
+        admission=AdmissionPolicy(
+            login_grace=options.login_grace,
+            frame_timeout=options.frame_timeout,
+            idle_timeout=options.idle_timeout,
+            max_pending=options.max_pending,
         ),
     )
     return _run_gateway(server, state, factory, out, options.run_for, lock=lock)

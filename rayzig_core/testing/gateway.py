@@ -17,10 +17,12 @@ import asyncio
 import concurrent.futures
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rayzig_core.admission import SWEEP_INTERVAL, AdmissionPolicy
 from rayzig_core.storage import read_private
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.virtual_gateway import (
@@ -62,9 +64,15 @@ class GatewayThread:
         i2c_address: int = DEFAULT_I2C_ADDRESS,
         hop_latency: float | None = None,
         tcp_faults: TcpFaults | None = None,
+        admission: AdmissionPolicy | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.state_path = state_path
         self.tcp_faults = tcp_faults
+        self.admission = admission
+        self.clock = clock
+        """A fake clock for the TCP server's deadlines: the test moves it, then calls sweep()
+        (the server then never sweeps by itself). None: the real clock, swept every second."""
         self.module_count = module_count
         self.scrypt_n = scrypt_n
         self.port = port
@@ -133,6 +141,9 @@ class GatewayThread:
                 port=self.port,
                 state_path=self.state_path,
                 faults=self.tcp_faults,
+                admission=self.admission,
+                clock=self.clock or time.monotonic,
+                sweep_every=None if self.clock is not None else SWEEP_INTERVAL,
             )
             self._loop.run_until_complete(self._server.start())
             listening = True
@@ -191,6 +202,10 @@ class GatewayThread:
         self._thread.join(START_TIMEOUT)
         self._thread = None
         self._loop = None
+
+    def sweep(self) -> int:
+        """Drop the TCP connections past a deadline now (after moving a fake ``clock``)."""
+        return self.call(lambda gateway: self.server.gatekeeper.sweep())
 
     def restart(self) -> None:
         """Power-cycle: stop, then start again from the state file on the same port."""

@@ -1,7 +1,11 @@
 """Serving the virtual gateway over TCP, with its state persisted to a file (PROTOCOL.md §2.2, §12).
 
 One asyncio server; each TCP connection is a link attached to the :class:`VirtualGateway`. A client
-that sends garbage loses only its own link. State is saved through :mod:`rayzig_core.storage`,
+that sends garbage loses only its own link. A :class:`~rayzig_core.admission.Gatekeeper` keeps the
+connections honest (PROTOCOL.md §2.2, §3.2): a link must authenticate (its session's key enrolled)
+within the login grace, at most ``max_pending`` links may be waiting to (the oldest is dropped for a
+newcomer), a frame may not stop half-way, and an authenticated session that sends nothing for the
+idle timeout is dropped. State is saved through :mod:`rayzig_core.storage`,
 atomically and durably (fsync of the file and its directory, 0600): before the answer for a
 security-relevant change, else within SAVE_DELAY of a change, and on stop.
 """
@@ -12,11 +16,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rayzig_core.admission import SWEEP_INTERVAL, AdmissionPolicy, Gatekeeper, Ticket
 from rayzig_core.errors import FrameError
 from rayzig_core.protocol.frames import StreamDeframer, length_prefixed
 from rayzig_core.storage import JsonStore, StorageError
@@ -135,14 +141,18 @@ class _LinkProtocol(asyncio.Protocol):
         self._deframer = StreamDeframer()
         self._transport: asyncio.Transport | None = None
         self._link: GatewayConnection | None = None
+        self._ticket: Ticket | None = None
         self._paused = False
         self._backlog = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._link = self._server.gateway.attach(self._send, transport.close)
         self._server.transports.add(transport)
+        peer = transport.get_extra_info("peername")
+        name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._ticket = self._server.gatekeeper.admit(name, lambda reason: transport.abort())
+        self._link = self._server.gateway.attach(self._send, transport.close)
 
     def _send(self, frame: bytes) -> None:
         transport = self._transport
@@ -156,6 +166,7 @@ class _LinkProtocol(asyncio.Protocol):
                 transport.abort()  # discard the backlog; connection_lost() detaches the link
                 return
         transport.write(data)
+        self._check_authenticated()  # e.g. the answer to Pair: the key is enrolled now
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -167,13 +178,20 @@ class _LinkProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self._link is not None
+        assert self._ticket is not None
+        gatekeeper = self._server.gatekeeper
         try:
-            for frame in self._deframer.feed(data):
+            frames = self._deframer.feed(data)
+            if frames:
+                gatekeeper.heard(self._ticket)
+            for frame in frames:
                 if self._server.inject_disconnect():
                     assert self._transport is not None
                     self._transport.abort()
                     return
                 self._link.frame_received(frame)
+            gatekeeper.partial(self._ticket, bool(self._deframer.pending))
+            self._check_authenticated()
         except FrameError as err:
             _LOGGER.debug("Dropping link with bad framing: %s", err)
             self._link.close()
@@ -181,7 +199,21 @@ class _LinkProtocol(asyncio.Protocol):
             _LOGGER.exception("Unexpected error on a gateway link; closing it")
             self._link.close()
 
+    def _check_authenticated(self) -> None:
+        """A link is authenticated once its session's client key is enrolled (§3.3)."""
+        link, ticket = self._link, self._ticket
+        if (
+            link is not None
+            and ticket is not None
+            and not ticket.authenticated
+            and link.client is not None
+            and not link.closed
+        ):
+            self._server.gatekeeper.authenticate(ticket)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._ticket is not None:
+            self._server.gatekeeper.release(self._ticket)
         if self._link is not None:
             self._link.connection_lost()
         if self._transport is not None:
@@ -200,8 +232,16 @@ class GatewayServer:
         state_path: Path | None = None,
         simulate_interval: float | None = None,
         faults: TcpFaults | None = None,
+        admission: AdmissionPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_every: float | None = SWEEP_INTERVAL,
     ) -> None:
         self.gateway = gateway
+        self.gatekeeper = Gatekeeper(admission or AdmissionPolicy(), clock)
+        """Deadlines and the pending pool (``clock``: a fake one in tests, then call sweep())."""
+        self.sweep_every = sweep_every
+        """Seconds between the server's own sweeps; None: the caller sweeps (a fake clock)."""
+        self._sweeper: asyncio.Task[None] | None = None
         self.faults = faults or TcpFaults()
         self.fault_counts = TcpFaultCounts()
         self._fault_rng = random.Random(self.faults.seed)  # noqa: S311 - fault timing only
@@ -247,10 +287,17 @@ class GatewayServer:
         sockets = self._server.sockets
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        if self.sweep_every is not None:
+            self._sweeper = self._loop.create_task(self._sweep_every(self.sweep_every))
         if self.simulate_interval:
             self._simulation = self._loop.create_task(self._simulate(self.simulate_interval))
         if self.faults.reboot_interval:
             self._reboots = self._loop.create_task(self._reboot_every(self.faults.reboot_interval))
+
+    def set_faults(self, faults: TcpFaults) -> None:
+        """Inject these faults from now on (a test turns them on once its client is set up)."""
+        self.faults = faults
+        self._fault_rng = random.Random(faults.seed)  # noqa: S311 - fault timing only
 
     def inject_disconnect(self) -> bool:
         """Decide whether to drop a connection before handling its next frame (fault injection)."""
@@ -266,6 +313,12 @@ class GatewayServer:
         self.gateway.close_all()
         for transport in list(self.transports):
             transport.abort()
+
+    async def _sweep_every(self, interval: float) -> None:
+        """Drop the links past a deadline (PROTOCOL.md §3.2), about once per ``interval``."""
+        while True:
+            await asyncio.sleep(interval)
+            self.gatekeeper.sweep()
 
     async def _reboot_every(self, interval: float) -> None:
         while True:
@@ -296,6 +349,11 @@ class GatewayServer:
 
     async def stop(self) -> None:
         """Close every link, stop listening and flush state to disk."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._reboots is not None:
             self._reboots.cancel()
             with contextlib.suppress(asyncio.CancelledError):

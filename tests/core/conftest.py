@@ -155,9 +155,9 @@ def add_users_sync(gw: GatewayThread, names: list[str]) -> None:
 
 
 async def wait_for(
-    predicate: Callable[[], bool], within: float = 5.0, what: str = "condition"
+    predicate: Callable[[], bool], within: float = 60.0, what: str = "condition"
 ) -> None:
-    """Poll until ``predicate()`` is true, or fail the test."""
+    """Poll until ``predicate()`` is true, or fail the test (generous: one busy core suffices)."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:

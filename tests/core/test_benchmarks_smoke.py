@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import command_roundtrip, eventlog_read, handshake, incremental_sync, run_all
+from benchmarks import (
+    command_roundtrip,
+    eventlog_read,
+    handshake,
+    idle_sockets,
+    incremental_sync,
+    run_all,
+    soak,
+)
 from benchmarks.common import BenchResult, exchange_bus_time, machine_info
 from rayzig_core.testing.fake_i2c import fake_open_descriptors
 
@@ -49,6 +57,18 @@ def test_handshake_runs() -> None:
 def test_incremental_sync_runs() -> None:
     result = incremental_sync.run(modules=6, news=(0, 4))
     check(result, incremental_sync.NAME)
+
+
+def test_soak_runs_and_every_command_acts_once() -> None:
+    result = soak.run(commands=40)
+    check(result, soak.NAME)
+    assert result.ratio == 1.0  # not a timing: 40 commands, each applied exactly once
+    assert all(row.met is not False for row in result.rows), result.rows
+
+
+def test_idle_sockets_runs() -> None:
+    result = idle_sockets.run(sockets=12)
+    check(result, idle_sockets.NAME)
 
 
 def test_exchange_bus_time_counts_transactions() -> None:

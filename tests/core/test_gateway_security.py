@@ -228,9 +228,19 @@ class FakeClock:
         return self.now
 
 
+async def stopped_reconnecting(client: RayzigClient) -> None:
+    """Wait until ``client`` can never try again: no reconnection task left (not a time span)."""
+    await wait_for(
+        lambda: client._supervisor is None or client._supervisor.done(),
+        what="the client to give up reconnecting",
+    )
+
+
 async def test_repeated_failures_are_throttled_even_for_the_right_password(
     owned: GatewayThread,
 ) -> None:
+    clock = FakeClock()
+    owned.call(lambda g: setattr(g, "clock", clock))
     client = RayzigClient(connector(owned))
     identity = await client.identify()
     for _ in range(4):
@@ -241,7 +251,7 @@ async def test_repeated_failures_are_throttled_even_for_the_right_password(
     assert 0 < caught.value.retry_after <= 1.0
     assert owned.call(lambda g: dict(g.clients)) == {}
     # Once the delay has passed the right password works and resets the count.
-    await asyncio.sleep(caught.value.retry_after + 0.05)
+    clock.now += caught.value.retry_after + 0.05
     await client.pair(identity, OWNER, OWNER_PASSWORD)
     assert owned.call(lambda g: g.users[OWNER].throttle.failures) == 0
 
@@ -373,7 +383,7 @@ async def test_deleting_a_user_ends_its_session_at_once_and_for_good(
         with pytest.raises(ClientRevokedError):
             await ursula.list_modules()
         attempts = counting.attempts
-        await asyncio.sleep(0.5)  # many back-off periods: an authentication failure is final
+        await stopped_reconnecting(ursula)  # an authentication failure is final
         assert counting.attempts == attempts
         assert ursula.state is ConnectionState.AUTH_FAILED
 
@@ -476,7 +486,7 @@ async def test_changed_gateway_key_is_refused_with_both_fingerprints(
         attempts = counting.attempts
         with pytest.raises(GatewayKeyChangedError):
             await client.get_info()
-        await asyncio.sleep(0.3)
+        await stopped_reconnecting(client)
         assert counting.attempts == attempts
         assert other_gateway.call(lambda g: dict(g.clients)) == {}
     finally:
@@ -506,7 +516,7 @@ async def test_gateway_replaced_under_a_connected_client_stops_it(
         assert error.pinned_fingerprint == identity.fingerprint
         assert error.presented_fingerprint == impostor.call(lambda g: g.fingerprint)
         attempts = counting.attempts
-        await asyncio.sleep(0.3)
+        await stopped_reconnecting(client)
         assert counting.attempts == attempts
         assert client.credentials == credentials
     finally:

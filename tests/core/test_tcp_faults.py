@@ -1,23 +1,35 @@
-"""TCP fault injection: dropped connections and gateway reboots never lose or repeat a command."""
+"""TCP fault injection: dropped connections and gateway reboots never lose or repeat a command.
+
+Deterministic on a loaded machine: the faults are seeded and turned on only once the client is
+paired and connected, the program under test runs until the test stops it (no ``--run-for``),
+and the test waits for events (a counter reaching a value), never for a length of time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.errors import ConnectionFailedError
 from rayzig_core.models import EventKind
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway import TcpFaults
+from tests.core.conftest import wait_for
 
 PASSWORD = "mauve-otter-juggles-47-kites"
+FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
 
 
-async def _pair(gateway: GatewayThread) -> ClientCredentials:
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port))
+async def _pair(port: int) -> ClientCredentials:
+    client = RayzigClient(TcpConnector("127.0.0.1", port))
     identity = await client.identify()
     creds = await client.pair(identity, "installer", PASSWORD)
     await client.close()
@@ -42,29 +54,14 @@ def test_fault_settings_are_validated() -> None:
 
 
 async def test_commands_act_exactly_once_through_dropped_connections(tmp_path: Path) -> None:
-    gateway = GatewayThread(
-        tmp_path / "gw.json", tcp_faults=TcpFaults(disconnect_rate=0.04, seed=7)
-    ).start()
+    gateway = GatewayThread(tmp_path / "gw.json").start()
     try:
         gateway.setup_owner(PASSWORD)
-        # Pairing itself may be cut; retry like a user would.
-        for _ in range(20):
-            try:
-                creds = await _pair(gateway)
-                break
-            except Exception:
-                await asyncio.sleep(0.01)
-        else:
-            pytest.fail("could not pair through the faults")
-        client = RayzigClient(
-            TcpConnector("127.0.0.1", gateway.port), creds, backoff_initial=0.01, backoff_max=0.05
-        )
-        for _ in range(20):
-            try:
-                await client.connect()
-                break
-            except Exception:
-                await asyncio.sleep(0.01)
+        creds = await _pair(gateway.port)
+        client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), creds, **FAST)
+        await client.connect()
+        faults = TcpFaults(disconnect_rate=0.04, seed=7)
+        gateway.call(lambda g: gateway.server.set_faults(faults))
         module = gateway.call(lambda g: g.site.modules()[0])
         before = _commands(gateway, module.module_id)
         sent = 300
@@ -84,10 +81,8 @@ async def test_a_gateway_reboot_ends_sessions_and_the_client_comes_back(tmp_path
     gateway = GatewayThread(tmp_path / "gw.json").start()
     try:
         gateway.setup_owner(PASSWORD)
-        creds = await _pair(gateway)
-        client = RayzigClient(
-            TcpConnector("127.0.0.1", gateway.port), creds, backoff_initial=0.01, backoff_max=0.05
-        )
+        creds = await _pair(gateway.port)
+        client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), creds, **FAST)
         await client.connect()
         module = gateway.call(lambda g: g.site.modules()[0])
         await client.set_output(module.module_id, 0, True)
@@ -102,40 +97,57 @@ async def test_a_gateway_reboot_ends_sessions_and_the_client_comes_back(tmp_path
         gateway.stop()
 
 
-async def test_cli_virtual_gateway_injects_reboots(tmp_path: Path) -> None:
-    """`rayzig virtual-gateway --fault-reboot-every` ends every session periodically."""
-    import json  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    state = tmp_path / "gateway.json"
-    process = subprocess.Popen(  # noqa: ASYNC220 - a short-lived child, read line by line
+def _virtual_gateway(state: Path, *options: str) -> subprocess.Popen[str]:
+    """`rayzig virtual-gateway` on a free port until the test sends it SIGTERM."""
+    return subprocess.Popen(
         [sys.executable, "-m", "rayzig_core.cli", "virtual-gateway", "--port", "0", "--state",
-         str(state), "--modules", "2", "--fault-reboot-every", "0.3", "--run-for", "3", "--json"],
+         str(state), "--modules", "2", "--json", *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+async def _listening(process: subprocess.Popen[str]) -> dict[str, object]:
+    assert process.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 60)
+    record: dict[str, object] = json.loads(line)
+    return record
+
+
+async def _stopped(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(process.communicate, timeout=60)
+    return process.returncode
+
+
+async def test_cli_virtual_gateway_injects_reboots(tmp_path: Path) -> None:
+    """`rayzig virtual-gateway --fault-reboot-every` ends every session periodically."""
+    state = tmp_path / "gateway.json"
+    # Set up without faults: the password changed and a client paired.
+    setup = _virtual_gateway(state)
     try:
-        assert process.stdout is not None
-        first = json.loads(await asyncio.to_thread(process.stdout.readline))
-        port = int(first["port"])
-        default = first["default_password"]
-        connector = TcpConnector("127.0.0.1", port)
+        first = await _listening(setup)
+        connector = TcpConnector("127.0.0.1", int(str(first["port"])))
         pairing = RayzigClient(connector)
         identity = await pairing.identify()
+        default = str(first["default_password"])
         await pairing.change_password(identity.public_key, "installer", default, PASSWORD)
-        for _ in range(20):
+        creds = await pairing.pair(identity, "installer", PASSWORD)
+    finally:
+        assert await _stopped(setup) == 0
+    # The same gateway with a reboot every half second.
+    process = _virtual_gateway(state, "--fault-reboot-every", "0.5")
+    try:
+        port = int(str((await _listening(process))["port"]))
+        client = RayzigClient(TcpConnector("127.0.0.1", port), creds, **FAST)
+        for _ in range(10):  # a reboot may cut the very first handshake
             try:
-                creds = await pairing.pair(identity, "installer", PASSWORD)
+                await client.connect()
                 break
-            except Exception:
-                await asyncio.sleep(0.05)
-        client = RayzigClient(connector, creds, backoff_initial=0.01, backoff_max=0.05)
-        await client.connect()
-        await asyncio.sleep(1.2)
-        assert client.stats.disconnects >= 2
-        assert client.stats.connects >= 3
+            except ConnectionFailedError:
+                continue
+        await wait_for(lambda: client.stats.disconnects >= 2, within=120, what="two reboots")
+        await wait_for(lambda: client.stats.connects >= 3, within=120, what="two reconnections")
         await client.list_modules()
         await client.close()
     finally:
-        await asyncio.to_thread(process.wait, 30)
-    assert process.returncode == 0
+        assert await _stopped(process) == 0
