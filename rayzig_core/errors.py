@@ -137,6 +137,16 @@ class InvalidRequestError(RequestError):
     """The request is well-formed but its values are not acceptable."""
 
 
+class RequestIdReusedError(RequestError):
+    """The gateway refused a request whose id another request of this client used (§5.3).
+
+    It acted on nothing: send the request again with a new request id.
+
+    The reference client numbers requests itself and never reuses an id for another request;
+    this comes from a client that reuses ids within the gateway's replay-cache window.
+    """
+
+
 class GatewayBusyError(RequestError):
     """The gateway answered BUSY: it cannot serve the request now; retry shortly with a new id.
 

@@ -4,13 +4,15 @@ Transport-agnostic and synchronous: a transport (TCP server, fake I2C device) ca
 :meth:`VirtualGateway.attach` per link and feeds frames in; replies and notifications leave through
 the ``send_frame`` callable it passed. Everything PROTOCOL.md asks of a gateway is enforced by the
 pieces tied together here: handshakes (§3, :mod:`.connection`), pairing, passwords and throttling
-(§6, :mod:`.auth`), the permission matrix (§7, :mod:`.handlers`), the replay cache that makes
+(§6, :mod:`.auth`), the budget and the worker of password checks (§6.5, :mod:`.check_budget`,
+:mod:`.password_work`), the permission matrix (§7, :mod:`.handlers`), the replay cache that makes
 retried commands act once (§5.3, :mod:`.replay`), firmware installs (§10) and persistence (§12,
 :mod:`.state`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -18,7 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from rayzig_core.errors import FirmwareError, RequestError
 from rayzig_core.firmware import generate_signing_key
 from rayzig_core.models import FirmwareVersion, UserLevel
 from rayzig_core.password_policy import fold_password
@@ -28,12 +29,19 @@ from rayzig_core.protocol.frames import MAX_FRAME
 from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import ResponderHandshake, fingerprint
 from rayzig_core.virtual_gateway import credentials
-from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts
-from rayzig_core.virtual_gateway.device.answers import INTERNAL, RequestRefused, bounded
+from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts, name_key
+from rayzig_core.virtual_gateway.device.answers import INTERNAL, answer_for, bounded
+from rayzig_core.virtual_gateway.device.check_budget import CheckBudget
 from rayzig_core.virtual_gateway.device.connection import GatewayConnection
 from rayzig_core.virtual_gateway.device.handlers import dispatch
 from rayzig_core.virtual_gateway.device.identity import DEFAULT_FIRMWARE, HARDWARE, MODEL
-from rayzig_core.virtual_gateway.device.replay import ReplayCache
+from rayzig_core.virtual_gateway.device.password_work import PasswordWorker, PendingRequest, Work
+from rayzig_core.virtual_gateway.device.replay import (
+    InFlight,
+    ReplayCache,
+    Reply,
+    request_fingerprint,
+)
 from rayzig_core.virtual_gateway.device.state import (
     ClientRecord,
     GatewayState,
@@ -54,6 +62,8 @@ _LOGGER = logging.getLogger(__name__)
 
 RequestObserver = Callable[[GatewayConnection, m.Request, m.Response], None]
 """Sees each request a connection made and the answer worked out for it (see request_observers)."""
+SaveInBackground = Callable[[Callable[[BaseException | None], None]], None]
+"""Writes the state durably without blocking the loop, then calls back on it (None: written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,7 @@ class VirtualGateway:
         accounts: Accounts,
         firmware: FirmwareStore,
         replay: ReplayCache | None = None,
+        check_budget: CheckBudget | None = None,
         clock: Callable[[], float] = time.time,
         scrypt_n: int = 2**15,
     ) -> None:
@@ -102,6 +113,10 @@ class VirtualGateway:
         self.accounts = accounts
         self.firmware = firmware
         self.replay = replay or ReplayCache()
+        self.check_budget = check_budget or CheckBudget()
+        """The password checks of the last minute, all names and sources together (§6.5)."""
+        self.password_worker = PasswordWorker()
+        """Runs scrypt off the event loop (§6.5)."""
         self.clock = clock
         self.scrypt_n = scrypt_n
         self._connections: set[GatewayConnection] = set()
@@ -109,7 +124,12 @@ class VirtualGateway:
         """Called after any change to persist; the server gathers changes into one write."""
         self.on_save_now: Callable[[], None] = lambda: None
         """Writes the state durably at once; called before answering a security-relevant change."""
+        self.on_save_in_background: SaveInBackground | None = None
+        """If the server sets it: how a request that waited for password work (§6.5) gets its
+        changes on disk before its answer without the loop waiting for the disk meanwhile."""
         self._durable_pending = False
+        self._pending: set[PendingRequest] = set()
+        self._finishing = False
         self._deferring = 0
         self._deferred: list[tuple[GatewayConnection, m.Notification]] = []
         self.request_observers: list[RequestObserver] = []
@@ -161,6 +181,7 @@ class VirtualGateway:
             recovery_throttle=credentials.Throttle(),
             default_verifier=default_verifier,
             default_folded_verifier=default_folded_verifier,
+            name_key=name_key(private),
         )
         gateway = cls(
             site=site or Site.generate(clock=clock, serial_prefix=serial[-4:]),
@@ -189,6 +210,8 @@ class VirtualGateway:
             next_client_id=accounts.next_client_id,
             replay_cache=self.replay.entries(enrolled=True),
             pre_auth_replay_cache=self.replay.entries(enrolled=False),
+            unknown_names=accounts.unknown_names(),
+            password_checks=self.check_budget.records(),
             firmware=self.firmware.state(),
             site=self.site.state(),
         )
@@ -206,6 +229,8 @@ class VirtualGateway:
             default_verifier=state.default_verifier,
             default_folded_verifier=state.default_folded_verifier,
             next_client_id=state.next_client_id,
+            name_key=name_key(state.static_private),
+            unknown_names=state.unknown_names,
         )
         return cls(
             site=Site.restore(state.site, clock=clock),
@@ -214,6 +239,7 @@ class VirtualGateway:
             accounts=accounts,
             firmware=FirmwareStore.restore(state.firmware),
             replay=ReplayCache(state.replay_cache, state.pre_auth_replay_cache),
+            check_budget=CheckBudget(state.password_checks),
             clock=clock,
             scrypt_n=state.scrypt_n,
         )
@@ -305,7 +331,16 @@ class VirtualGateway:
         self._connections.discard(connection)
 
     def close_all(self) -> None:
-        """Close every link (shutdown, or a simulated reboot)."""
+        """Close every link (shutdown, or a simulated reboot).
+
+        The requests under way are answered first, as the device finishes the request in hand
+        before it resets: their password work is completed here (a few scrypt runs at most).
+        """
+        self._finishing = True
+        try:
+            self.password_worker.finish()
+        finally:
+            self._finishing = False
         for connection in list(self._connections):
             connection.close()
 
@@ -372,51 +407,147 @@ class VirtualGateway:
                 for connection, notice in deferred:
                     connection.notify(notice)
 
-    # --- requests (§5.3, §9) ---------------------------------------------------------------
+    # --- requests (§5.3, §6.5, §9) ---------------------------------------------------------
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests taken in and not answered yet (waiting for password work or the disk)."""
+        return len(self._pending)
+
+    def is_enrolled(self, connection: GatewayConnection) -> bool:
+        """Whether the link's client key is enrolled now (not revoked meanwhile)."""
+        client = connection.client
+        return client is not None and self.accounts.clients.get(client.client_id) is client
+
+    def unenrolled_checks_waiting(self) -> int:
+        """Requests of unenrolled sessions that have handed password work to the worker."""
+        return sum(1 for p in self._pending if p.started and not p.enrolled)
 
     def handle(
-        self, connection: GatewayConnection, request_id: int, request: m.Request
-    ) -> m.Response:
-        """Answer one request, from the replay cache when it is a retried mutating request."""
+        self, connection: GatewayConnection, request_id: int, request: m.Request, reply: Reply
+    ) -> None:
+        """Answer one request through ``reply``: at once, or once its password work is done.
+
+        A retried mutating request is answered from the replay cache (or, still under way, with
+        its answer when it comes); another request under a remembered id is refused (§5.3).
+        """
         if request_id == 0:  # §5.3: 0 is the id of notifications, never of a request
-            return m.ErrorResponse(
-                m.ErrorCode.BAD_REQUEST,
-                "Request id 0 is reserved for notifications; number requests from 1.",
+            reply(
+                m.ErrorResponse(
+                    m.ErrorCode.BAD_REQUEST,
+                    "Request id 0 is reserved for notifications; number requests from 1.",
+                )
             )
-        cache_key = (connection.peer_key, request_id)
-        enrolled = connection.client is not None and (
-            self.accounts.clients.get(connection.client.client_id) is connection.client
+            return
+        pending = PendingRequest(
+            connection, request_id, request, reply, enrolled=self.is_enrolled(connection)
         )
         if request.MUTATING:
-            cached = self.replay.lookup(cache_key)
-            if cached is not None:
-                return cached
+            pending.fingerprint = request_fingerprint(request_id, request)
+            cached = self.replay.lookup(pending.key)
+            flight = self.replay.in_flight.get(pending.key)
+            if cached is not None or flight is not None:
+                if cached is not None and cached.answers(pending.fingerprint):
+                    reply(cached.answer)
+                elif flight is not None and flight.fingerprint == pending.fingerprint:
+                    flight.retries.append(reply)
+                else:
+                    reply(_REUSED)
+                return
+            self.replay.in_flight[pending.key] = InFlight(pending.fingerprint)
+        self._pending.add(pending)
+        self._step(pending)
+        pending.synchronous = False
+
+    def _step(
+        self, pending: PendingRequest, result: object = None, error: BaseException | None = None
+    ) -> None:
+        """Run the request's handling up to its next piece of password work, or to its answer."""
+        self._durable_pending = False
+        work: Work | None = None
+        answer: m.Response | None = None
         try:
-            response = dispatch(self, connection, request)
-        except RequestRefused as refusal:
-            response = refusal.response
-        except (FirmwareError, RequestError) as err:
-            response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
-        except Exception:
-            # A bug must not cost the client its link (§9): answer INTERNAL, log the details.
-            _LOGGER.exception(
-                "Unexpected error while handling %s; answering INTERNAL", type(request).__name__
+            if pending.steps is None:
+                outcome = dispatch(self, pending.connection, pending.request)
+                if isinstance(outcome, m.Response):
+                    answer = outcome
+                else:
+                    pending.steps = outcome
+                    work = outcome.send(None)
+            elif error is not None:
+                work = pending.steps.throw(error)
+            else:
+                work = pending.steps.send(result)
+        except StopIteration as stop:
+            answer = stop.value
+        except Exception as err:  # noqa: BLE001 - every failure becomes an answer (§9)
+            answer = answer_for(err, pending.request)
+        pending.durable |= self._durable_pending
+        self._durable_pending = False
+        if answer is None:
+            if work is None:  # pragma: no cover - a handler yields work or returns an answer
+                answer = INTERNAL
+            else:
+                pending.started = True
+                self.password_worker.run(work, functools.partial(self._step, pending))
+                return
+        self._finish(pending, answer)
+
+    def _finish(self, pending: PendingRequest, answer: m.Response) -> None:
+        """Remember the answer for retries, make the request's changes durable, then send it."""
+        if isinstance(answer, m.ErrorResponse):
+            answer = replace(answer, message=bounded(answer.message))
+        if pending.request.MUTATING:
+            self.replay.remember(
+                pending.key, pending.fingerprint, answer, enrolled=pending.enrolled
             )
-            response = INTERNAL
-        if isinstance(response, m.ErrorResponse):
-            response = replace(response, message=bounded(response.message))
-        if request.MUTATING:
-            self.replay.remember(cache_key, response, enrolled=enrolled)
-            self.note_change()
-        if self._durable_pending:
+            if pending.enrolled:
+                # An unenrolled session's entry goes with the next write: a refusal that changed
+                # nothing must not cost the gateway a write (§6.5).
+                self.note_change()
+        if pending.durable:
             # Throttle failures, enrolments, revocations, passwords, accounts and firmware
             # security versions reach the disk (with this answer's replay-cache entry) first.
-            self._durable_pending = False
+            saver = self.on_save_in_background
+            if not pending.synchronous and saver is not None and not self._finishing:
+                try:
+                    saver(functools.partial(self._saved, pending, answer))
+                except Exception:
+                    _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
+                    self._deliver(pending, INTERNAL)
+                return
             try:
                 self.on_save_now()
             except Exception:
                 _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
-                response = INTERNAL
+                answer = INTERNAL
+        self._deliver(pending, answer)
+
+    def _saved(
+        self, pending: PendingRequest, answer: m.Response, error: BaseException | None
+    ) -> None:
+        if error is not None:
+            _LOGGER.error("Could not store the gateway state (%s); answering INTERNAL", error)
+            answer = INTERNAL
+        self._deliver(pending, answer)
+
+    def _deliver(self, pending: PendingRequest, answer: m.Response) -> None:
+        """Send the answer to the request and to its retries that came meanwhile."""
+        self._pending.discard(pending)
+        replies = [pending.reply]
+        flight = self.replay.in_flight.get(pending.key)
+        if pending.request.MUTATING and flight is not None:
+            del self.replay.in_flight[pending.key]
+            replies += flight.retries
         for observer in list(self.request_observers):
-            observer(connection, request, response)
-        return response
+            observer(pending.connection, pending.request, answer)
+        with self.deferring_notifications():
+            for reply in replies:
+                reply(answer)
+
+
+_REUSED = m.ErrorResponse(
+    m.ErrorCode.REQUEST_ID_REUSED,
+    "This request id was used for another request of this client; send it with a new request id.",
+)
+"""The answer to a different request under a remembered request id (§5.3)."""
