@@ -504,6 +504,8 @@ async def test_unknown_user_names_are_throttled_exactly_like_real_ones(
 ) -> None:
     clock = FakeClock()
     owned.call(lambda g: setattr(g, "clock", clock))
+    # THROTTLED answers at once: they are held back by real time otherwise (§6.5).
+    owned.call(lambda g: setattr(g, "throttled_answer_delay", 0.0))
     session = await RawSession.open(owned.port)
     try:
         real = await attempts(session, OWNER, 6, 1)

@@ -38,8 +38,14 @@ class FakeClock:
 
 
 def use_clock(gw: GatewayThread, clock: FakeClock) -> None:
-    """Make the running gateway use ``clock`` (again after each restart)."""
-    gw.call(lambda g: setattr(g, "clock", clock))
+    """Make the running gateway use ``clock`` (again after each restart), and send THROTTLED
+    answers at once: the delay they are held back by is real time (tested on its own)."""
+
+    def install(g: VirtualGateway) -> None:
+        g.clock = clock
+        g.throttled_answer_delay = 0.0
+
+    gw.call(install)
 
 
 @dataclass
@@ -189,6 +195,7 @@ async def test_a_failed_attempt_is_answered_once_durable_without_blocking_the_ga
 async def test_at_most_four_unauthenticated_checks_wait_and_the_next_is_throttled(
     owned: GatewayThread, gate: Gate
 ) -> None:
+    owned.call(lambda g: setattr(g, "throttled_answer_delay", 0.0))
     strangers = [await RawSession.open(owned.port) for _ in range(5)]
     gate.arm()
     try:
@@ -208,6 +215,36 @@ async def test_at_most_four_unauthenticated_checks_wait_and_the_next_is_throttle
     finally:
         for stranger in strangers:
             await stranger.close()
+
+
+async def test_a_throttled_answer_to_a_stranger_is_held_back_without_holding_anyone_up(
+    owned: GatewayThread,
+) -> None:
+    _, owner = await pair(owned)
+    clock = FakeClock()
+    use_clock(owned, clock)
+    owned.call(lambda g: setattr(g, "throttled_answer_delay", 3600.0))  # held until closing
+    paired = await RawSession.keyed(owned.port, owner)
+    stranger = await RawSession.open(owned.port)
+    try:
+        for request_id in range(1, 5):
+            await refused(stranger, request_id, m.Pair("nobody", WRONG, "x"))
+        await stranger.send(5, m.Pair("nobody", WRONG, "x"))  # blocked for a second: THROTTLED
+        await until_pending(owned, 1)
+        assert await asyncio.wait_for(paired.request(1, m.Ping()), WAIT) == m.Ok()
+        assert pending(owned) == 1
+        # Closing its links, the gateway sends what it holds back first.
+        owned.call(lambda g: g.close_all())
+        envelope = await stranger.receive(WAIT)
+        assert envelope.request_id == 5
+        assert isinstance(envelope.message, m.ErrorResponse)
+        assert (envelope.message.code, envelope.message.retry_after) == (
+            m.ErrorCode.THROTTLED,
+            1.0,
+        )
+    finally:
+        await stranger.close()
+        await paired.close()
 
 
 # --- the global budget (§6.3) --------------------------------------------------------------------

@@ -39,6 +39,9 @@ MAX_WAITING_CHECKS: Final = 4
 """Requests of unenrolled sessions that may wait for a password check at once (§6.5)."""
 BUSY_RETRY_AFTER: Final = 1.0
 """``retry_after`` of a check refused because MAX_WAITING_CHECKS are waiting."""
+THROTTLED_ANSWER_DELAY: Final = 1.0
+"""Seconds a THROTTLED answer to an unenrolled session is held back: a client that ignores
+``retry_after`` gets one refusal per second per connection, not one per round trip (§6.5)."""
 
 
 def check_user_name(name: str) -> None:

@@ -12,6 +12,8 @@ retried commands act once (§5.3, :mod:`.replay`), firmware installs (§10) and 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import secrets
@@ -31,6 +33,7 @@ from rayzig_core.protocol.session import ResponderHandshake, fingerprint
 from rayzig_core.virtual_gateway import credentials
 from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts, name_key
 from rayzig_core.virtual_gateway.device.answers import INTERNAL, answer_for, bounded
+from rayzig_core.virtual_gateway.device.auth import THROTTLED_ANSWER_DELAY
 from rayzig_core.virtual_gateway.device.check_budget import CheckBudget
 from rayzig_core.virtual_gateway.device.connection import GatewayConnection
 from rayzig_core.virtual_gateway.device.handlers import dispatch
@@ -130,6 +133,8 @@ class VirtualGateway:
         self._durable_pending = False
         self._pending: set[PendingRequest] = set()
         self._finishing = False
+        self.throttled_answer_delay = THROTTLED_ANSWER_DELAY
+        """Seconds a THROTTLED answer to an unenrolled session is held back (§6.5)."""
         self._deferring = 0
         self._deferred: list[tuple[GatewayConnection, m.Notification]] = []
         self.request_observers: list[RequestObserver] = []
@@ -339,6 +344,11 @@ class VirtualGateway:
         self._finishing = True
         try:
             self.password_worker.finish()
+            for pending in list(self._pending):
+                if pending.held is not None:
+                    timer, answer = pending.held
+                    timer.cancel()
+                    self._deliver(pending, answer)
         finally:
             self._finishing = False
         for connection in list(self._connections):
@@ -521,6 +531,26 @@ class VirtualGateway:
             except Exception:
                 _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
                 answer = INTERNAL
+        self._hold_or_deliver(pending, answer)
+
+    def _hold_or_deliver(self, pending: PendingRequest, answer: m.Response) -> None:
+        """Deliver the answer; a THROTTLED one to an unenrolled session after a delay (§6.5).
+
+        The delay costs the gateway a timer, and a client that ignores ``retry_after`` one
+        attempt per second per connection instead of one per round trip (a handshake each).
+        """
+        delay = self.throttled_answer_delay
+        if (
+            delay > 0
+            and not pending.enrolled
+            and not self._finishing
+            and isinstance(answer, m.ErrorResponse)
+            and answer.code is m.ErrorCode.THROTTLED
+        ):
+            with contextlib.suppress(RuntimeError):  # no running loop: answer at once
+                loop = asyncio.get_running_loop()
+                pending.held = (loop.call_later(delay, self._deliver, pending, answer), answer)
+                return
         self._deliver(pending, answer)
 
     def _saved(
@@ -533,6 +563,7 @@ class VirtualGateway:
 
     def _deliver(self, pending: PendingRequest, answer: m.Response) -> None:
         """Send the answer to the request and to its retries that came meanwhile."""
+        pending.held = None
         self._pending.discard(pending)
         replies = [pending.reply]
         flight = self.replay.in_flight.get(pending.key)

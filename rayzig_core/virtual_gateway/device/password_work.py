@@ -164,6 +164,8 @@ class PendingRequest:
     """True while the request is still inside the call that took it in."""
     durable: bool = False
     """Whether its changes must be on disk before its answer is sent (§12)."""
+    held: tuple[asyncio.TimerHandle, m.Response] | None = None
+    """A THROTTLED answer held back (§6.5) and the timer that will send it."""
 
     @property
     def key(self) -> ReplayKey:
