@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from rayzig_core import storage
+from rayzig_core.protocol import messages as m
+from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.virtual_gateway import VirtualGateway
 from rayzig_core.virtual_gateway.server import state_store
 from rayzig_core.virtual_gateway.state_writer import StateWriter
+from tests.core.conftest import RawSession
 
 WAIT = 10.0
 
@@ -78,3 +81,28 @@ async def test_an_older_background_write_never_replaces_a_newer_state(tmp_path: 
         assert _saved_counter(tmp_path) == 11
     finally:
         writer.close()
+
+
+async def test_a_failed_attempts_write_leaves_the_gateways_loop_free(
+    owned: GatewayThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end through the TCP server, once it hands durable writes to a StateWriter."""
+    if not owned.call(lambda g: g.on_save_in_background is not None):
+        pytest.skip("GatewayServer does not use StateWriter yet (virtual_gateway/server.py)")
+    writers: list[str] = []
+    real = storage.write_atomic
+
+    def spy(path: Path, data: bytes, **options: int) -> None:
+        writers.append(threading.current_thread().name)
+        real(path, data, **options)
+
+    monkeypatch.setattr(storage, "write_atomic", spy)
+    stranger = await RawSession.open(owned.port)
+    try:
+        answer = await stranger.request(1, m.Pair("nobody", "wrong wrong wrong wrong", "x"))
+        assert isinstance(answer, m.ErrorResponse)
+        assert answer.code is m.ErrorCode.INVALID_CREDENTIALS
+    finally:
+        await stranger.close()
+    assert writers
+    assert all(name.startswith("rayzig-state-writer") for name in writers), writers
