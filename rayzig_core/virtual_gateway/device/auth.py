@@ -73,7 +73,7 @@ def take_check(gateway: VirtualGateway, connection: GatewayConnection) -> None:
     The same refusal whatever the name: it says nothing about which accounts exist.
     """
     enrolled = gateway.is_enrolled(connection)
-    if not enrolled and gateway.unenrolled_checks_waiting() >= MAX_WAITING_CHECKS:
+    if not enrolled and gateway.requests.unenrolled_checks_waiting() >= MAX_WAITING_CHECKS:
         raise RequestRefused(
             m.ErrorCode.THROTTLED,
             "The gateway is checking other passwords; try again in a second.",

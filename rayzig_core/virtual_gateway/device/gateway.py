@@ -5,22 +5,19 @@ Transport-agnostic and synchronous: a transport (TCP server, fake I2C device) ca
 the ``send_frame`` callable it passed. Everything PROTOCOL.md asks of a gateway is enforced by the
 pieces tied together here: handshakes (§3, :mod:`.connection`), pairing, passwords and throttling
 (§6, :mod:`.auth`), the budget and the worker of password checks (§6.5, :mod:`.check_budget`,
-:mod:`.password_work`), the permission matrix (§7, :mod:`.handlers`), the replay cache that makes
-retried commands act once (§5.3, :mod:`.replay`), firmware installs (§10) and persistence (§12,
-:mod:`.state`).
+:mod:`.password_work`), the permission matrix (§7, :mod:`.handlers`), requests from intake to
+answer (:mod:`.requests`) with the replay cache that makes retried commands act once (§5.3,
+:mod:`.replay`), firmware installs (§10) and persistence (§12, :mod:`.state`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rayzig_core.firmware import generate_signing_key
 from rayzig_core.models import FirmwareVersion, UserLevel
@@ -32,19 +29,13 @@ from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import ResponderHandshake, fingerprint
 from rayzig_core.virtual_gateway import credentials
 from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts, name_key
-from rayzig_core.virtual_gateway.device.answers import INTERNAL, answer_for, bounded
 from rayzig_core.virtual_gateway.device.auth import THROTTLED_ANSWER_DELAY
 from rayzig_core.virtual_gateway.device.check_budget import CheckBudget
 from rayzig_core.virtual_gateway.device.connection import GatewayConnection
-from rayzig_core.virtual_gateway.device.handlers import dispatch
 from rayzig_core.virtual_gateway.device.identity import DEFAULT_FIRMWARE, HARDWARE, MODEL
-from rayzig_core.virtual_gateway.device.password_work import PasswordWorker, PendingRequest, Work
-from rayzig_core.virtual_gateway.device.replay import (
-    InFlight,
-    ReplayCache,
-    Reply,
-    request_fingerprint,
-)
+from rayzig_core.virtual_gateway.device.password_work import PasswordWorker
+from rayzig_core.virtual_gateway.device.replay import ReplayCache, Reply
+from rayzig_core.virtual_gateway.device.requests import RequestPipeline
 from rayzig_core.virtual_gateway.device.state import (
     ClientRecord,
     GatewayState,
@@ -130,9 +121,9 @@ class VirtualGateway:
         self.on_save_in_background: SaveInBackground | None = None
         """If the server sets it: how a request that waited for password work (§6.5) gets its
         changes on disk before its answer without the loop waiting for the disk meanwhile."""
-        self._durable_pending = False
-        self._pending: set[PendingRequest] = set()
-        self._finishing = False
+        self.durable_pending = False
+        """Set by a change that must be on disk before the answer to the request making it."""
+        self.requests = RequestPipeline(self)
         self.throttled_answer_delay = THROTTLED_ANSWER_DELAY
         """Seconds a THROTTLED answer to an unenrolled session is held back (§6.5)."""
         self._deferring = 0
@@ -274,14 +265,14 @@ class VirtualGateway:
             records,
         )
         self.note_change(durable=True)
-        self._durable_pending = False
+        self.durable_pending = False
         self.on_save_now()
         return FactoryResetReport(removed, clients, records, len(self.site.modules()), sessions)
 
     def note_change(self, *, durable: bool = False) -> None:
         """Note a change; ``durable``: it must be on disk before the answer is sent (§12)."""
         if durable:
-            self._durable_pending = True
+            self.durable_pending = True
         self.on_dirty()
 
     # --- identity and accounts -------------------------------------------------------------
@@ -341,16 +332,7 @@ class VirtualGateway:
         The requests under way are answered first, as the device finishes the request in hand
         before it resets: their password work is completed here (a few scrypt runs at most).
         """
-        self._finishing = True
-        try:
-            self.password_worker.finish()
-            for pending in list(self._pending):
-                if pending.held is not None:
-                    timer, answer = pending.held
-                    timer.cancel()
-                    self._deliver(pending, answer)
-        finally:
-            self._finishing = False
+        self.requests.finish_all()
         for connection in list(self._connections):
             connection.close()
 
@@ -422,163 +404,18 @@ class VirtualGateway:
     @property
     def pending_requests(self) -> int:
         """Requests taken in and not answered yet (waiting for password work or the disk)."""
-        return len(self._pending)
+        return self.requests.pending
 
     def is_enrolled(self, connection: GatewayConnection) -> bool:
         """Whether the link's client key is enrolled now (not revoked meanwhile)."""
         client = connection.client
         return client is not None and self.accounts.clients.get(client.client_id) is client
 
-    def unenrolled_checks_waiting(self) -> int:
-        """Requests of unenrolled sessions that have handed password work to the worker."""
-        return sum(1 for p in self._pending if p.started and not p.enrolled)
-
     def handle(
         self, connection: GatewayConnection, request_id: int, request: m.Request, reply: Reply
     ) -> None:
-        """Answer one request through ``reply``: at once, or once its password work is done.
+        """Answer one request through ``reply``, at once or once its password work is done.
 
-        A retried mutating request is answered from the replay cache (or, still under way, with
-        its answer when it comes); another request under a remembered id is refused (§5.3).
+        See :class:`~rayzig_core.virtual_gateway.device.requests.RequestPipeline`.
         """
-        if request_id == 0:  # §5.3: 0 is the id of notifications, never of a request
-            reply(
-                m.ErrorResponse(
-                    m.ErrorCode.BAD_REQUEST,
-                    "Request id 0 is reserved for notifications; number requests from 1.",
-                )
-            )
-            return
-        pending = PendingRequest(
-            connection, request_id, request, reply, enrolled=self.is_enrolled(connection)
-        )
-        if request.MUTATING:
-            pending.fingerprint = request_fingerprint(request_id, request)
-            cached = self.replay.lookup(pending.key)
-            flight = self.replay.in_flight.get(pending.key)
-            if cached is not None or flight is not None:
-                if cached is not None and cached.answers(pending.fingerprint):
-                    reply(cached.answer)
-                elif flight is not None and flight.fingerprint == pending.fingerprint:
-                    flight.retries.append(reply)
-                else:
-                    reply(_REUSED)
-                return
-            self.replay.in_flight[pending.key] = InFlight(pending.fingerprint)
-        self._pending.add(pending)
-        self._step(pending)
-        pending.synchronous = False
-
-    def _step(
-        self, pending: PendingRequest, result: object = None, error: BaseException | None = None
-    ) -> None:
-        """Run the request's handling up to its next piece of password work, or to its answer."""
-        self._durable_pending = False
-        work: Work | None = None
-        answer: m.Response | None = None
-        try:
-            if pending.steps is None:
-                outcome = dispatch(self, pending.connection, pending.request)
-                if isinstance(outcome, m.Response):
-                    answer = outcome
-                else:
-                    pending.steps = outcome
-                    work = outcome.send(None)
-            elif error is not None:
-                work = pending.steps.throw(error)
-            else:
-                work = pending.steps.send(result)
-        except StopIteration as stop:
-            answer = stop.value
-        except Exception as err:  # noqa: BLE001 - every failure becomes an answer (§9)
-            answer = answer_for(err, pending.request)
-        pending.durable |= self._durable_pending
-        self._durable_pending = False
-        if answer is None:
-            if work is None:  # pragma: no cover - a handler yields work or returns an answer
-                answer = INTERNAL
-            else:
-                pending.started = True
-                self.password_worker.run(work, functools.partial(self._step, pending))
-                return
-        self._finish(pending, answer)
-
-    def _finish(self, pending: PendingRequest, answer: m.Response) -> None:
-        """Remember the answer for retries, make the request's changes durable, then send it."""
-        if isinstance(answer, m.ErrorResponse):
-            answer = replace(answer, message=bounded(answer.message))
-        if pending.request.MUTATING:
-            self.replay.remember(
-                pending.key, pending.fingerprint, answer, enrolled=pending.enrolled
-            )
-            if pending.enrolled:
-                # An unenrolled session's entry goes with the next write: a refusal that changed
-                # nothing must not cost the gateway a write (§6.5).
-                self.note_change()
-        if pending.durable:
-            # Throttle failures, enrolments, revocations, passwords, accounts and firmware
-            # security versions reach the disk (with this answer's replay-cache entry) first.
-            saver = self.on_save_in_background
-            if not pending.synchronous and saver is not None and not self._finishing:
-                try:
-                    saver(functools.partial(self._saved, pending, answer))
-                except Exception:
-                    _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
-                    self._deliver(pending, INTERNAL)
-                return
-            try:
-                self.on_save_now()
-            except Exception:
-                _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
-                answer = INTERNAL
-        self._hold_or_deliver(pending, answer)
-
-    def _hold_or_deliver(self, pending: PendingRequest, answer: m.Response) -> None:
-        """Deliver the answer; a THROTTLED one to an unenrolled session after a delay (§6.5).
-
-        The delay costs the gateway a timer, and a client that ignores ``retry_after`` one
-        attempt per second per connection instead of one per round trip (a handshake each).
-        """
-        delay = self.throttled_answer_delay
-        if (
-            delay > 0
-            and not pending.enrolled
-            and not self._finishing
-            and isinstance(answer, m.ErrorResponse)
-            and answer.code is m.ErrorCode.THROTTLED
-        ):
-            with contextlib.suppress(RuntimeError):  # no running loop: answer at once
-                loop = asyncio.get_running_loop()
-                pending.held = (loop.call_later(delay, self._deliver, pending, answer), answer)
-                return
-        self._deliver(pending, answer)
-
-    def _saved(
-        self, pending: PendingRequest, answer: m.Response, error: BaseException | None
-    ) -> None:
-        if error is not None:
-            _LOGGER.error("Could not store the gateway state (%s); answering INTERNAL", error)
-            answer = INTERNAL
-        self._deliver(pending, answer)
-
-    def _deliver(self, pending: PendingRequest, answer: m.Response) -> None:
-        """Send the answer to the request and to its retries that came meanwhile."""
-        pending.held = None
-        self._pending.discard(pending)
-        replies = [pending.reply]
-        flight = self.replay.in_flight.get(pending.key)
-        if pending.request.MUTATING and flight is not None:
-            del self.replay.in_flight[pending.key]
-            replies += flight.retries
-        for observer in list(self.request_observers):
-            observer(pending.connection, pending.request, answer)
-        with self.deferring_notifications():
-            for reply in replies:
-                reply(answer)
-
-
-_REUSED = m.ErrorResponse(
-    m.ErrorCode.REQUEST_ID_REUSED,
-    "This request id was used for another request of this client; send it with a new request id.",
-)
-"""The answer to a different request under a remembered request id (§5.3)."""
+        self.requests.handle(connection, request_id, request, reply)
