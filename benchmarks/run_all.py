@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import command_roundtrip, eventlog_read, handshake, incremental_sync
+from benchmarks import attack_flood, command_roundtrip, eventlog_read, handshake, incremental_sync
 from benchmarks.common import BenchResult, machine_info
 
 BEGIN = "<!-- results:begin (written by benchmarks/run_all.py) -->"
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[], BenchResult]] = {
     eventlog_read.NAME: eventlog_read.run,
     handshake.NAME: handshake.run,
     incremental_sync.NAME: incremental_sync.run,
+    attack_flood.NAME: attack_flood.run,
 }
 
 

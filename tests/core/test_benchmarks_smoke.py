@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import command_roundtrip, eventlog_read, handshake, incremental_sync, run_all
+from benchmarks import (
+    attack_flood,
+    command_roundtrip,
+    eventlog_read,
+    handshake,
+    incremental_sync,
+    run_all,
+)
 from benchmarks.common import BenchResult, exchange_bus_time, machine_info
 from rayzig_core.testing.fake_i2c import fake_open_descriptors
 
@@ -49,6 +56,19 @@ def test_handshake_runs() -> None:
 def test_incremental_sync_runs() -> None:
     result = incremental_sync.run(modules=6, news=(0, 4))
     check(result, incremental_sync.NAME)
+
+
+def test_attack_flood_runs() -> None:
+    result = attack_flood.run(
+        flooders=2, idle=2, duration=1.0, baseline=0.3, guess_window=1.0, scrypt_n=2**10
+    )
+    check(result, attack_flood.NAME)
+    assert any("checked" in line for line in result.details)
+
+
+def test_busiest_window_counts_the_most_in_any_minute() -> None:
+    assert attack_flood.busiest_window([]) == 0
+    assert attack_flood.busiest_window([0, 10, 59.9, 60, 61, 200]) == 4  # 10 .. 61
 
 
 def test_exchange_bus_time_counts_transactions() -> None:
