@@ -150,8 +150,9 @@ class RequestIdReusedError(RequestError):
 class GatewayBusyError(RequestError):
     """The gateway answered BUSY: it cannot serve the request now; retry shortly with a new id.
 
-    Reserved in protocol version 1 (PROTOCOL.md §9): the reference gateway handles one request at
-    a time to completion, firmware installs included, so it never answers BUSY.
+    Reserved in protocol version 1 (PROTOCOL.md §9): the reference gateway answers each session's
+    requests in order and refuses a password check that would have to wait with THROTTLED
+    (§6.5), so it never answers BUSY.
     """
 
 
