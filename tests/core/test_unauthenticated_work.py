@@ -20,6 +20,7 @@ from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.virtual_gateway import VirtualGateway, credentials
 from rayzig_core.virtual_gateway.credentials import PasswordVerifier
+from rayzig_core.virtual_gateway.device.check_budget import CHECKS_PER_WINDOW, CheckBudget
 from tests.core.conftest import OWNER, OWNER_PASSWORD, RawSession, pair, wait_for
 
 WRONG = "wrong wrong wrong wrong"
@@ -366,3 +367,17 @@ async def test_concurrent_attempts_on_one_name_cannot_share_its_free_attempts(
         for stranger in strangers:
             await stranger.close()
     assert owned.call(lambda g: g.users[OWNER].throttle.failures) == 4
+
+
+def test_a_clock_set_back_holds_the_budget_for_a_minute_at_most() -> None:
+    budget = CheckBudget()
+    now = 1_800_000_000.0
+    for _ in range(CHECKS_PER_WINDOW):
+        assert budget.take(now, enrolled=True) == 0.0
+    assert budget.take(now, enrolled=True) == 60.0
+    # The clock jumps back a day: the checks count as made now, not for a day to come.
+    earlier = now - 86_400
+    assert budget.take(earlier, enrolled=True) == 60.0
+    restored = CheckBudget(budget.records())  # as stored (§12)
+    assert restored.take(earlier + 30, enrolled=True) == 30.0
+    assert restored.take(earlier + 60, enrolled=True) == 0.0
