@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import (
+    attack_flood,
     command_roundtrip,
     eventlog_read,
     handshake,
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[], BenchResult]] = {
     incremental_sync.NAME: incremental_sync.run,
     soak.NAME: soak.run,
     idle_sockets.NAME: idle_sockets.run,
+    attack_flood.NAME: attack_flood.run,
 }
 
 

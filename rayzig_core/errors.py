@@ -137,11 +137,22 @@ class InvalidRequestError(RequestError):
     """The request is well-formed but its values are not acceptable."""
 
 
+class RequestIdReusedError(RequestError):
+    """The gateway refused a request whose id another request of this client used (§5.3).
+
+    It acted on nothing: send the request again with a new request id.
+
+    The reference client numbers requests itself and never reuses an id for another request;
+    this comes from a client that reuses ids within the gateway's replay-cache window.
+    """
+
+
 class GatewayBusyError(RequestError):
     """The gateway answered BUSY: it cannot serve the request now; retry shortly with a new id.
 
-    Reserved in protocol version 1 (PROTOCOL.md §9): the reference gateway handles one request at
-    a time to completion, firmware installs included, so it never answers BUSY.
+    Reserved in protocol version 1 (PROTOCOL.md §9): the reference gateway answers each session's
+    requests in order and refuses a password check that would have to wait with THROTTLED
+    (§6.5), so it never answers BUSY.
     """
 
 

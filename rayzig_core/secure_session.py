@@ -30,6 +30,7 @@ from rayzig_core.errors import (
     ProtocolError,
     RayzigError,
     RequestError,
+    RequestIdReusedError,
     RequestTimeoutError,
     SessionClosedError,
     ThrottledError,
@@ -49,6 +50,7 @@ _ERRORS: dict[m.ErrorCode, type[RequestError]] = {
     m.ErrorCode.FIRMWARE_ROLLBACK: FirmwareRollbackError,
     m.ErrorCode.FIRMWARE_STATE: FirmwareError,
     m.ErrorCode.INTERNAL: RequestError,
+    m.ErrorCode.REQUEST_ID_REUSED: RequestIdReusedError,
 }
 
 

@@ -50,6 +50,7 @@ class ErrorCode(IntEnum):
     FIRMWARE_ROLLBACK = 13
     FIRMWARE_STATE = 14
     INTERNAL = 15
+    REQUEST_ID_REUSED = 16
 
 
 # --- handshake payloads (PROTOCOL.md §3.2) ---------------------------------------------------

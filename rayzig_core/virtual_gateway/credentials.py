@@ -9,13 +9,12 @@ This module is pure: no I/O, no clock (callers pass ``now``), no global state.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import secrets
 from dataclasses import dataclass
 from typing import Final
-
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from rayzig_core.password_policy import normalize_password
 from rayzig_core.storage import StoredValueError
@@ -71,6 +70,9 @@ THROTTLE_MAX_SECONDS: Final = 3600.0
 MAX_CONSECUTIVE_FAILURES: Final = 100
 """Consecutive failures after which password attempts stop until a reset (NIST SP 800-63B)."""
 
+_SCRYPT_MAXMEM: Final = SCRYPT_MAX_MEMORY + 2 * 1024 * 1024
+"""OpenSSL's memory limit for one run: the largest verifier allowed, plus its small buffers."""
+
 _MAX_DOUBLINGS: Final = 32  # 2**32 s far exceeds THROTTLE_MAX_SECONDS; bounds the exponent
 
 
@@ -110,11 +112,22 @@ class PasswordVerifier:
 
 
 def _scrypt(password: str, verifier: PasswordVerifier, length: int) -> bytes:
-    """Derive ``length`` bytes from the normalised password with a verifier's salt and cost."""
+    """Derive ``length`` bytes from the normalised password with a verifier's salt and cost.
+
+    OpenSSL's scrypt through :func:`hashlib.scrypt`, which releases the GIL while it runs, so a
+    check on a worker thread leaves the gateway's event loop free (PROTOCOL.md §6.5).
+    """
     # surrogatepass: a lone surrogate (never valid on the wire) must not make a check raise.
     secret = normalize_password(password).encode("utf-8", "surrogatepass")
-    kdf = Scrypt(salt=verifier.salt, length=length, n=verifier.n, r=verifier.r, p=verifier.p)
-    return kdf.derive(secret)
+    return hashlib.scrypt(
+        secret,
+        salt=verifier.salt,
+        n=verifier.n,
+        r=verifier.r,
+        p=verifier.p,
+        maxmem=_SCRYPT_MAXMEM,
+        dklen=length,
+    )
 
 
 def make_verifier(password: str, *, n: int = 2**15, r: int = 8, p: int = 1) -> PasswordVerifier:

@@ -30,6 +30,7 @@ from rayzig_core.virtual_gateway.device.connection import GatewayConnection
 from rayzig_core.virtual_gateway.device.gateway import FactorySecrets, VirtualGateway
 from rayzig_core.virtual_gateway.device.state import STATE_FORMAT, GatewayState
 from rayzig_core.virtual_gateway.site.site import Site
+from rayzig_core.virtual_gateway.state_writer import StateWriter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -255,6 +256,7 @@ class GatewayServer:
         self._save_handle: asyncio.TimerHandle | None = None
         self._simulation: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: StateWriter | None = None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -274,6 +276,9 @@ class GatewayServer:
         self._loop = asyncio.get_running_loop()
         self.gateway.on_dirty = self._schedule_save
         self.gateway.on_save_now = self._save_durably
+        if self.state_path is not None:
+            self._writer = StateWriter(self.gateway, state_store(self.state_path))
+            self.gateway.on_save_in_background = self._writer.save_in_background
         try:
             self._server = await self._loop.create_server(
                 lambda: _LinkProtocol(self), self.host, self.port
@@ -309,7 +314,7 @@ class GatewayServer:
     def reboot(self) -> None:
         """Simulate a gateway reboot: every session ends at once; persisted state survives."""
         self.fault_counts.reboots += 1
-        self._save_now()
+        self._save_durably()
         self.gateway.close_all()
         for transport in list(self.transports):
             transport.abort()
@@ -337,15 +342,23 @@ class GatewayServer:
         self._save_handle = self._loop.call_later(SAVE_DELAY, self._save_now)
 
     def _save_now(self) -> None:
+        """Write the gathered changes on the writer's thread: the loop never waits for them."""
         self._save_handle = None
-        if self.state_path is not None:
-            save_state(self.gateway, self.state_path)
+        if self._writer is not None:
+            self._writer.save_in_background(self._saved)
+
+    @staticmethod
+    def _saved(error: BaseException | None) -> None:
+        if error is not None:
+            _LOGGER.error("Could not store the gateway state: %s", error)
 
     def _save_durably(self) -> None:
         """Write now, before the answer reporting a security-relevant change leaves (§12)."""
         if self._save_handle is not None:
             self._save_handle.cancel()
-        self._save_now()
+            self._save_handle = None
+        if self._writer is not None:
+            self._writer.save_now()
 
     async def stop(self) -> None:
         """Close every link, stop listening and flush state to disk."""
@@ -374,10 +387,13 @@ class GatewayServer:
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
-        if self.state_path is not None:
-            save_state(self.gateway, self.state_path)
+        if self._writer is not None:
+            self._writer.save_now()
+            self._writer.close()
+            self._writer = None
         self.gateway.on_dirty = lambda: None
         self.gateway.on_save_now = lambda: None
+        self.gateway.on_save_in_background = None
 
     def call(self, function: Callable[[VirtualGateway], Any]) -> Any:
         """Run ``function(gateway)`` on the server's loop thread (simulation hooks, tests)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import (
+    attack_flood,
     command_roundtrip,
     eventlog_read,
     handshake,
@@ -69,6 +70,19 @@ def test_soak_runs_and_every_command_acts_once() -> None:
 def test_idle_sockets_runs() -> None:
     result = idle_sockets.run(sockets=12)
     check(result, idle_sockets.NAME)
+
+
+def test_attack_flood_runs() -> None:
+    result = attack_flood.run(
+        flooders=2, idle=2, duration=1.0, baseline=0.3, guess_window=1.0, scrypt_n=2**10
+    )
+    check(result, attack_flood.NAME)
+    assert any("checked" in line for line in result.details)
+
+
+def test_busiest_window_counts_the_most_in_any_minute() -> None:
+    assert attack_flood.busiest_window([]) == 0
+    assert attack_flood.busiest_window([0, 10, 59.9, 60, 61, 200]) == 4  # 10 .. 61
 
 
 def test_exchange_bus_time_counts_transactions() -> None:

@@ -270,6 +270,12 @@ class Recorder:
         return self
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Before Python 3.12 asyncio keeps only a weak reference to this callback's task: without
+        # ours, the garbage collector may destroy it mid-link (the link then never "settles").
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         link = RecordedLink()
         self.links.append(link)
         try:

@@ -7,20 +7,31 @@ handlers decide, this module records.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections import OrderedDict
 
 from rayzig_core.models import UserLevel
 from rayzig_core.virtual_gateway.credentials import PasswordVerifier, Throttle
-from rayzig_core.virtual_gateway.device.state import ClientRecord, UserAccount
+from rayzig_core.virtual_gateway.device.state import (
+    NAME_DIGEST_BYTES,
+    ClientRecord,
+    UnknownName,
+    UserAccount,
+)
 
 FACTORY_USER = "installer"
 """The System-level account a gateway ships with (PROTOCOL.md §6.1)."""
 MAX_USERS = 30
 """Most accounts a gateway holds, so that UserList always fits one frame (§7.3)."""
 UNKNOWN_USER_THROTTLES = 1024
-"""Unknown user names whose failed attempts are remembered (in memory, least recently used
+"""Unknown user names whose failed attempts are remembered and persisted (least recently used
 forgotten first), so that they are throttled exactly like real accounts (§6.3)."""
+
+
+def name_key(static_private: bytes) -> bytes:
+    """The key of the unknown names' digests, derived from the gateway's identity key (§6.3)."""
+    return hashlib.blake2b(b"rayzig unknown user names", key=static_private).digest()
 
 
 class Accounts:
@@ -36,6 +47,8 @@ class Accounts:
         default_verifier: PasswordVerifier,
         default_folded_verifier: PasswordVerifier | None,
         next_client_id: int = 1,
+        name_key: bytes,
+        unknown_names: tuple[UnknownName, ...] = (),
     ) -> None:
         self.users = users
         self.clients = clients
@@ -48,7 +61,11 @@ class Accounts:
         self.default_folded_verifier = default_folded_verifier or default_verifier
         # Client ids are never reused (§3.3): a stale RevokeClient can never hit a newer key.
         self.next_client_id = max(next_client_id, max(clients, default=0) + 1)
-        self.unknown_throttles: OrderedDict[str, Throttle] = OrderedDict()
+        self._name_key = name_key
+        self.unknown_throttles: OrderedDict[bytes, Throttle] = OrderedDict(
+            (entry.digest, entry.throttle) for entry in unknown_names
+        )
+        """Throttles of names without an account, by :meth:`name_digest`, LRU first."""
         self.unknown_throttle_limit = UNKNOWN_USER_THROTTLES
 
     @property
@@ -75,19 +92,30 @@ class Accounts:
         self.clients[record.client_id] = record
         return record
 
+    def name_digest(self, user: str) -> bytes:
+        """The keyed digest under which a name without an account is throttled (§6.3)."""
+        return hashlib.blake2b(
+            user.encode("utf-8", "surrogatepass"), key=self._name_key, digest_size=NAME_DIGEST_BYTES
+        ).digest()
+
     def throttle_of(self, user: str) -> Throttle:
         """The throttle of an account, or of a name without one (a bounded LRU, §6.3)."""
         account = self.users.get(user)
         if account is not None:
             return account.throttle
-        throttle = self.unknown_throttles.get(user)
+        digest = self.name_digest(user)
+        throttle = self.unknown_throttles.get(digest)
         if throttle is None:
-            throttle = self.unknown_throttles[user] = Throttle()
+            throttle = self.unknown_throttles[digest] = Throttle()
             while len(self.unknown_throttles) > self.unknown_throttle_limit:
                 self.unknown_throttles.popitem(last=False)
         else:
-            self.unknown_throttles.move_to_end(user)
+            self.unknown_throttles.move_to_end(digest)
         return throttle
+
+    def unknown_names(self) -> tuple[UnknownName, ...]:
+        """The unknown names' throttles as stored, least recently used first (§12)."""
+        return tuple(UnknownName(digest, t) for digest, t in self.unknown_throttles.items())
 
     def remove_user(self, name: str) -> None:
         """Delete an account and every client key enrolled for it."""

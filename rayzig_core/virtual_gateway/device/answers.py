@@ -6,9 +6,13 @@ every error message is cut to the limits of §9 so that an answer always fits a 
 
 from __future__ import annotations
 
-from rayzig_core.errors import RequestError
+import logging
+
+from rayzig_core.errors import FirmwareError, RequestError
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import MAX_FRAME
+
+_LOGGER = logging.getLogger(__name__)
 
 MAX_PLAINTEXT = MAX_FRAME - 1 - 16
 """Largest answer a frame carries: the frame minus its type byte and the AEAD tag (§2.1, §3.5)."""
@@ -48,3 +52,21 @@ def bounded(message: str) -> str:
     while len(cut.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES - 3:
         cut = cut[: len(cut) * 3 // 4]
     return cut + "…"
+
+
+def answer_for(error: Exception, request: m.Request) -> m.Response:
+    """The answer to a request whose handling raised ``error``.
+
+    A refusal's own ErrorResponse, a firmware or request error's code, else INTERNAL: a bug must
+    not cost the client its link (§9).
+    """
+    if isinstance(error, RequestRefused):
+        return error.response
+    if isinstance(error, (FirmwareError, RequestError)):
+        return m.ErrorResponse(m.ErrorCode(error.code), str(error))
+    _LOGGER.error(
+        "Unexpected error while handling %s; answering INTERNAL",
+        type(request).__name__,
+        exc_info=error,
+    )
+    return INTERNAL

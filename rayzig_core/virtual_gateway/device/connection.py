@@ -1,14 +1,18 @@
 """One link to the gateway: the handshake, then the secure channel (PROTOCOL.md §3).
 
 A transport (the TCP server, the fake-I2C adapter) feeds the link's frames in and sends what the
-connection hands to ``send_frame``. A protocol violation closes this link only.
+connection hands to ``send_frame``. A protocol violation closes this link only. Requests are
+answered in the order received (§5.2): while one waits for password work (§6.5), the frames
+after it wait too, up to MAX_WAITING_FRAMES.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rayzig_core.errors import HandshakeError, ProtocolError, SessionClosedError
 from rayzig_core.models import UserLevel
@@ -21,6 +25,9 @@ if TYPE_CHECKING:
     from rayzig_core.virtual_gateway.device.gateway import VirtualGateway
 
 _LOGGER = logging.getLogger(__name__)
+
+MAX_WAITING_FRAMES: Final = 64
+"""Frames a link may send while its request waits for an answer; one more closes the link."""
 
 
 class GatewayConnection:
@@ -41,6 +48,10 @@ class GatewayConnection:
         self.client: ClientRecord | None = None
         self.close_after_reply = False
         self.closed = False
+        self._answering: int | None = None
+        """The id of the request waiting for its answer, if one is."""
+        self._waiting: deque[bytes] = deque()
+        self._receiving = False
 
     @property
     def level(self) -> UserLevel | None:
@@ -56,6 +67,20 @@ class GatewayConnection:
         """Process one frame from the link; protocol violations close this link only."""
         if self.closed:
             return
+        if self._answering is not None:
+            if len(self._waiting) >= MAX_WAITING_FRAMES:
+                _LOGGER.info("Closing a link that sends too much while its request waits")
+                self.close()
+                return
+            self._waiting.append(raw)
+            return
+        self._receiving = True
+        try:
+            self._receive(raw)
+        finally:
+            self._receiving = False
+
+    def _receive(self, raw: bytes) -> None:
         try:
             if self._channel is None:
                 try:
@@ -68,22 +93,44 @@ class GatewayConnection:
             if not isinstance(envelope.message, m.Request):
                 raise ProtocolError("clients may only send requests")
             # The notifications this request causes go out after its response (on every link).
+            self._answering = envelope.request_id
             with self._gateway.deferring_notifications():
-                response = self._gateway.handle(self, envelope.request_id, envelope.message)
-                plaintext = m.encode(envelope.request_id, response)
-                if len(plaintext) > MAX_PLAINTEXT:  # a bug: every answer must fit a frame (§5.1)
-                    _LOGGER.error(
-                        "%s of %d bytes does not fit a frame; answering INTERNAL",
-                        type(response).__name__,
-                        len(plaintext),
-                    )
-                    plaintext = m.encode(envelope.request_id, INTERNAL)
-                self._send_frame(self._channel.seal_encoded(plaintext))
-            if self.close_after_reply:
-                self.close()
+                self._gateway.handle(
+                    self,
+                    envelope.request_id,
+                    envelope.message,
+                    functools.partial(self._answer, envelope.request_id),
+                )
         except (ProtocolError, SessionClosedError) as err:
             _LOGGER.debug("Closing link after protocol error: %s", err)
             self.close()
+
+    def _answer(self, request_id: int, response: m.Response) -> None:
+        """Send the answer to the request this link is waiting for, then go on with its frames."""
+        if self._answering != request_id or self._channel is None:
+            return
+        self._answering = None
+        if self.closed:
+            return
+        plaintext = m.encode(request_id, response)
+        if len(plaintext) > MAX_PLAINTEXT:  # a bug: every answer must fit a frame (§5.1)
+            _LOGGER.error(
+                "%s of %d bytes does not fit a frame; answering INTERNAL",
+                type(response).__name__,
+                len(plaintext),
+            )
+            plaintext = m.encode(request_id, INTERNAL)
+        try:
+            self._send_frame(self._channel.seal_encoded(plaintext))
+        except (ProtocolError, SessionClosedError):
+            self.close()
+            return
+        if self.close_after_reply:
+            self.close()
+            return
+        if not self._receiving:  # answered later (password work): the frames that waited
+            while self._waiting and self._answering is None and not self.closed:
+                self.frame_received(self._waiting.popleft())
 
     def _handshake_step(self, raw: bytes) -> None:
         reply = self._handshake.receive(raw)

@@ -4,9 +4,10 @@ Transport-agnostic and synchronous: a transport (TCP server, fake I2C device) ca
 :meth:`VirtualGateway.attach` per link and feeds frames in; replies and notifications leave through
 the ``send_frame`` callable it passed. Everything PROTOCOL.md asks of a gateway is enforced by the
 pieces tied together here: handshakes (§3, :mod:`.connection`), pairing, passwords and throttling
-(§6, :mod:`.auth`), the permission matrix (§7, :mod:`.handlers`), the replay cache that makes
-retried commands act once (§5.3, :mod:`.replay`), firmware installs (§10) and persistence (§12,
-:mod:`.state`).
+(§6, :mod:`.auth`), the budget and the worker of password checks (§6.5, :mod:`.check_budget`,
+:mod:`.password_work`), the permission matrix (§7, :mod:`.handlers`), requests from intake to
+answer (:mod:`.requests`) with the replay cache that makes retried commands act once (§5.3,
+:mod:`.replay`), firmware installs (§10) and persistence (§12, :mod:`.state`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from rayzig_core.errors import FirmwareError, RequestError
 from rayzig_core.firmware import generate_signing_key
 from rayzig_core.models import FirmwareVersion, UserLevel
 from rayzig_core.password_policy import fold_password
@@ -28,12 +28,14 @@ from rayzig_core.protocol.frames import MAX_FRAME
 from rayzig_core.protocol.noise import generate_keypair, public_key_of
 from rayzig_core.protocol.session import ResponderHandshake, fingerprint
 from rayzig_core.virtual_gateway import credentials
-from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts
-from rayzig_core.virtual_gateway.device.answers import INTERNAL, RequestRefused, bounded
+from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts, name_key
+from rayzig_core.virtual_gateway.device.auth import THROTTLED_ANSWER_DELAY
+from rayzig_core.virtual_gateway.device.check_budget import CheckBudget
 from rayzig_core.virtual_gateway.device.connection import GatewayConnection
-from rayzig_core.virtual_gateway.device.handlers import dispatch
 from rayzig_core.virtual_gateway.device.identity import DEFAULT_FIRMWARE, HARDWARE, MODEL
-from rayzig_core.virtual_gateway.device.replay import ReplayCache
+from rayzig_core.virtual_gateway.device.password_work import PasswordWorker
+from rayzig_core.virtual_gateway.device.replay import ReplayCache, Reply
+from rayzig_core.virtual_gateway.device.requests import RequestPipeline
 from rayzig_core.virtual_gateway.device.state import (
     ClientRecord,
     GatewayState,
@@ -54,6 +56,8 @@ _LOGGER = logging.getLogger(__name__)
 
 RequestObserver = Callable[[GatewayConnection, m.Request, m.Response], None]
 """Sees each request a connection made and the answer worked out for it (see request_observers)."""
+SaveInBackground = Callable[[Callable[[BaseException | None], None]], None]
+"""Writes the state durably without blocking the loop, then calls back on it (None: written)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ class VirtualGateway:
         accounts: Accounts,
         firmware: FirmwareStore,
         replay: ReplayCache | None = None,
+        check_budget: CheckBudget | None = None,
         clock: Callable[[], float] = time.time,
         scrypt_n: int = 2**15,
     ) -> None:
@@ -102,6 +107,10 @@ class VirtualGateway:
         self.accounts = accounts
         self.firmware = firmware
         self.replay = replay or ReplayCache()
+        self.check_budget = check_budget or CheckBudget()
+        """The password checks of the last minute, all names and sources together (§6.5)."""
+        self.password_worker = PasswordWorker()
+        """Runs scrypt off the event loop (§6.5)."""
         self.clock = clock
         self.scrypt_n = scrypt_n
         self._connections: set[GatewayConnection] = set()
@@ -109,7 +118,14 @@ class VirtualGateway:
         """Called after any change to persist; the server gathers changes into one write."""
         self.on_save_now: Callable[[], None] = lambda: None
         """Writes the state durably at once; called before answering a security-relevant change."""
-        self._durable_pending = False
+        self.on_save_in_background: SaveInBackground | None = None
+        """If the server sets it: how a request that waited for password work (§6.5) gets its
+        changes on disk before its answer without the loop waiting for the disk meanwhile."""
+        self.durable_pending = False
+        """Set by a change that must be on disk before the answer to the request making it."""
+        self.requests = RequestPipeline(self)
+        self.throttled_answer_delay = THROTTLED_ANSWER_DELAY
+        """Seconds a THROTTLED answer to an unenrolled session is held back (§6.5)."""
         self._deferring = 0
         self._deferred: list[tuple[GatewayConnection, m.Notification]] = []
         self.request_observers: list[RequestObserver] = []
@@ -161,6 +177,7 @@ class VirtualGateway:
             recovery_throttle=credentials.Throttle(),
             default_verifier=default_verifier,
             default_folded_verifier=default_folded_verifier,
+            name_key=name_key(private),
         )
         gateway = cls(
             site=site or Site.generate(clock=clock, serial_prefix=serial[-4:]),
@@ -189,6 +206,8 @@ class VirtualGateway:
             next_client_id=accounts.next_client_id,
             replay_cache=self.replay.entries(enrolled=True),
             pre_auth_replay_cache=self.replay.entries(enrolled=False),
+            unknown_names=accounts.unknown_names(),
+            password_checks=self.check_budget.records(),
             firmware=self.firmware.state(),
             site=self.site.state(),
         )
@@ -206,6 +225,8 @@ class VirtualGateway:
             default_verifier=state.default_verifier,
             default_folded_verifier=state.default_folded_verifier,
             next_client_id=state.next_client_id,
+            name_key=name_key(state.static_private),
+            unknown_names=state.unknown_names,
         )
         return cls(
             site=Site.restore(state.site, clock=clock),
@@ -214,6 +235,7 @@ class VirtualGateway:
             accounts=accounts,
             firmware=FirmwareStore.restore(state.firmware),
             replay=ReplayCache(state.replay_cache, state.pre_auth_replay_cache),
+            check_budget=CheckBudget(state.password_checks),
             clock=clock,
             scrypt_n=state.scrypt_n,
         )
@@ -243,14 +265,14 @@ class VirtualGateway:
             records,
         )
         self.note_change(durable=True)
-        self._durable_pending = False
+        self.durable_pending = False
         self.on_save_now()
         return FactoryResetReport(removed, clients, records, len(self.site.modules()), sessions)
 
     def note_change(self, *, durable: bool = False) -> None:
         """Note a change; ``durable``: it must be on disk before the answer is sent (§12)."""
         if durable:
-            self._durable_pending = True
+            self.durable_pending = True
         self.on_dirty()
 
     # --- identity and accounts -------------------------------------------------------------
@@ -305,7 +327,12 @@ class VirtualGateway:
         self._connections.discard(connection)
 
     def close_all(self) -> None:
-        """Close every link (shutdown, or a simulated reboot)."""
+        """Close every link (shutdown, or a simulated reboot).
+
+        The requests under way are answered first, as the device finishes the request in hand
+        before it resets: their password work is completed here (a few scrypt runs at most).
+        """
+        self.requests.finish_all()
         for connection in list(self._connections):
             connection.close()
 
@@ -372,51 +399,23 @@ class VirtualGateway:
                 for connection, notice in deferred:
                     connection.notify(notice)
 
-    # --- requests (§5.3, §9) ---------------------------------------------------------------
+    # --- requests (§5.3, §6.5, §9) ---------------------------------------------------------
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests taken in and not answered yet (waiting for password work or the disk)."""
+        return self.requests.pending
+
+    def is_enrolled(self, connection: GatewayConnection) -> bool:
+        """Whether the link's client key is enrolled now (not revoked meanwhile)."""
+        client = connection.client
+        return client is not None and self.accounts.clients.get(client.client_id) is client
 
     def handle(
-        self, connection: GatewayConnection, request_id: int, request: m.Request
-    ) -> m.Response:
-        """Answer one request, from the replay cache when it is a retried mutating request."""
-        if request_id == 0:  # §5.3: 0 is the id of notifications, never of a request
-            return m.ErrorResponse(
-                m.ErrorCode.BAD_REQUEST,
-                "Request id 0 is reserved for notifications; number requests from 1.",
-            )
-        cache_key = (connection.peer_key, request_id)
-        enrolled = connection.client is not None and (
-            self.accounts.clients.get(connection.client.client_id) is connection.client
-        )
-        if request.MUTATING:
-            cached = self.replay.lookup(cache_key)
-            if cached is not None:
-                return cached
-        try:
-            response = dispatch(self, connection, request)
-        except RequestRefused as refusal:
-            response = refusal.response
-        except (FirmwareError, RequestError) as err:
-            response = m.ErrorResponse(m.ErrorCode(err.code), str(err))
-        except Exception:
-            # A bug must not cost the client its link (§9): answer INTERNAL, log the details.
-            _LOGGER.exception(
-                "Unexpected error while handling %s; answering INTERNAL", type(request).__name__
-            )
-            response = INTERNAL
-        if isinstance(response, m.ErrorResponse):
-            response = replace(response, message=bounded(response.message))
-        if request.MUTATING:
-            self.replay.remember(cache_key, response, enrolled=enrolled)
-            self.note_change()
-        if self._durable_pending:
-            # Throttle failures, enrolments, revocations, passwords, accounts and firmware
-            # security versions reach the disk (with this answer's replay-cache entry) first.
-            self._durable_pending = False
-            try:
-                self.on_save_now()
-            except Exception:
-                _LOGGER.exception("Could not store the gateway state; answering INTERNAL")
-                response = INTERNAL
-        for observer in list(self.request_observers):
-            observer(connection, request, response)
-        return response
+        self, connection: GatewayConnection, request_id: int, request: m.Request, reply: Reply
+    ) -> None:
+        """Answer one request through ``reply``, at once or once its password work is done.
+
+        See :class:`~rayzig_core.virtual_gateway.device.requests.RequestPipeline`.
+        """
+        self.requests.handle(connection, request_id, request, reply)

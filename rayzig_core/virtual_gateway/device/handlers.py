@@ -24,6 +24,7 @@ from rayzig_core.virtual_gateway.device import auth
 from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, MAX_USERS
 from rayzig_core.virtual_gateway.device.answers import MAX_PLAINTEXT, RequestRefused
 from rayzig_core.virtual_gateway.device.identity import MODEL
+from rayzig_core.virtual_gateway.device.password_work import Steps
 from rayzig_core.virtual_gateway.device.state import POLICY_VERSION, ClientRecord, UserAccount
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class Caller:
             )
 
 
-PreAuthHandler = Callable[["VirtualGateway", "GatewayConnection", Any], m.Response]
+PreAuthHandler = Callable[["VirtualGateway", "GatewayConnection", Any], "m.Response | Steps"]
 Handler = Callable[["VirtualGateway", Caller, Any], m.Response]
 
 PRE_AUTH_HANDLERS: dict[type[m.Request], PreAuthHandler] = {
@@ -82,8 +83,11 @@ PRE_AUTH_REQUESTS: frozenset[type[m.Request]] = frozenset(PRE_AUTH_HANDLERS)
 
 def dispatch(
     gateway: VirtualGateway, connection: GatewayConnection, request: m.Request
-) -> m.Response:
-    """Answer ``request`` on ``connection``; refusals raise :class:`RequestRefused`."""
+) -> m.Response | Steps:
+    """Answer ``request`` on ``connection``, or return the steps that will (§6.5).
+
+    Refusals raise :class:`RequestRefused`.
+    """
     pre_auth = PRE_AUTH_HANDLERS.get(type(request))
     if pre_auth is not None:
         return pre_auth(gateway, connection, request)

@@ -3,7 +3,9 @@
 The state file is ``{"format": STATE_FORMAT, ...GatewayState...}``, written through
 :class:`rayzig_core.storage.JsonStore` (bytes as hex). :class:`UserAccount` and
 :class:`ClientRecord` are both the gateway's live records and their stored form; replay-cache
-entries are stored as ``[client key hex, request id, answer envelope hex]`` in LRU order (§5.3).
+entries are stored as ``[client key hex, request id, answer envelope hex, request fingerprint hex]``
+in LRU order (§5.3; entries written before fingerprints existed have three items). Unknown user
+names are stored only as keyed digests (§6.3).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rayzig_core.models import UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.storage import StoredValueError
 from rayzig_core.virtual_gateway.credentials import PasswordVerifier, Throttle
+from rayzig_core.virtual_gateway.device.check_budget import CheckRecord
 from rayzig_core.virtual_gateway.firmware_store import FirmwareStoreState
 from rayzig_core.virtual_gateway.site.site import SiteState
 
@@ -56,17 +59,42 @@ class ClientRecord:
             raise StoredValueError("a client has an id from 1 and a 32-byte key")
 
 
-ReplayEntry: TypeAlias = tuple[bytes, int, m.Response]
-"""One remembered answer: (client key, request id, the response sent)."""
+NAME_DIGEST_BYTES = 16
+"""Length of an unknown user name's keyed digest."""
+
+
+@dataclass(slots=True)
+class UnknownName:
+    """The throttle of a user name without an account, under a keyed digest of the name (§6.3).
+
+    The name itself is never stored: someone may have typed a password into the name field.
+    """
+
+    digest: bytes
+    throttle: Throttle
+
+    def __post_init__(self) -> None:
+        """Refuse a digest of the wrong length."""
+        if len(self.digest) != NAME_DIGEST_BYTES:
+            raise StoredValueError(f"an unknown name's digest has {NAME_DIGEST_BYTES} bytes")
+
+
+ReplayEntry: TypeAlias = tuple[bytes, int, m.Response, bytes | None]
+"""One remembered answer: (client key, request id, the response sent, the request's fingerprint;
+None for an entry stored before fingerprints existed)."""
 
 
 class _ReplayEntries(SerializationStrategy):
-    """Replay-cache entries as ``[key hex, request id, answer envelope hex]`` (§5.3)."""
+    """Replay-cache entries as ``[key hex, request id, answer envelope hex, fingerprint hex]``.
+
+    An entry without a fingerprint keeps the three items older files have (§5.3).
+    """
 
     def serialize(self, value: tuple[ReplayEntry, ...]) -> list[list[object]]:
         return [
             [key.hex(), request_id, m.encode(request_id, response).hex()]
-            for key, request_id, response in value
+            + ([] if fingerprint is None else [fingerprint.hex()])
+            for key, request_id, response, fingerprint in value
         ]
 
     def deserialize(self, value: object) -> tuple[ReplayEntry, ...]:
@@ -75,15 +103,16 @@ class _ReplayEntries(SerializationStrategy):
         entries: list[ReplayEntry] = []
         for index, raw in enumerate(value):
             try:
-                key_hex, request_id, encoded = raw
+                key_hex, request_id, encoded, *rest = raw
                 key = bytes.fromhex(key_hex)
                 envelope = m.decode(bytes.fromhex(encoded))
+                fingerprint = bytes.fromhex(rest[0]) if rest else None
             except (TypeError, ValueError, ProtocolError):
                 raise StoredValueError(f"replay cache entry {index} is damaged") from None
-            if type(request_id) is not int:
+            if type(request_id) is not int or len(rest) > 1:
                 raise StoredValueError(f"replay cache entry {index} is damaged")
             if isinstance(envelope.message, m.Response):
-                entries.append((key, request_id, envelope.message))
+                entries.append((key, request_id, envelope.message, fingerprint))
         return tuple(entries)
 
 
@@ -112,6 +141,10 @@ class GatewayState:
     """1 in states saved before the counter existed: ids go on after the highest one."""
     replay_cache: tuple[ReplayEntry, ...] = field(metadata=_REPLAY)
     pre_auth_replay_cache: tuple[ReplayEntry, ...] = field(default=(), metadata=_REPLAY)
+    unknown_names: tuple[UnknownName, ...] = ()
+    """Throttles of user names without an account, least recently used first (§6.3)."""
+    password_checks: tuple[CheckRecord, ...] = ()
+    """The gateway's password checks of the last minute, oldest first (§6.5)."""
     firmware: FirmwareStoreState
     site: SiteState
 
