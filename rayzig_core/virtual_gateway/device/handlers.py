@@ -233,7 +233,6 @@ def _output(gateway: VirtualGateway, module_id: int, index: int) -> Output:
 
 def _set_output(gateway: VirtualGateway, caller: Caller, request: m.SetOutput) -> m.Response:
     """Switch an output: SWITCH, or SWITCH_UTILITY on an output marked utility-controllable."""
-    refuse_switching(caller.account, request.module_id, request.output)
     if not allowed(caller.level, Permission.SWITCH):
         caller.need(Permission.SWITCH_UTILITY)
         if not _output(gateway, request.module_id, request.output).utility_controllable:
@@ -241,6 +240,7 @@ def _set_output(gateway: VirtualGateway, caller: Caller, request: m.SetOutput) -
                 m.ErrorCode.PERMISSION_DENIED,
                 "This output is not marked utility-controllable by the site owner.",
             )
+    refuse_switching(caller.account, request.module_id, request.output)  # §7.4, after the level
     result = gateway.site.set_output(
         request.module_id, request.output, request.on, user=caller.account.name
     )
