@@ -36,9 +36,11 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "Module",
         "ModuleKind",
         "Output",
+        "OutputRef",
         "RestorePreset",
         "Telemetry",
         "UserLevel",
+        "UserLimitation",
     ),
     # RayzigError and what a caller handles; RayzigInternalError is a bug
     "rayzig_core.errors": (
@@ -60,6 +62,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "InvalidCredentialsError",
         "InvalidRequestError",
         "NotFoundError",
+        "OutsideLimitationError",
         "PasswordChangeRequiredError",
         "PasswordRejectedError",
         "PermissionDeniedError",
@@ -89,7 +92,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # event-log import from a caller-persisted cursor (PROTOCOL.md §8.2)
     "rayzig_core.eventlog": ("EventLogSync",),
     # user levels' permissions (PROTOCOL.md §7)
-    "rayzig_core.permissions": ("PERMISSIONS", "Permission", "allowed", "permission_to_manage"),
+    "rayzig_core.permissions": (
+        "LIMITABLE_LEVELS",
+        "PERMISSIONS",
+        "Permission",
+        "allowed",
+        "permission_to_manage",
+    ),
     # the password policy (PROTOCOL.md §6.2)
     "rayzig_core.password_policy": ("PolicyViolation", "check_password"),
     # signed firmware and the update server (PROTOCOL.md §10)
@@ -109,6 +118,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
+    "LIMITABLE_LEVELS",
     "MAX_EVENTS_PER_MODULE",
     "PERMISSIONS",
     "AdvisorySeverity",
@@ -157,6 +167,8 @@ __all__ = [
     "Notification",
     "Output",
     "OutputChanged",
+    "OutputRef",
+    "OutsideLimitationError",
     "PasswordChangeRequiredError",
     "PasswordRejectedError",
     "Permission",
@@ -179,6 +191,7 @@ __all__ = [
     "TransportError",
     "UpdateServerClient",
     "UserLevel",
+    "UserLimitation",
     "affecting",
     "allowed",
     "check_password",
@@ -209,6 +222,7 @@ if TYPE_CHECKING:
         InvalidCredentialsError,
         InvalidRequestError,
         NotFoundError,
+        OutsideLimitationError,
         PasswordChangeRequiredError,
         PasswordRejectedError,
         PermissionDeniedError,
@@ -246,13 +260,21 @@ if TYPE_CHECKING:
         Module,
         ModuleKind,
         Output,
+        OutputRef,
         RestorePreset,
         Telemetry,
         UserLevel,
+        UserLimitation,
     )
     from rayzig_core.pairing import ClientCredentials, GatewayIdentity
     from rayzig_core.password_policy import PolicyViolation, check_password
-    from rayzig_core.permissions import PERMISSIONS, Permission, allowed, permission_to_manage
+    from rayzig_core.permissions import (
+        LIMITABLE_LEVELS,
+        PERMISSIONS,
+        Permission,
+        allowed,
+        permission_to_manage,
+    )
     from rayzig_core.protocol.messages import (
         ErrorCode,
         EventBatch,

@@ -40,6 +40,7 @@ from rayzig_core.models import (
     RestorePreset,
     Telemetry,
     UserLevel,
+    UserLimitation,
 )
 from rayzig_core.pairing import ClientCredentials, GatewayIdentity
 from rayzig_core.protocol import messages as m
@@ -505,6 +506,45 @@ class RayzigClient:
             self._auth_error = ClientRevokedError("This client revoked its own key.")
             return
         await self._call(m.RevokeClient(client_id), m.Ok)
+
+    # --- user limitations (PROTOCOL.md §7.4) -----------------------------------------------
+    # Kept together here, apart from the session and retry machinery above.
+
+    async def set_user_limitation(self, name: str, limitation: UserLimitation | None) -> None:
+        """Limit a User account to modules and outputs or to reading; None lifts the limitation.
+
+        Administrator and above. The user's open sessions end at once, so that its clients
+        reconnect and see only what the limitation covers (their keys stay paired).
+        """
+        await self._call(m.SetUserLimitation(name, limitation), m.Ok)
+
+    async def get_user_limitation(self, name: str | None = None) -> UserLimitation | None:
+        """A user's limitation (None: limited by its level only); without a name, this client's.
+
+        Any user may read its own; another user's needs an Administrator or System user.
+        """
+        if name is None:
+            name = self.info.user if self.info is not None else (await self.get_info()).user
+        return (await self._call(m.GetUserLimitation(name), m.UserLimitationResponse)).limitation
+
+    async def add_limited_user(self, name: str, password: str, limitation: UserLimitation) -> None:
+        """Create a User account and limit it (AddUser, then SetUserLimitation).
+
+        If the limitation is refused (an unknown module, say), the new account is deleted again
+        and the refusal raised, so that no unlimited account is left behind; should that deletion
+        fail too (the link is lost), the account exists without the limitation: check it with
+        :meth:`get_user_limitation`.
+        """
+        name = name.strip()  # as the gateway stores it (PROTOCOL.md §7.3)
+        await self.add_user(name, UserLevel.USER, password)
+        try:
+            await self.set_user_limitation(name, limitation)
+        except RayzigError:
+            with contextlib.suppress(RayzigError):
+                await self.delete_user(name)
+            raise
+
+    # --- any request ---------------------------------------------------------------------------
 
     async def request(self, request: m.Request) -> m.Response:
         """Send any catalogue request and return its response (errors raised as exceptions)."""

@@ -129,6 +129,15 @@ class PermissionDeniedError(RequestError):
     """The user's level does not allow this request (PROTOCOL.md §7)."""
 
 
+class OutsideLimitationError(PermissionDeniedError):
+    """The module or output lies outside the user's limitation, or the user is read-only (§7.4).
+
+    The message names the module or output and says who can change the limitation (an
+    Administrator or System user). A subclass of PermissionDeniedError: code that handles a
+    refusal by level handles this one too.
+    """
+
+
 class NotFoundError(RequestError):
     """The module, output, user or client named does not exist."""
 

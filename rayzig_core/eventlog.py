@@ -57,23 +57,28 @@ class EventLogSync:
         batch = first
         while True:
             # Checked on every batch: records can also be overwritten while a pull is under way.
-            # A cursor of 0 is a cursor too (nothing imported yet, e.g. the log was empty).
-            if batch.events and batch.events[0].seq > cursor + 1:
+            # A cursor of 0 is a cursor too (nothing imported yet, e.g. the log was empty). The
+            # loss is counted from the ring's oldest record, not the first one returned: a
+            # limited account is not sent records about outputs it does not see (§7.4).
+            if batch.events and batch.oldest_seq > cursor + 1:
                 events.append(
                     Event(
                         module_id,
-                        batch.events[0].seq - 1,
+                        batch.oldest_seq - 1,
                         batch.events[0].timestamp,
                         EventKind.GAP,
                         None,
                         None,
                         None,
-                        lost=batch.events[0].seq - 1 - cursor,
+                        lost=batch.oldest_seq - 1 - cursor,
                     )
                 )
             events.extend(batch.events)
             if batch.events:
                 cursor = batch.events[-1].seq
+            elif batch.oldest_seq <= cursor + 1:
+                # Nothing this account sees follows the cursor, and nothing was lost: move on.
+                cursor = max(cursor, batch.newest_seq)
             if not batch.events or cursor >= batch.newest_seq:
                 break
             batch = await self._client.read_events(module_id, cursor, BATCH_SIZE)

@@ -130,6 +130,17 @@ class Module:
     event_count: int
     """Events currently held in the ring (at most MAX_EVENTS_PER_MODULE)."""
 
+    def output(self, index: int) -> Output | None:
+        """The output with this 0-based index, if the module shows it.
+
+        Look outputs up by index, not by position: an account limited to some of a module's
+        outputs sees only those (PROTOCOL.md §4.1, §7.4).
+        """
+        for output in self.outputs:
+            if output.index == index:
+                return output
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -156,6 +167,50 @@ class GatewayUser:
 
     name: str
     level: UserLevel
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRef:
+    """One output of one module, as a user limitation names it (PROTOCOL.md §7.4)."""
+
+    module_id: int
+    output: int
+    """0-based output index (people count from 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimitation:
+    """What a limited User account may see and switch (PROTOCOL.md §7.4).
+
+    An account without a limitation (None) is limited only by its level. The scope is the whole
+    ``modules`` plus the single ``outputs``, or every module with ``all_modules``; ``read_only``
+    forbids switching within it. Outside the scope the account sees nothing.
+    """
+
+    modules: tuple[int, ...] = ()
+    """Modules the account may use with every output."""
+    outputs: tuple[OutputRef, ...] = ()
+    """Single outputs the account may use (their modules show only these outputs)."""
+    read_only: bool = False
+    """The account may read what its scope shows but switch nothing."""
+    all_modules: bool = False
+    """The scope is the whole site, now and as modules join (``modules`` and ``outputs`` empty)."""
+
+    def covers_module(self, module_id: int) -> bool:
+        """Whether the account sees the module (all of it or some of its outputs)."""
+        return (
+            self.all_modules
+            or module_id in self.modules
+            or any(ref.module_id == module_id for ref in self.outputs)
+        )
+
+    def covers_output(self, module_id: int, output: int) -> bool:
+        """Whether the account sees output ``output`` (0-based) of the module."""
+        return (
+            self.all_modules
+            or module_id in self.modules
+            or OutputRef(module_id, output) in self.outputs
+        )
 
 
 @dataclass(frozen=True, slots=True)

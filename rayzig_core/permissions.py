@@ -1,6 +1,7 @@
 """User levels and the permission matrix (PROTOCOL.md §7), shared by gateway and clients.
 
-The gateway enforces it; clients use it to explain a refusal before sending a request.
+The gateway enforces it; clients use it to explain a refusal before sending a request. A User
+account may be limited further to modules and outputs (PROTOCOL.md §7.4, ``UserLimitation``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Permission(StrEnum):
     """Switch only outputs the owner marked utility-controllable."""
     SET_PRESET = "set_preset"
     MANAGE_USERS = "manage_users"
-    """Add and delete User-level accounts; list users."""
+    """Add and delete User-level accounts and set their limitations; list users."""
     MANAGE_UTILITY = "manage_utility"
     """Create and withdraw the Utility user; mark utility-controllable outputs."""
     MANAGE_CLIENTS = "manage_clients"
@@ -54,6 +55,10 @@ PERMISSIONS: dict[UserLevel, frozenset[Permission]] = {
     UserLevel.UTILITY: _UTILITY,
 }
 """The permission matrix: what each level may do (PROTOCOL.md §7.2)."""
+
+
+LIMITABLE_LEVELS: frozenset[UserLevel] = frozenset({UserLevel.USER})
+"""Levels whose accounts an Administrator may limit to modules and outputs (PROTOCOL.md §7.4)."""
 
 
 def allowed(level: UserLevel, permission: Permission) -> bool:

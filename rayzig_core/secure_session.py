@@ -24,6 +24,7 @@ from rayzig_core.errors import (
     InvalidCredentialsError,
     InvalidRequestError,
     NotFoundError,
+    OutsideLimitationError,
     PasswordChangeRequiredError,
     PasswordRejectedError,
     PermissionDeniedError,
@@ -41,6 +42,7 @@ from rayzig_core.transport.base import Connector, Transport
 
 _ERRORS: dict[m.ErrorCode, type[RequestError]] = {
     m.ErrorCode.PERMISSION_DENIED: PermissionDeniedError,
+    m.ErrorCode.OUTSIDE_LIMITATION: OutsideLimitationError,
     m.ErrorCode.NOT_FOUND: NotFoundError,
     m.ErrorCode.BAD_REQUEST: InvalidRequestError,
     m.ErrorCode.CONFLICT: InvalidRequestError,

@@ -34,6 +34,7 @@ from rayzig_core import (
     NotFoundError,
     Notification,
     Output,
+    OutsideLimitationError,
     Permission,
     PermissionDeniedError,
     RayzigClient,
@@ -258,7 +259,11 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         for serial, module in old_by_serial.items():
             current = new_by_serial.get(serial)
             if current is None:
-                _LOGGER.info("Module %s left the mesh; removing its device", module.name)
+                _LOGGER.info(
+                    "Module %s is gone (it left the mesh, or a user limitation hides it); "
+                    "removing its device",
+                    module.name,
+                )
                 self._async_remove_module_device(registry, serial)
             elif (current.name, current.model, current.firmware) != (
                 module.name,
@@ -347,7 +352,10 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
     ) -> HomeAssistantError:
         """Return the translated exception for an error of the gateway or the link."""
         placeholders: dict[str, str] = {"error": str(err)}
-        if isinstance(err, PermissionDeniedError):
+        if isinstance(err, OutsideLimitationError):  # the account's limitation, not its level
+            key = "outside_limitation"
+            placeholders["user"] = self.data.info.user
+        elif isinstance(err, PermissionDeniedError):
             info = self.data.info
             needed = LEVEL_NAMES[required_level(permission)] if permission is not None else "higher"
             key = "permission_denied"

@@ -113,9 +113,9 @@ class RayzigModuleEntity(CoordinatorEntity[RayzigCoordinator]):
         """The output this entity stands for, if any."""
         module = self.module
         index = self.output_index
-        if module is None or index is None or index >= len(module.outputs):
+        if module is None or index is None:
             return None
-        return module.outputs[index]
+        return module.output(index)  # by index: a limited user sees only some outputs
 
     @property
     def available(self) -> bool:

@@ -39,6 +39,7 @@ from rayzig_core import (
     ModuleLeft,
     NotFoundError,
     Notification,
+    OutsideLimitationError,
     RayzigClient,
     RayzigError,
 )
@@ -265,7 +266,7 @@ class RayzigEventImporter:
         self._serials[module_id] = module.serial
         try:
             events = await self._sync.pull(module_id)
-        except NotFoundError:
+        except (NotFoundError, OutsideLimitationError):  # gone, or no longer ours to read
             self._sync.forget(module_id)
             self._serials.pop(module_id, None)
             self._known.pop(module_id, None)

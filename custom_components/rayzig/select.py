@@ -54,7 +54,8 @@ class RayzigPresetSelect(RayzigModuleEntity, SelectEntity):
     def __init__(self, coordinator: RayzigCoordinator, module: Module, index: int) -> None:
         """Bind to output ``index`` (0-based) of ``module``."""
         super().__init__(coordinator, module, "restore_preset", index)
-        output = module.outputs[index]
+        output = module.output(index)  # by index: a limited user sees only some outputs
+        assert output is not None  # built from the module's outputs
         label = output_label(module, output)
         if is_module_output(module, output):
             self._attr_translation_key = "restore_preset_module"

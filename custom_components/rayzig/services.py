@@ -1,4 +1,4 @@
-"""Actions of the Rayzig integration: gateway users, event sync and module presets.
+"""Actions of the Rayzig integration: gateway users and their limitations, event sync, presets.
 
 Registered once in ``async_setup`` (they name their config entry or device when called). Bad input
 raises ServiceValidationError, a refusal by the gateway a HomeAssistantError; both translated.
@@ -7,12 +7,16 @@ raises ServiceValidationError, a refusal by the gateway a HomeAssistantError; bo
 ``call_service`` event), so a password given there would end up in its database. It generates a
 random initial password instead and returns it only in the action's response, which is not
 recorded.
+
+A User's limitation (PROTOCOL.md §7.4) is chosen as Rayzig module devices (whole modules) and
+output switches (single outputs); read-only alone limits the whole site to reading, and nothing
+chosen in ``set_user_limitation`` lifts the limitation.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Final
+from typing import Any, Final
 
 import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
@@ -20,10 +24,13 @@ from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, Supp
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.translation import async_get_translations
 
 from rayzig_core import (
+    LIMITABLE_LEVELS,
     Module,
+    OutputRef,
     PasswordRejectedError,
     Permission,
     PolicyViolation,
@@ -31,6 +38,7 @@ from rayzig_core import (
     RayzigInternalError,
     RestorePreset,
     UserLevel,
+    UserLimitation,
     check_password,
     permission_to_manage,
 )
@@ -42,6 +50,7 @@ SERVICE_ADD_USER: Final = "add_user"
 SERVICE_DELETE_USER: Final = "delete_user"
 SERVICE_SYNC_EVENTS: Final = "sync_events"
 SERVICE_SET_MODULE_PRESETS: Final = "set_module_presets"
+SERVICE_SET_USER_LIMITATION: Final = "set_user_limitation"
 
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 ATTR_DEVICE_ID: Final = "device_id"
@@ -50,6 +59,10 @@ ATTR_LEVEL: Final = "level"
 ATTR_PASSWORD: Final = "password"  # noqa: S105 - a response key
 ATTR_MESSAGE: Final = "message"
 ATTR_PRESET: Final = "preset"
+ATTR_MODULES: Final = "modules"
+ATTR_OUTPUTS: Final = "outputs"
+ATTR_READ_ONLY: Final = "read_only"
+ATTR_LIMITED: Final = "limited"
 
 PASSWORD_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet
 """Lower-case letters and digits without look-alikes (i/l/1, o/0): easy to read out and type."""
@@ -71,12 +84,26 @@ PRESETS: Final[dict[str, RestorePreset]] = {
     "last": RestorePreset.LAST,
 }
 USER_NAME = vol.All(cv.string, vol.Strip, vol.Length(min=1, max=32))
+LIMITATION_FIELDS: Final[dict[Any, Any]] = {
+    vol.Optional(ATTR_MODULES, default=list): vol.All(cv.ensure_list, [cv.string]),
+    vol.Optional(ATTR_OUTPUTS, default=list): cv.entity_ids,
+    vol.Optional(ATTR_READ_ONLY, default=False): cv.boolean,
+}
+"""A User's limitation: module devices, output switches, read-only (PROTOCOL.md §7.4)."""
 
 ADD_USER_SCHEMA = vol.Schema(
     {
         vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
         vol.Required(ATTR_NAME): USER_NAME,
         vol.Required(ATTR_LEVEL): vol.In(list(LEVELS)),
+        **LIMITATION_FIELDS,
+    }
+)
+SET_USER_LIMITATION_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        vol.Required(ATTR_NAME): USER_NAME,
+        **LIMITATION_FIELDS,
     }
 )
 DELETE_USER_SCHEMA = vol.Schema(
@@ -127,6 +154,39 @@ def _module_of_device(
             if (DOMAIN, module.serial) in device.identifiers:
                 return loaded, module
     raise _validation_error("not_a_module", device=device.name_by_user or device.name or "")
+
+
+def _output_of_entity(hass: HomeAssistant, entity_id: str, entry: RayzigConfigEntry) -> OutputRef:
+    """The output a Rayzig output switch of ``entry`` stands for (else ServiceValidationError)."""
+    found = er.async_get(hass).async_get(entity_id)
+    if (
+        found is not None
+        and found.platform == DOMAIN
+        and found.domain == "switch"
+        and found.device_id is not None
+    ):
+        _, module = _module_of_device(hass, found.device_id, entry)
+        index = found.unique_id.removeprefix(f"{module.serial}_output_")
+        if index.isdigit() and module.output(int(index)) is not None:
+            return OutputRef(module.module_id, int(index))
+    raise _validation_error("not_an_output", entity=entity_id)
+
+
+def _limitation(call: ServiceCall, entry: RayzigConfigEntry) -> UserLimitation | None:
+    """The limitation an action asks for (None: none); read-only alone means the whole site."""
+    hass = call.hass
+    modules = tuple(
+        sorted({_module_of_device(hass, d, entry)[1].module_id for d in call.data[ATTR_MODULES]})
+    )
+    outputs = tuple(
+        dict.fromkeys(_output_of_entity(hass, e, entry) for e in call.data[ATTR_OUTPUTS])
+    )
+    read_only: bool = call.data[ATTR_READ_ONLY]
+    if not (modules or outputs or read_only):
+        return None
+    return UserLimitation(
+        modules, outputs, read_only=read_only, all_modules=not (modules or outputs)
+    )
 
 
 async def _reasons(hass: HomeAssistant, codes: tuple[str, ...]) -> str:
@@ -180,11 +240,17 @@ async def _async_add_user(call: ServiceCall) -> ServiceResponse:
     coordinator = entry.runtime_data.coordinator
     name: str = call.data[ATTR_NAME]
     level = LEVELS[call.data[ATTR_LEVEL]]
+    limitation = _limitation(call, entry)
+    if limitation is not None and level not in LIMITABLE_LEVELS:
+        raise _validation_error("limitation_needs_user_level", level=call.data[ATTR_LEVEL])
     password = await call.hass.async_add_executor_job(
         generate_password, name, coordinator.data.info.serial
     )
     try:
-        await coordinator.client.add_user(name, level, password)
+        if limitation is None:
+            await coordinator.client.add_user(name, level, password)
+        else:  # deleted again if the gateway refuses the limitation
+            await coordinator.client.add_limited_user(name, password, limitation)
     except PasswordRejectedError as err:
         # The gateway knows rules Home Assistant does not (its default password, say).
         reasons = await _reasons(call.hass, err.reasons)
@@ -198,6 +264,7 @@ async def _async_add_user(call: ServiceCall) -> ServiceResponse:
     return {
         ATTR_NAME: name,
         ATTR_LEVEL: call.data[ATTR_LEVEL],
+        ATTR_LIMITED: limitation is not None,
         ATTR_PASSWORD: password,
         ATTR_MESSAGE: await _handover_message(call.hass, name),
     }
@@ -211,6 +278,17 @@ async def _async_delete_user(call: ServiceCall) -> None:
         raise _validation_error("cannot_delete_own_user", user=name)
     await coordinator.async_command(
         coordinator.client.delete_user(name), permission=Permission.MANAGE_USERS
+    )
+
+
+async def _async_set_user_limitation(call: ServiceCall) -> None:
+    """Limit a User to module devices and output switches, or to reading; nothing lifts it."""
+    entry = _loaded_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
+    coordinator = entry.runtime_data.coordinator
+    limitation = _limitation(call, entry)
+    await coordinator.async_command(
+        coordinator.client.set_user_limitation(call.data[ATTR_NAME], limitation),
+        permission=Permission.MANAGE_USERS,
     )
 
 
@@ -251,6 +329,12 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     hass.services.async_register(
         DOMAIN, SERVICE_DELETE_USER, _async_delete_user, DELETE_USER_SCHEMA
+    )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_SET_USER_LIMITATION,
+        _async_set_user_limitation,
+        SET_USER_LIMITATION_SCHEMA,
     )
     hass.services.async_register(
         DOMAIN,

@@ -61,11 +61,11 @@ def with_module(data: RayzigSiteData, module: Module) -> RayzigSiteData:
 def with_output(data: RayzigSiteData, module_id: int, output: Output) -> RayzigSiteData:
     """Return the site data with one output's new state (``data`` itself if it is not known)."""
     module = data.modules.get(module_id)
-    if module is None or not 0 <= output.index < len(module.outputs):
+    if module is None or module.output(output.index) is None:
         return data
-    outputs = list(module.outputs)
-    outputs[output.index] = output
-    return with_module(data, replace(module, outputs=tuple(outputs)))
+    # Replaced by index: a limited user sees only some outputs (PROTOCOL.md §4.1).
+    outputs = tuple(output if known.index == output.index else known for known in module.outputs)
+    return with_module(data, replace(module, outputs=outputs))
 
 
 def apply_notice(data: RayzigSiteData, notice: Notification) -> RayzigSiteData:

@@ -56,7 +56,8 @@ class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
     def __init__(self, coordinator: RayzigCoordinator, module: Module, index: int) -> None:
         """Bind to output ``index`` (0-based) of ``module``."""
         super().__init__(coordinator, module, "output", index)
-        output = module.outputs[index]
+        output = module.output(index)  # by index: a limited user sees only some outputs
+        assert output is not None  # built from the module's outputs
         label = output_label(module, output)
         if is_module_output(module, output):
             self._attr_name = None  # the device's name: "Caravan", not "Caravan Caravan"

@@ -12,7 +12,9 @@ with ``--i2c-bus/--address [--i2c-channel N]`` directly over I2C)::
     preset MODULE OUTPUT off|on|last
     utility MODULE OUTPUT on|off  mark whether the Utility user may switch an output
     events [--module M] [--since N] [--follow]
-    users list | add NAME --level L | delete NAME
+    users list | add NAME --level L [--modules M,M] [--outputs M:O,M:O] [--read-only]
+    users limit NAME [--modules M,M] [--outputs M:O,M:O] [--read-only] | --unlimited
+    users delete NAME
     clients list | revoke ID
     firmware list | check | install PART
 

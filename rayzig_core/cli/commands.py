@@ -28,6 +28,27 @@ _UPDATE_SERVER = (
     ),
 )
 _PART_HELP = "one of " + ", ".join(v.PARTS)
+_LIMITATION = (
+    Arg(
+        "--modules",
+        type=v.module_ids,
+        metavar="M,M",
+        help="limit the user to these modules (ids separated by commas, e.g. 3,5)",
+    ),
+    Arg(
+        "--outputs",
+        type=v.output_refs,
+        metavar="M:O,M:O",
+        help="limit the user to these outputs: module id and output number from 1 (e.g. 3:1,5:2)",
+    ),
+    Arg(
+        "--read-only",
+        action="store_true",
+        help="the user may read but switch nothing (without --modules and --outputs: the whole "
+        "site, read-only)",
+    ),
+)
+"""A User's limitation (PROTOCOL.md §7.4), for ``users add`` and ``users limit``."""
 
 
 def _admission(max_pending: int) -> tuple[Arg, ...]:
@@ -172,12 +193,12 @@ SITE = (
 ACCOUNTS = (
     Command(
         "users",
-        "list, add and delete gateway users",
+        "list, add, limit and delete gateway users",
         actions=(
-            Command("list", "list users", "rayzig_core.cli.users:list_users"),
+            Command("list", "list users and their limitations", "rayzig_core.cli.users:list_users"),
             Command(
                 "add",
-                "add a user (password asked twice or RAYZIG_NEW_PASSWORD)",
+                "add a user (password asked twice or RAYZIG_NEW_PASSWORD), limited if asked",
                 "rayzig_core.cli.users:add_user",
                 (
                     Arg("name", metavar="NAME"),
@@ -187,6 +208,17 @@ ACCOUNTS = (
                         default="user",
                         help="access level (default user)",
                     ),
+                    *_LIMITATION,
+                ),
+            ),
+            Command(
+                "limit",
+                "limit a User to modules and outputs, or to reading (Administrator and above)",
+                "rayzig_core.cli.users:limit_user",
+                (
+                    Arg("name", metavar="NAME"),
+                    *_LIMITATION,
+                    Arg("--unlimited", action="store_true", help="lift the user's limitation"),
                 ),
             ),
             Command(

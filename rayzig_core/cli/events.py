@@ -80,18 +80,19 @@ async def read_after(
         cursor = 0
         batch = await client.read_events(module_id, 0, EVENT_BATCH)
     events: list[Event] = []
-    if cursor > 0 and batch.events and batch.events[0].seq > cursor + 1:
-        first = batch.events[0]
+    # Lost records counted from the ring's oldest one: a limited account is not sent records
+    # about outputs it does not see (PROTOCOL.md §7.4, §8.2).
+    if cursor > 0 and batch.events and batch.oldest_seq > cursor + 1:
         events.append(
             Event(
                 module_id,
-                first.seq - 1,
-                first.timestamp,
+                batch.oldest_seq - 1,
+                batch.events[0].timestamp,
                 EventKind.GAP,
                 None,
                 None,
                 None,
-                lost=first.seq - 1 - cursor,
+                lost=batch.oldest_seq - 1 - cursor,
             )
         )
     while True:
@@ -99,6 +100,8 @@ async def read_after(
         on_batch(len(batch.events))
         if batch.events:
             cursor = batch.events[-1].seq
+        elif batch.oldest_seq <= cursor + 1:
+            cursor = max(cursor, batch.newest_seq)  # nothing it sees follows, nothing was lost
         if not batch.events or cursor >= batch.newest_seq:
             return events, cursor
         batch = await client.read_events(module_id, cursor, EVENT_BATCH)

@@ -1,17 +1,24 @@
-"""Accounts: ``users list|add|delete`` and ``clients list|revoke`` (PROTOCOL.md §7.3)."""
+"""Accounts: ``users list|add|limit|delete`` and ``clients list|revoke`` (PROTOCOL.md §7.3, §7.4).
+
+People number outputs from 1 (``--outputs 3:1`` is output index 0 of module 3); the protocol
+counts them from 0.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rayzig_core.cli import prompts
 from rayzig_core.cli.connection import ClientOptions
-from rayzig_core.cli.errors import EXIT_OK
+from rayzig_core.cli.errors import EXIT_OK, CliError
 from rayzig_core.cli.keyfile import require_key_file
 from rayzig_core.cli.output import Out, jsonable, level_name, table
 from rayzig_core.cli.session import paired_session
 from rayzig_core.cli.spec import handler
 from rayzig_core.cli.values import LEVELS
+from rayzig_core.models import OutputRef, UserLimitation
+from rayzig_core.permissions import LIMITABLE_LEVELS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,10 +29,38 @@ class UserOptions(ClientOptions):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NewUserOptions(UserOptions):
-    """A new user's name and level (user, administrator, system, utility)."""
+class LimitationOptions(UserOptions):
+    """A User's limitation as given: modules, outputs (0-based already), read-only."""
+
+    modules: tuple[int, ...] | None
+    outputs: tuple[OutputRef, ...] | None
+    read_only: bool
+
+    def limitation(self) -> UserLimitation | None:
+        """The limitation asked for; None if no option asks for one.
+
+        ``--read-only`` alone limits the whole site to reading (PROTOCOL.md §7.4).
+        """
+        modules, outputs = self.modules or (), self.outputs or ()
+        if not (modules or outputs or self.read_only):
+            return None
+        return UserLimitation(
+            modules, outputs, read_only=self.read_only, all_modules=not (modules or outputs)
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewUserOptions(LimitationOptions):
+    """A new user's name, level (user, administrator, system, utility) and limitation."""
 
     level: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitOptions(LimitationOptions):
+    """A User's new limitation, or ``--unlimited`` to lift it."""
+
+    unlimited: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,31 +70,126 @@ class RevokeOptions(ClientOptions):
     id: int
 
 
+def output_name(ref: OutputRef) -> str:
+    """An output as people write it: ``MODULE:NUMBER``, numbered from 1."""
+    return f"{ref.module_id}:{ref.output + 1}"
+
+
+def limitation_text(limitation: UserLimitation | None) -> str:
+    """A limitation in one phrase (``modules 3, 5 and outputs 2:2, read-only``); ``-`` if none."""
+    if limitation is None:
+        return "-"
+    parts = ["every module"] if limitation.all_modules else []
+    if limitation.modules:
+        parts.append("modules " + ", ".join(str(module) for module in limitation.modules))
+    if limitation.outputs:
+        parts.append("outputs " + ", ".join(output_name(ref) for ref in limitation.outputs))
+    text = " and ".join(parts) or "nothing"
+    return f"{text}, read-only" if limitation.read_only else text
+
+
+def limitation_json(limitation: UserLimitation | None) -> dict[str, Any] | None:
+    """A limitation for ``--json``: outputs with their number (from 1) and protocol index."""
+    if limitation is None:
+        return None
+    return {
+        "modules": list(limitation.modules),
+        "outputs": [
+            {"module": ref.module_id, "number": ref.output + 1, "index": ref.output}
+            for ref in limitation.outputs
+        ],
+        "read_only": limitation.read_only,
+        "all_modules": limitation.all_modules,
+    }
+
+
 @handler(ClientOptions)
 async def list_users(options: ClientOptions, out: Out) -> int:
-    """List gateway users."""
+    """List gateway users and the limitations of User accounts."""
     async with paired_session(options) as (client, _):
         users = await client.list_users()
+        limitations = {
+            user.name: await client.get_user_limitation(user.name)
+            for user in users
+            if user.level in LIMITABLE_LEVELS
+        }
     out.result(
-        [{"name": u.name, "level": u.level.name.lower()} for u in users],
-        table(["NAME", "LEVEL"], [[u.name, level_name(u.level)] for u in users]),
+        [
+            {
+                "name": u.name,
+                "level": u.level.name.lower(),
+                "limitation": limitation_json(limitations.get(u.name)),
+            }
+            for u in users
+        ],
+        table(
+            ["NAME", "LEVEL", "LIMITED TO"],
+            [
+                [u.name, level_name(u.level), limitation_text(limitations.get(u.name))]
+                for u in users
+            ],
+        ),
     )
     return EXIT_OK
 
 
 @handler(NewUserOptions)
 async def add_user(options: NewUserOptions, out: Out) -> int:
-    """Create a user; its password is asked twice (or taken from RAYZIG_NEW_PASSWORD)."""
+    """Create a user (limited if asked); its password is asked twice (or RAYZIG_NEW_PASSWORD)."""
     level = LEVELS[options.level]
+    limitation = options.limitation()
+    if limitation is not None and level not in LIMITABLE_LEVELS:
+        raise CliError(
+            "Only User accounts can be limited: --modules, --outputs and --read-only need "
+            "--level user."
+        )
     key = require_key_file(options.key_path)
     password = prompts.new_password(
         user=options.name, serial=key.credentials.serial, whose=f"{options.name}'s"
     )
     async with paired_session(options, key) as (client, _):
-        await client.add_user(options.name, level, password)
+        if limitation is None:
+            await client.add_user(options.name, level, password)
+        else:
+            # Deleted again if the gateway refuses the limitation: no unlimited user is left.
+            await client.add_limited_user(options.name, password, limitation)
+            limitation = await client.get_user_limitation(options.name.strip())
+    text = f"User {options.name} ({level_name(level)}) added"
     out.result(
-        {"added": True, "name": options.name, "level": level.name.lower()},
-        f"User {options.name} ({level_name(level)}) added.",
+        {
+            "added": True,
+            "name": options.name,
+            "level": level.name.lower(),
+            "limitation": limitation_json(limitation),
+        },
+        f"{text}, limited to {limitation_text(limitation)}." if limitation else f"{text}.",
+    )
+    return EXIT_OK
+
+
+@handler(LimitOptions)
+async def limit_user(options: LimitOptions, out: Out) -> int:
+    """Limit a User to modules and outputs or to reading, or lift the limitation (§7.4)."""
+    wanted = options.limitation()
+    if options.unlimited == (wanted is not None):
+        raise CliError(
+            "Say what to limit the user to (--modules, --outputs, --read-only), or lift the "
+            "limitation with --unlimited, not both."
+            if options.unlimited
+            else "Say what to limit the user to (--modules, --outputs, --read-only), or lift "
+            "the limitation with --unlimited."
+        )
+    async with paired_session(options) as (client, _):
+        await client.set_user_limitation(options.name, wanted)
+        stored = await client.get_user_limitation(options.name)
+    text = (
+        f"User {options.name} is limited to {limitation_text(stored)}"
+        if stored
+        else f"User {options.name} is no longer limited"
+    )
+    out.result(
+        {"name": options.name, "limitation": limitation_json(stored)},
+        f"{text}; its clients reconnect and see what it may use now.",
     )
     return EXIT_OK
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from rayzig_core.cli.spec import resolve
-from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
+from rayzig_core.models import FirmwarePart, OutputRef, RestorePreset, UserLevel
 
 if TYPE_CHECKING:
     from rayzig_core.firmware.advisory import VersionRange
@@ -106,6 +106,44 @@ def positive(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError("must be 1 or more")
     return value
+
+
+def _items(text: str, what: str) -> list[str]:
+    """The comma-separated items of a list argument (at least one)."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"give {what}, separated by commas")
+    return items
+
+
+def module_ids(text: str) -> tuple[int, ...]:
+    """Module ids separated by commas, such as 3,5 (PROTOCOL.md §7.4)."""
+    try:
+        ids = [int(item, 10) for item in _items(text, "module ids such as 3,5")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of module ids such as 3,5"
+        ) from None
+    if any(module_id < 1 for module_id in ids):
+        raise argparse.ArgumentTypeError("module ids are 1 or more")
+    return tuple(dict.fromkeys(ids))
+
+
+def output_refs(text: str) -> tuple[OutputRef, ...]:
+    """Outputs as MODULE:OUTPUT separated by commas, outputs numbered from 1 (3:1,5:2)."""
+    refs: list[OutputRef] = []
+    for item in _items(text, "outputs such as 3:1,5:2"):
+        module, _, number = item.partition(":")
+        try:
+            module_id, output = int(module, 10), int(number, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not MODULE:OUTPUT, such as 3:1 (output 1 of module 3)"
+            ) from None
+        if module_id < 1 or output < 1:
+            raise argparse.ArgumentTypeError("module ids and output numbers start at 1")
+        refs.append(OutputRef(module_id, output - 1))  # the protocol counts outputs from 0
+    return tuple(dict.fromkeys(refs))
 
 
 def seconds(text: str) -> float:

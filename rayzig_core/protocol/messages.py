@@ -25,6 +25,7 @@ from rayzig_core.models import (
     RestorePreset,
     Telemetry,
     UserLevel,
+    UserLimitation,
 )
 from rayzig_core.protocol import codec
 
@@ -51,6 +52,7 @@ class ErrorCode(IntEnum):
     FIRMWARE_STATE = 14
     INTERNAL = 15
     REQUEST_ID_REUSED = 16
+    OUTSIDE_LIMITATION = 17
 
 
 # --- handshake payloads (PROTOCOL.md §3.2) ---------------------------------------------------
@@ -296,6 +298,24 @@ class FirmwareCommit(Request):
     part: FirmwarePart
 
 
+@dataclass(frozen=True, slots=True)
+class SetUserLimitation(Request):
+    """Limit a User account to modules and outputs, or to reading; None lifts it (§7.4)."""
+
+    TYPE: ClassVar[int] = 0x15
+    MUTATING: ClassVar[bool] = True
+    name: str
+    limitation: UserLimitation | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetUserLimitation(Request):
+    """Read an account's limitation (§7.4); any account may read its own."""
+
+    TYPE: ClassVar[int] = 0x16
+    name: str
+
+
 # --- responses ---------------------------------------------------------------------------------
 
 
@@ -408,6 +428,15 @@ class FirmwareProgress(Response):
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class UserLimitationResponse(Response):
+    """Answer to GetUserLimitation: the account and its limitation (None: not limited)."""
+
+    TYPE: ClassVar[int] = 0x4C
+    name: str
+    limitation: UserLimitation | None
+
+
 # --- notifications (PROTOCOL.md §5.4) --------------------------------------------------------
 
 
@@ -471,8 +500,9 @@ CATALOGUE: dict[int, type[Message]] = {
         Ping, GetInfo, Pair, ChangePassword, RecoverPassword, ListModules, SetOutput,
         SetRestorePreset, GetTelemetry, ReadEvents, ListUsers, AddUser, DeleteUser, ListClients,
         RevokeClient, SetUtilityOutput, GetFirmware, FirmwareBegin, FirmwareChunk, FirmwareCommit,
+        SetUserLimitation, GetUserLimitation,
         Ok, ErrorResponse, InfoResponse, Paired, ModulePage, OutputResponse, TelemetryResponse,
-        EventBatch, UserList, ClientList, FirmwareList, FirmwareProgress,
+        EventBatch, UserList, ClientList, FirmwareList, FirmwareProgress, UserLimitationResponse,
         OutputChanged, EventsAvailable, TelemetryChanged, ModuleJoined, ModuleLeft,
         FirmwareChanged,
     )

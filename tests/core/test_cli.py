@@ -471,10 +471,10 @@ def test_users_add_list_delete(
 
     monkeypatch.setenv("RAYZIG_NEW_PASSWORD", PASSWORDS["ursula"])
     data = run_json(capsys, "users", "add", "ursula", "--level", "user", *paired)
-    assert data == {"added": True, "name": "ursula", "level": "user"}
+    assert data == {"added": True, "name": "ursula", "level": "user", "limitation": None}
     users = run_json(capsys, "users", "list", *paired)
-    assert {"name": "ursula", "level": "user"} in users
-    assert {"name": OWNER, "level": "system"} in users
+    assert {"name": "ursula", "level": "user", "limitation": None} in users
+    assert {"name": OWNER, "level": "system", "limitation": None} in users
     code, text, _ = run(capsys, "users", "list", *paired)
     assert "ursula" in text
     assert "System" in text
@@ -569,7 +569,8 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 MINIMAL_COMMAND_LINES = [
     ["info"], ["pair"], ["passwd"], ["recover"], ["modules"], ["set", "1", "1", "on"],
     ["preset", "1", "1", "last"], ["utility", "1", "1", "off"], ["events"], ["users", "list"],
-    ["users", "add", "ursula"], ["users", "delete", "ursula"], ["clients", "list"],
+    ["users", "add", "ursula"], ["users", "limit", "ursula", "--read-only"],
+    ["users", "delete", "ursula"], ["clients", "list"],
     ["clients", "revoke", "2"], ["firmware", "list"],
     ["firmware", "check", "--server", "http://127.0.0.1:1/", "--signing-key", "ab" * 32],
     ["firmware", "install", "tft", "--server", "http://127.0.0.1:1/", "--signing-key", "ab" * 32],

@@ -31,9 +31,11 @@ from rayzig_core.models import (
     Module,
     ModuleKind,
     Output,
+    OutputRef,
     RestorePreset,
     Telemetry,
     UserLevel,
+    UserLimitation,
 )
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
@@ -116,6 +118,7 @@ MODULE = Module(
 )
 EVENT = Event(3, 9, 1_700_000_000.5, EventKind.COMMAND, 0, "installer", True)
 VERSION = FirmwareVersion(FirmwarePart.TFT, "1.0.7", 1)
+LIMITATION = UserLimitation((3,), (OutputRef(5, 1),), read_only=True)
 INFO = GatewayInfo("RG1-1", "Rayzig Gateway RG-1", 1, "AAAA", (VERSION,), "installer",
                    UserLevel.SYSTEM, False)  # fmt: skip
 
@@ -136,6 +139,10 @@ SAMPLES: list[m.Message] = [
     m.FirmwareProgress(FirmwarePart.TFT, 0, 10), m.OutputChanged(3, OUTPUT, EventKind.COMMAND),
     m.EventsAvailable(3, 9), m.TelemetryChanged(3, TELEMETRY), m.ModuleJoined(MODULE),
     m.ModuleLeft(3), m.FirmwareChanged((VERSION,)),
+    m.SetUserLimitation("u", LIMITATION), m.SetUserLimitation("u", None),
+    m.GetUserLimitation("u"), m.UserLimitationResponse("u", LIMITATION),
+    m.UserLimitationResponse("u", None),
+    m.ErrorResponse(m.ErrorCode.OUTSIDE_LIMITATION, "Module 5 is outside the limitation"),
 ]  # fmt: skip
 
 
@@ -178,6 +185,11 @@ def raw(*items: object) -> bytes:
         pytest.param(raw(0x41, 1, 5, "m", float("nan")), id="nan"),
         pytest.param(raw(0x41, 1, 5, "m", None, "not-a-list"), id="not-an-array"),
         pytest.param(raw(0x47, 1, 3, [[3, 1, 1.0, 99, None, None, None]], 1, 1), id="bad-event"),
+        pytest.param(raw(0x15, 1, "u", [[3], [], False, False, True]), id="limitation-extra"),
+        pytest.param(raw(0x15, 1, "u", [[3], [[5]], False, False]), id="output-ref-short"),
+        pytest.param(raw(0x15, 1, "u", [["3"], [], False, False]), id="module-id-as-text"),
+        pytest.param(raw(0x15, 1, "u"), id="limitation-missing"),
+        pytest.param(raw(0x41, 1, 18, "m"), id="unknown-error-code"),
     ],
 )
 def test_malformed_payloads_are_decode_errors(payload: bytes) -> None:

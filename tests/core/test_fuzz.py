@@ -31,7 +31,7 @@ from rayzig_core.errors import (
     ProtocolError,
     SessionClosedError,
 )
-from rayzig_core.models import UserLevel
+from rayzig_core.models import OutputRef, UserLevel, UserLimitation
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.frames import (
     MAX_FRAME,
@@ -51,6 +51,7 @@ from rayzig_core.virtual_gateway import (
     GatewayConnection,
     GatewayState,
     Site,
+    UserAccount,
     VirtualGateway,
 )
 from tests.core.conftest import (
@@ -130,7 +131,8 @@ def field_strategy(tp: Any) -> st.SearchStrategy[Any]:
     if tp is bool:
         return st.booleans()
     if tp is int:
-        return st.integers(-3, 300) | st.integers(-(2**63), 2**64 - 1)
+        # Small values name modules and outputs that exist (a generated site has 4 modules).
+        return st.integers(0, 5) | st.integers(-3, 300) | st.integers(-(2**63), 2**64 - 1)
     if tp is str:
         return (
             st.sampled_from(["installer", "ursula", "", " ", "admin\u0000", "\u0000" * 300])
@@ -139,6 +141,17 @@ def field_strategy(tp: Any) -> st.SearchStrategy[Any]:
         )
     if tp is bytes:
         return st.binary(max_size=64)
+    args = typing.get_args(tp)
+    if type(None) in args:  # X | None
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return st.none() | field_strategy(inner)
+    if typing.get_origin(tp) is tuple:
+        return st.lists(field_strategy(args[0]), max_size=6).map(tuple)
+    if dataclasses.is_dataclass(tp):  # a structure such as UserLimitation or OutputRef
+        hints = typing.get_type_hints(tp)
+        return st.builds(
+            tp, **{f.name: field_strategy(hints[f.name]) for f in dataclasses.fields(tp)}
+        )
     raise AssertionError(f"no strategy for {tp!r}")
 
 
@@ -466,6 +479,76 @@ def test_any_well_typed_request_gets_a_reply_the_client_can_decode(
         assert isinstance(responses[0].message, m.Response)
         if link.connection.closed:
             break  # e.g. it revoked its own key or deleted its own user: answered, then closed
+
+
+LIMITED = UserLimitation((2,), (OutputRef(3, 0),))
+"""The fuzzed User's limitation: module 2 whole and output 0 of module 3 (of modules 1 to 4)."""
+
+
+def limited_gateway() -> tuple[VirtualGateway, ClientRecord]:
+    """A gateway whose one enrolled client belongs to a User limited to :data:`LIMITED`."""
+    gateway, record = fresh_gateway()
+    verifier = gateway.users[FACTORY_USER].verifier
+    gateway.users["ursula"] = UserAccount("ursula", UserLevel.USER, verifier, limitation=LIMITED)
+    record.user = "ursula"
+    return gateway, record
+
+
+def outside(gateway: VirtualGateway) -> list[tuple[int, int, bool, int]]:
+    """Every output the limited User does not see, with its state and preset."""
+    return [
+        (module.module_id, output.index, output.is_on, output.preset)
+        for module in gateway.site.modules()
+        for output in module.outputs
+        if not LIMITED.covers_output(module.module_id, output.index)
+    ]
+
+
+def check_within(message: m.Message) -> None:
+    """Nothing the limited User gets names a module or output outside its limitation."""
+    modules = message.modules if isinstance(message, m.ModulePage) else ()
+    if isinstance(message, m.ModuleJoined):
+        modules = (message.module,)
+    for module in modules:
+        assert all(LIMITED.covers_output(module.module_id, o.index) for o in module.outputs)
+    if isinstance(message, m.OutputResponse | m.OutputChanged):
+        assert LIMITED.covers_output(message.module_id, message.output.index)
+    if isinstance(message, m.EventBatch):
+        assert all(
+            e.output is None or LIMITED.covers_output(e.module_id, e.output) for e in message.events
+        )
+    module_id = getattr(message, "module_id", None)
+    if isinstance(module_id, int):
+        assert LIMITED.covers_module(module_id)
+
+
+site_ids = st.integers(0, 5)
+site_request = st.one_of(
+    st.builds(m.ListModules, st.integers(-1, 4)),
+    st.builds(m.GetTelemetry, site_ids),
+    st.builds(m.ReadEvents, site_ids, st.integers(-1, 3), st.integers(0, 600)),
+    st.builds(m.SetOutput, site_ids, st.integers(0, 3), st.booleans()),
+    st.builds(m.SetUserLimitation, st.just("ursula"), field_strategy(UserLimitation | None)),
+)
+"""Requests about the generated site's modules, which random ids seldom name."""
+
+
+@HEAVY
+@given(st.lists(site_request | any_request, min_size=1, max_size=4))
+def test_a_limited_user_sees_and_changes_nothing_outside_its_limitation(
+    requests: list[m.Request],
+) -> None:
+    gateway, record = limited_gateway()
+    before = outside(gateway)
+    link, channel = open_keyed(gateway, record)
+    for request_id, request in enumerate(requests, start=1):
+        link.feed(channel.seal(request_id, request))
+        while link.sent:
+            check_within(channel.open(link.sent.pop(0)).message)
+        if link.connection.closed:
+            break  # it revoked its own key
+    assert outside(gateway) == before
+    assert gateway.users["ursula"].limitation == LIMITED  # it cannot change its own
 
 
 # --- over TCP: garbage does not disturb another session ------------------------------------------

@@ -617,7 +617,7 @@ async def test_an_answer_too_large_for_a_frame_becomes_internal(
     _, owner = await pair(owned)
     event = Event(1, 1, 0.0, EventKind.COMMAND, 0, "u" * 32, is_on=True)
     huge = m.EventBatch(1, (event,) * 200, 1, 1)
-    monkeypatch.setattr(handlers, "event_batch", lambda site, request: huge)
+    monkeypatch.setattr(handlers, "event_batch", lambda site, request, limitation: huge)
     async with await connected(owned, owner) as client:
         with (
             caplog.at_level(logging.ERROR, logger="rayzig_core.virtual_gateway.device"),

@@ -17,7 +17,7 @@ import pytest
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.errors import InvalidRequestError, PermissionDeniedError
 from rayzig_core.firmware import build_manifest, crc32, generate_signing_key, sign_manifest
-from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel
+from rayzig_core.models import FirmwarePart, RestorePreset, UserLevel, UserLimitation
 from rayzig_core.permissions import PERMISSIONS, Permission, allowed
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
@@ -280,6 +280,38 @@ async def op_delete_utility_user(
         await restore_utility_user(ctx, owner)
 
 
+async def op_set_user_limitation(
+    ctx: Ctx, actor: RayzigClient, owner: RayzigClient, ok: bool
+) -> None:
+    name = ctx.fresh_name("limited-")
+    await owner.add_user(name, UserLevel.USER, PASSWORDS["sybil"])
+    limitation = UserLimitation((1,), read_only=True)
+    try:
+        await actor.set_user_limitation(name, limitation)
+    finally:
+        stored = ctx.gw.call(lambda g: g.users[name].limitation)
+        assert stored == (limitation if ok else None)
+        await owner.delete_user(name)
+
+
+async def op_get_user_limitation(
+    ctx: Ctx, actor: RayzigClient, owner: RayzigClient, ok: bool
+) -> None:
+    name = ctx.fresh_name("limited-")
+    await owner.add_user(name, UserLevel.USER, PASSWORDS["sybil"])
+    try:
+        await owner.set_user_limitation(name, UserLimitation((2,)))
+        assert await actor.get_user_limitation(name) == UserLimitation((2,))
+    finally:
+        await owner.delete_user(name)
+
+
+async def op_get_own_limitation(
+    ctx: Ctx, actor: RayzigClient, owner: RayzigClient, ok: bool
+) -> None:
+    assert await actor.get_user_limitation() is None
+
+
 async def op_list_clients(ctx: Ctx, actor: RayzigClient, owner: RayzigClient, ok: bool) -> None:
     assert {c.client_id for c in await actor.list_clients()} == client_ids(ctx)
 
@@ -357,6 +389,9 @@ OPS: dict[str, tuple[Op, tuple[Permission, ...]]] = {
     "delete_administrator": (op_delete_user(UserLevel.ADMINISTRATOR), (P.MANAGE_ADMINS,)),
     "delete_system": (op_delete_user(UserLevel.SYSTEM), (P.MANAGE_ADMINS,)),
     "delete_utility": (op_delete_utility_user, (P.MANAGE_UTILITY,)),
+    "set_user_limitation": (op_set_user_limitation, (P.MANAGE_USERS,)),
+    "get_user_limitation": (op_get_user_limitation, (P.MANAGE_USERS,)),
+    "get_own_limitation": (op_get_own_limitation, ()),
     "list_clients": (op_list_clients, (P.MANAGE_CLIENTS,)),
     "revoke_other_client": (op_revoke_other_client, (P.MANAGE_CLIENTS,)),
     "revoke_own_client": (op_revoke_own_client, ()),
@@ -375,7 +410,7 @@ def test_every_request_type_is_in_the_matrix_tests() -> None:
         m.Ping, m.GetInfo, m.ListModules, m.GetTelemetry, m.GetFirmware, m.ReadEvents,
         m.SetOutput, m.SetRestorePreset, m.SetUtilityOutput, m.ListUsers, m.AddUser,
         m.DeleteUser, m.ListClients, m.RevokeClient, m.FirmwareBegin, m.FirmwareChunk,
-        m.FirmwareCommit,
+        m.FirmwareCommit, m.SetUserLimitation, m.GetUserLimitation,
     }  # fmt: skip
     assert requests - pre_auth == exercised
 

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from rayzig_core.models import Event, EventKind, Output, RestorePreset
+from rayzig_core.models import (
+    Event,
+    EventKind,
+    Output,
+    OutputRef,
+    RestorePreset,
+    UserLimitation,
+)
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.noise import public_key_of
 from rayzig_core.protocol.session import fingerprint
@@ -84,6 +91,10 @@ def _generated() -> dict[str, str]:
         "SetOutput": (0x1234, m.SetOutput(3, 0, True)),
         "OutputResponse": (0x1234, m.OutputResponse(3, output)),
         "OutputChanged": (0, m.OutputChanged(3, output, EventKind.COMMAND)),
+        "SetUserLimitation": (
+            0x1236,
+            m.SetUserLimitation("guest", UserLimitation((3,), (OutputRef(5, 1),), read_only=True)),
+        ),
         "ReadEvents": (9, m.ReadEvents(3, 41, 512)),
         "EventBatch": (
             9,

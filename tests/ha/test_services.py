@@ -59,6 +59,7 @@ async def test_add_and_delete_user(
         assert response == {
             "name": "guest",
             "level": "administrator",
+            "limited": False,
             "message": (
                 "Give this initial password to guest in person or over another secure channel, "
                 "and have them change it at once with `rayzig passwd --user guest`. Home "

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from rayzig_core.errors import HandshakeError, ProtocolError, SessionClosedError
-from rayzig_core.models import UserLevel
+from rayzig_core.models import UserLevel, UserLimitation
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.session import SecureChannel
 from rayzig_core.virtual_gateway.device.answers import INTERNAL, MAX_PLAINTEXT
+from rayzig_core.virtual_gateway.device.limitation import visible_notice
 from rayzig_core.virtual_gateway.device.state import ClientRecord
 
 if TYPE_CHECKING:
@@ -62,6 +63,14 @@ class GatewayConnection:
         if account is None or account.must_change:
             return None
         return account.level
+
+    @property
+    def limitation(self) -> UserLimitation | None:
+        """The limitation of the session's account (§7.4), None if it has none."""
+        if self.client is None:
+            return None
+        account = self._gateway.users.get(self.client.user)
+        return None if account is None else account.limitation
 
     def frame_received(self, raw: bytes) -> None:
         """Process one frame from the link; protocol violations close this link only."""
@@ -142,9 +151,15 @@ class GatewayConnection:
             self.client = self._gateway.accounts.client_by_key(self.peer_key)
 
     def notify(self, notice: m.Notification) -> None:
-        """Push a notification on this link, if its session is up."""
+        """Push a notification on this link, if its session is up and its account sees it."""
         if self._channel is None or self.closed:
             return
+        limitation = self.limitation
+        if limitation is not None:
+            shown = visible_notice(limitation, notice)  # §7.4: only what the account sees
+            if shown is None:
+                return
+            notice = shown
         try:
             self._send_frame(self._channel.seal(0, notice))
         except (ProtocolError, SessionClosedError):

@@ -14,8 +14,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rayzig_core.firmware import SignedManifest
-from rayzig_core.models import EnrolledClient, Event, GatewayInfo, GatewayUser, Output, UserLevel
-from rayzig_core.permissions import Permission, allowed, permission_to_manage
+from rayzig_core.models import (
+    EnrolledClient,
+    Event,
+    GatewayInfo,
+    GatewayUser,
+    Output,
+    UserLevel,
+    UserLimitation,
+)
+from rayzig_core.permissions import (
+    LIMITABLE_LEVELS,
+    Permission,
+    allowed,
+    permission_to_manage,
+)
 from rayzig_core.protocol import codec
 from rayzig_core.protocol import messages as m
 from rayzig_core.protocol.session import fingerprint
@@ -24,6 +37,13 @@ from rayzig_core.virtual_gateway.device import auth
 from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, MAX_USERS
 from rayzig_core.virtual_gateway.device.answers import MAX_PLAINTEXT, RequestRefused
 from rayzig_core.virtual_gateway.device.identity import MODEL
+from rayzig_core.virtual_gateway.device.limitation import (
+    checked_limitation,
+    refuse_module,
+    refuse_switching,
+    visible_events,
+    visible_modules,
+)
 from rayzig_core.virtual_gateway.device.password_work import Steps
 from rayzig_core.virtual_gateway.device.state import POLICY_VERSION, ClientRecord, UserAccount
 
@@ -156,22 +176,28 @@ def _fitting_page(
 
 
 def _list_modules(gateway: VirtualGateway, caller: Caller, request: m.ListModules) -> m.Response:
-    """One page of modules in id order (§5.2)."""
-    modules = gateway.site.modules()
+    """One page of the modules the caller sees, in id order (§5.2, §7.4)."""
+    modules = visible_modules(caller.account.limitation, gateway.site.modules())
     page = _fitting_page(modules, request.start, lambda part: m.ModulePage(part, len(modules)))
     return m.ModulePage(page, len(modules))
 
 
 def _get_telemetry(gateway: VirtualGateway, caller: Caller, request: m.GetTelemetry) -> m.Response:
+    refuse_module(caller.account, request.module_id)
     return m.TelemetryResponse(request.module_id, gateway.site.module(request.module_id).telemetry)
 
 
 def _read_events(gateway: VirtualGateway, caller: Caller, request: m.ReadEvents) -> m.Response:
-    return event_batch(gateway.site, request)
+    refuse_module(caller.account, request.module_id)
+    return event_batch(gateway.site, request, caller.account.limitation)
 
 
-def event_batch(site: Site, request: m.ReadEvents) -> m.EventBatch:
+def event_batch(
+    site: Site, request: m.ReadEvents, limitation: UserLimitation | None = None
+) -> m.EventBatch:
     """As many records as fit one frame (at least one), up to the batch limit (§8.2).
+
+    A limited account gets only the records its limitation covers (§7.4).
 
     Each record is encoded once, in order, until the next one would not fit: a CBOR array
     is its head followed by its items, so the batch's size is the size of the empty batch
@@ -181,7 +207,7 @@ def event_batch(site: Site, request: m.ReadEvents) -> m.EventBatch:
     """
     ring = site.ring(request.module_id)
     wanted = max(1, min(request.max_count, MAX_EVENTS_PER_BATCH))
-    events = ring.read(max(request.after_seq, 0), wanted)
+    events = visible_events(limitation, ring, max(request.after_seq, 0), wanted)
     empty = m.EventBatch(request.module_id, (), ring.oldest_seq, ring.newest_seq)
     room = MAX_PLAINTEXT - len(m.encode(2**62, empty))
     used = 0
@@ -218,6 +244,7 @@ def _set_output(gateway: VirtualGateway, caller: Caller, request: m.SetOutput) -
                 m.ErrorCode.PERMISSION_DENIED,
                 "This output is not marked utility-controllable by the site owner.",
             )
+    refuse_switching(caller.account, request.module_id, request.output)  # §7.4, after the level
     result = gateway.site.set_output(
         request.module_id, request.output, request.on, user=caller.account.name
     )
@@ -225,6 +252,7 @@ def _set_output(gateway: VirtualGateway, caller: Caller, request: m.SetOutput) -
 
 
 def _set_preset(gateway: VirtualGateway, caller: Caller, request: m.SetRestorePreset) -> m.Response:
+    refuse_switching(caller.account, request.module_id, request.output)
     result = gateway.site.set_preset(
         request.module_id, request.output, request.preset, user=caller.account.name
     )
@@ -300,6 +328,43 @@ def _delete_user(gateway: VirtualGateway, caller: Caller, request: m.DeleteUser)
     gateway.revoke_sessions(lambda c: c.user == account.name, caller.connection)
     gateway.note_change(durable=True)
     return m.Ok()
+
+
+def _set_user_limitation(
+    gateway: VirtualGateway, caller: Caller, request: m.SetUserLimitation
+) -> m.Response:
+    """Limit a User account, or lift its limitation; its open sessions start again (§7.4)."""
+    auth.check_user_name(request.name)
+    account = gateway.accounts.users.get(request.name)
+    if account is None:
+        raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
+    if account.level not in LIMITABLE_LEVELS:
+        raise RequestRefused(
+            m.ErrorCode.BAD_REQUEST,
+            f"Only User accounts can be limited; {account.name!r} is a "
+            f"{account.level.name.title()} user.",
+        )
+    limitation = checked_limitation(gateway.site, request.limitation)
+    if limitation == account.limitation:
+        return m.Ok()
+    account.limitation = limitation
+    gateway.note_change(durable=True)
+    # Its clients reconnect and read what they may see now (their keys stay enrolled).
+    gateway.revoke_sessions(lambda c: c.user == account.name, caller.connection)
+    return m.Ok()
+
+
+def _get_user_limitation(
+    gateway: VirtualGateway, caller: Caller, request: m.GetUserLimitation
+) -> m.Response:
+    """An account's limitation: one's own always, another's with MANAGE_USERS (§7.4)."""
+    auth.check_user_name(request.name)
+    if request.name != caller.account.name:
+        caller.need(Permission.MANAGE_USERS)  # before the look-up, as for DeleteUser
+    account = gateway.accounts.users.get(request.name)
+    if account is None:
+        raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
+    return m.UserLimitationResponse(account.name, account.limitation)
 
 
 def _list_clients(gateway: VirtualGateway, caller: Caller, request: m.ListClients) -> m.Response:
@@ -388,6 +453,8 @@ HANDLERS: dict[type[m.Request], tuple[Permission | None, Handler]] = {
     m.ListUsers: (Permission.MANAGE_USERS, _list_users),
     m.AddUser: (None, _add_user),
     m.DeleteUser: (None, _delete_user),
+    m.SetUserLimitation: (Permission.MANAGE_USERS, _set_user_limitation),
+    m.GetUserLimitation: (None, _get_user_limitation),
     m.ListClients: (Permission.MANAGE_CLIENTS, _list_clients),
     m.RevokeClient: (None, _revoke_client),
     m.GetFirmware: (Permission.READ, _get_firmware),

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from mashumaro.config import BaseConfig
 from mashumaro.types import SerializationStrategy
 
 from rayzig_core.errors import ProtocolError
-from rayzig_core.models import UserLevel
+from rayzig_core.models import UserLevel, UserLimitation
 from rayzig_core.protocol import messages as m
 from rayzig_core.storage import StoredValueError
 from rayzig_core.virtual_gateway.credentials import PasswordVerifier, Throttle
@@ -42,6 +43,13 @@ class UserAccount:
     must_change: bool = False
     policy_version: int = POLICY_VERSION
     throttle: Throttle = field(default_factory=Throttle)
+    limitation: UserLimitation | None = None
+    """What a User account is limited to (§7.4); None (and in older state files): its level only."""
+
+    class Config(BaseConfig):
+        """Store no ``limitation`` key for an account without one: older files stay as they are."""
+
+        omit_none = True
 
 
 @dataclass(slots=True)
