@@ -16,6 +16,9 @@ Each link transaction is one ``I2C_RDWR`` call: a write message, a repeated star
 (§11.2). Bus errors (errno 121 NACK, 5 I/O, 16 busy, 110 timeout) are retried with exponential
 back-off, resending identical bytes; after ``max_retries`` failures in a row the transport fails
 with :class:`~rayzig_core.errors.TransportError`, as it does when the gateway reboots (§11.9).
+
+smbus2 is imported only when a transport opens its bus (on the worker thread), so importing this
+module, or building an :class:`I2CConnector`, stays cheap.
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import smbus2
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rayzig_core.errors import (
     DeviceNotFoundError,
@@ -49,6 +51,9 @@ from rayzig_core.protocol.link import (
     Transaction,
     check_channel,
 )
+
+if TYPE_CHECKING:
+    import smbus2
 
 RETRYABLE_ERRNOS = frozenset({121, errno.EIO, errno.EBUSY, 110})
 """EREMOTEIO (no ACK), EIO, EBUSY (bus busy / arbitration lost), ETIMEDOUT: retried."""
@@ -138,6 +143,17 @@ def bus_lock(bus: int) -> FairLock:
         return lock
 
 
+def _smbus2() -> ModuleType:
+    """smbus2, imported by the first transport that opens a bus (never at module import)."""
+    try:
+        import smbus2  # noqa: PLC0415 - loaded only where an I2C bus is actually opened
+    except ImportError as err:
+        raise TransportError(
+            "The I2C transport needs the smbus2 package: install it (pip install smbus2)."
+        ) from err
+    return smbus2
+
+
 def describe(bus: int, address: int, channel: int = 0) -> str:
     """``i2c://<bus>/0x<address>``, with ``#<channel>`` for a channel other than 0."""
     suffix = f"#{channel}" if channel else ""
@@ -168,7 +184,7 @@ class I2CTransport:
         clock_hz: int,
         poll_interval: float,
         max_retries: int,
-        smbus_factory: Callable[[int], SMBusLike],
+        smbus_factory: Callable[[int], SMBusLike] | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._bus_number = bus
@@ -177,6 +193,8 @@ class I2CTransport:
         self._poll_interval = poll_interval
         self._max_retries = max_retries
         self._factory = smbus_factory
+        self._i2c_msg: type[smbus2.i2c_msg] | None = None
+        """smbus2's message type, set when the worker opens the bus."""
         self._loop = loop
         self._channel = check_channel(channel)
         self._description = describe(bus, address, channel)
@@ -322,8 +340,11 @@ class I2CTransport:
 
     def _open(self) -> SMBusLike:
         path = f"/dev/i2c-{self._bus_number}"
+        smbus = _smbus2()
+        self._i2c_msg = smbus.i2c_msg
+        factory = self._factory if self._factory is not None else smbus.SMBus
         try:
-            return self._factory(self._bus_number)
+            return factory(self._bus_number)
         except FileNotFoundError as err:
             raise DeviceNotFoundError(
                 f"I2C bus {self._bus_number} not found ({path} does not exist) while opening the "
@@ -343,8 +364,10 @@ class I2CTransport:
 
     def _execute(self, bus: SMBusLike, tx: Transaction) -> bytes:
         """Run one transaction: write, repeated start, read (§11.2)."""
-        write = smbus2.i2c_msg.write(self._address, tx.write)
-        read = smbus2.i2c_msg.read(self._address, tx.read_len)
+        message = self._i2c_msg
+        assert message is not None, "the bus is opened first"
+        write = message.write(self._address, tx.write)
+        read = message.read(self._address, tx.read_len)
         stats = self.stats
         stats.transactions += 1
         stats.wire_seconds += 9 * (len(tx.write) + tx.read_len + 2) / self._clock_hz
@@ -504,7 +527,8 @@ class I2CConnector:
     channel ends the session that used it). A direct client uses 0; the network bridge gives each
     TCP client its own. ``clock_hz`` is the bus clock the kernel was configured with
     (``dtparam=i2c_arm_baudrate``; user space cannot set it); it only feeds the wire-time estimate
-    in the transport's stats.
+    in the transport's stats. ``smbus_factory`` opens a bus number (default ``smbus2.SMBus``,
+    imported when the first transport opens its bus).
     """
 
     def __init__(
@@ -516,7 +540,7 @@ class I2CConnector:
         clock_hz: int = 400_000,
         poll_interval: float = 0.002,
         max_retries: int = 5,
-        smbus_factory: Callable[[int], SMBusLike] = smbus2.SMBus,
+        smbus_factory: Callable[[int], SMBusLike] | None = None,
     ) -> None:
         if bus < 0:
             raise ValueError(f"I2C bus number must be >= 0, not {bus}")
