@@ -327,6 +327,30 @@ def test_bus_timing_can_sleep_in_real_time() -> None:
     assert elapsed < timing.seconds + 0.5
 
 
+def test_a_started_transaction_lasts_its_modelled_time_from_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The emulated device's work is inside the transaction's time, not added to it."""
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", sleep)
+    timing = BusTiming(400_000, sleep=True)
+    duration = timing.transaction_time([4, 256])
+    timing.record([4, 256], started=now[0] - duration / 4)
+    assert slept == [pytest.approx(duration * 3 / 4)]
+    # A device slower than the bus: nothing is slept, and nothing is paid back later.
+    timing.record([4, 256], started=now[0] - 2 * duration)
+    timing.record([4, 256])
+    assert slept[1:] == [pytest.approx(duration)]
+    assert timing.seconds == pytest.approx(3 * duration)
+
+
 async def test_timing_and_fault_counters_through_the_transport() -> None:
     timing = BusTiming(400_000)
     plan = FaultPlan(busy_rate=0.05, seed=5)

@@ -7,6 +7,7 @@ import ctypes
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -88,8 +89,19 @@ class FakeI2CBus:
 
     def _transfer(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
         self.transactions += 1
-        if self.timing is not None:
-            self.timing.record([int(message.len) for message in messages])
+        timing = self.timing
+        if timing is None:
+            self._exchange(messages, touched)
+            return
+        started = time.perf_counter()
+        try:
+            self._exchange(messages, touched)
+        finally:
+            # The devices answered inside the transaction's modelled time, as a real MCU does.
+            timing.record([int(message.len) for message in messages], started=started)
+
+    def _exchange(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
+        """Move the messages' bytes to and from the devices, injecting the planned fault."""
         plan = self.faults
         fault = plan.draw() if plan is not None else None
         rng = plan.rng if plan is not None else random
