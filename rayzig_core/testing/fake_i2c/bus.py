@@ -124,19 +124,22 @@ class FakeI2CBus:
                     if cut:
                         device._write(ctypes.string_at(message.buf, cut), busy=False)
                 raise OSError(EREMOTEIO, os.strerror(EREMOTEIO))
-            if reading:
-                data = bytearray(device._read(length, busy=busy))
-            else:
-                data = bytearray(ctypes.string_at(message.buf, length))
+            data = (
+                device._read(length, busy=busy)
+                if reading
+                else ctypes.string_at(message.buf, length)
+            )
             if index == flip_at and length:
                 assert plan is not None
                 bit = rng.randrange(8 * length)
-                data[bit // 8] ^= 1 << (bit % 8)
+                flipped = bytearray(data)
+                flipped[bit // 8] ^= 1 << (bit % 8)
+                data = bytes(flipped)
                 plan.injected.bit_flips += 1
             if reading:
-                ctypes.memmove(message.buf, bytes(data), length)
+                ctypes.memmove(message.buf, data, length)
             else:
-                device._write(bytes(data), busy=busy)
+                device._write(data, busy=busy)
         if busy:
             assert plan is not None
             plan.injected.busy += 1
