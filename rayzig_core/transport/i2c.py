@@ -18,7 +18,8 @@ back-off, resending identical bytes; after ``max_retries`` failures in a row the
 with :class:`~rayzig_core.errors.TransportError`, as it does when the gateway reboots (§11.9).
 
 smbus2 is imported only when a transport opens its bus (on the worker thread), so importing this
-module, or building an :class:`I2CConnector`, stays cheap.
+module, or building an :class:`I2CConnector`, stays cheap; the bus side (smbus2, its messages, the
+fair per-bus lock) is in :mod:`.i2c_bus`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from rayzig_core.errors import (
     DeviceNotFoundError,
@@ -51,9 +51,12 @@ from rayzig_core.protocol.link import (
     Transaction,
     check_channel,
 )
-
-if TYPE_CHECKING:
-    import smbus2
+from rayzig_core.transport.i2c_bus import (
+    SMBusLike,
+    SMBusMessages,
+    bus_lock,
+    import_smbus2,
+)
 
 RETRYABLE_ERRNOS = frozenset({121, errno.EIO, errno.EBUSY, 110})
 """EREMOTEIO (no ACK), EIO, EBUSY (bus busy / arbitration lost), ETIMEDOUT: retried."""
@@ -75,83 +78,6 @@ HELLO_BUSY_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0
 MIN_ADDRESS = 0x08
 MAX_ADDRESS = 0x77
-
-
-class SMBusLike(Protocol):
-    """What the transport needs of an ``smbus2.SMBus``."""
-
-    def i2c_rdwr(self, *i2c_msgs: Any) -> None:
-        """Perform one combined transaction."""
-        ...
-
-    def close(self) -> None:
-        """Close the bus file descriptor."""
-        ...
-
-
-class FairLock:
-    """A first-come-first-served (ticket) lock: waiting threads get it in the order they asked.
-
-    ``threading.Lock`` makes no promise of order: a worker that releases it and asks again at once
-    usually gets it back, starving the other transports on the bus. Not reentrant, no timeout.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._next_ticket = 0
-        self._serving = 0
-
-    def acquire(self) -> None:
-        """Take a ticket and wait until it is served."""
-        with self._cond:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while ticket != self._serving:
-                self._cond.wait()
-
-    def release(self) -> None:
-        """Serve the next ticket."""
-        with self._cond:
-            if self._serving == self._next_ticket:
-                raise RuntimeError("release of an unlocked FairLock")
-            self._serving += 1
-            self._cond.notify_all()
-
-    def locked(self) -> bool:
-        """Whether a thread holds the lock."""
-        with self._cond:
-            return self._serving != self._next_ticket
-
-    def __enter__(self) -> FairLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-_REGISTRY_LOCK = threading.Lock()
-_BUS_LOCKS: dict[int, FairLock] = {}
-
-
-def bus_lock(bus: int) -> FairLock:
-    """Return the one fair lock every transport on I2C bus ``bus`` holds around each transaction."""
-    with _REGISTRY_LOCK:
-        lock = _BUS_LOCKS.get(bus)
-        if lock is None:
-            lock = _BUS_LOCKS[bus] = FairLock()
-        return lock
-
-
-def _smbus2() -> ModuleType:
-    """smbus2, imported by the first transport that opens a bus (never at module import)."""
-    try:
-        import smbus2  # noqa: PLC0415 - loaded only where an I2C bus is actually opened
-    except ImportError as err:
-        raise TransportError(
-            "The I2C transport needs the smbus2 package: install it (pip install smbus2)."
-        ) from err
-    return smbus2
 
 
 def describe(bus: int, address: int, channel: int = 0) -> str:
@@ -193,8 +119,8 @@ class I2CTransport:
         self._poll_interval = poll_interval
         self._max_retries = max_retries
         self._factory = smbus_factory
-        self._i2c_msg: type[smbus2.i2c_msg] | None = None
-        """smbus2's message type, set when the worker opens the bus."""
+        self._messages: SMBusMessages | None = None
+        """The transaction's two smbus2 messages, made when the worker opens the bus."""
         self._loop = loop
         self._channel = check_channel(channel)
         self._description = describe(bus, address, channel)
@@ -340,8 +266,8 @@ class I2CTransport:
 
     def _open(self) -> SMBusLike:
         path = f"/dev/i2c-{self._bus_number}"
-        smbus = _smbus2()
-        self._i2c_msg = smbus.i2c_msg
+        smbus = import_smbus2()
+        self._messages = SMBusMessages(smbus, self._address)
         factory = self._factory if self._factory is not None else smbus.SMBus
         try:
             return factory(self._bus_number)
@@ -364,18 +290,19 @@ class I2CTransport:
 
     def _execute(self, bus: SMBusLike, tx: Transaction) -> bytes:
         """Run one transaction: write, repeated start, read (§11.2)."""
-        message = self._i2c_msg
-        assert message is not None, "the bus is opened first"
-        write = message.write(self._address, tx.write)
-        read = message.read(self._address, tx.read_len)
+        messages = self._messages
+        assert messages is not None, "the bus is opened first"
+        written = len(tx.write)
+        read_len = tx.read_len
+        messages.load(tx.write, read_len)
         stats = self.stats
         stats.transactions += 1
-        stats.wire_seconds += 9 * (len(tx.write) + tx.read_len + 2) / self._clock_hz
+        stats.wire_seconds += 9 * (written + read_len + 2) / self._clock_hz
         with self._lock:
-            bus.i2c_rdwr(write, read)
-        stats.bytes_written += len(tx.write)
-        stats.bytes_read += tx.read_len
-        return bytes(read)
+            bus.i2c_rdwr(messages.write, messages.read)
+        stats.bytes_written += written
+        stats.bytes_read += read_len
+        return messages.reply(read_len)
 
     def _attempt(self, bus: SMBusLike, tx: Transaction) -> bytes | None:
         """Perform ``tx``; None after a retryable bus error (already reported to the link)."""
@@ -457,13 +384,16 @@ class I2CTransport:
         awaiting = 0
         try:
             while True:
-                with self._cond:
-                    if self._stopping:
-                        return
-                    while self._outbox:
-                        frame, done = self._outbox.popleft()
-                        link.send(frame)
-                        self._waiters.append(done)
+                # Unlocked reads of a flag and a deque's length are atomic; the loop side sets
+                # them under the lock, and a frame queued just after this look waits one turn.
+                if self._stopping:
+                    return
+                if self._outbox:
+                    with self._cond:
+                        while self._outbox:
+                            frame, done = self._outbox.popleft()
+                            link.send(frame)
+                            self._waiters.append(done)
                 tx = link.next_transaction()
                 if tx.poll:
                     idle_poll = tx.op is Op.STATUS
@@ -471,11 +401,10 @@ class I2CTransport:
                     prompt_wait = min(PROMPT_POLL, self._poll_interval)
                     wait = prompt_wait if prompt else delay if idle_poll else self._poll_interval
                     self._wait(wait, wake_on_send=idle_poll)
-                    with self._cond:
-                        if self._stopping:
-                            return
-                        if idle_poll and self._outbox:
-                            continue  # something to send: do that instead of polling
+                    if self._stopping:
+                        return
+                    if idle_poll and self._outbox:
+                        continue  # something to send: do that instead of polling
                 reply = self._attempt(bus, tx)
                 if reply is None:
                     continue

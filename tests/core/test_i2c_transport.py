@@ -28,7 +28,8 @@ from rayzig_core.testing.fake_i2c import (
     install_fake_i2c,
 )
 from rayzig_core.transport import i2c as i2c_transport
-from rayzig_core.transport.i2c import I2CConnector, I2CTransport, bus_lock
+from rayzig_core.transport.i2c import I2CConnector, I2CTransport
+from rayzig_core.transport.i2c_bus import FairLock, bus_lock
 
 smbus2_impl: Any = importlib.import_module("smbus2.smbus2")  # the names the fake kernel patches
 ADDRESS = 0x42
@@ -488,7 +489,7 @@ async def test_gateway_closing_a_channel_ends_only_that_transport() -> None:
 
 
 def test_bus_lock_is_fair() -> None:
-    lock = i2c_transport.FairLock()
+    lock = FairLock()
     order: list[int] = []
     lock.acquire()
     threads = []
@@ -497,8 +498,8 @@ def test_bus_lock_is_fair() -> None:
         thread.start()
         threads.append(thread)
         deadline = time.monotonic() + 2
-        while lock._next_ticket != n + 2 and time.monotonic() < deadline:
-            time.sleep(0.001)  # wait until thread n holds its ticket
+        while lock.waiting != n + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)  # wait until thread n is queued
     lock.release()
     for thread in threads:
         thread.join(5)
@@ -508,7 +509,7 @@ def test_bus_lock_is_fair() -> None:
         lock.release()
 
 
-def _take(lock: i2c_transport.FairLock, order: list[int], n: int) -> None:
+def _take(lock: FairLock, order: list[int], n: int) -> None:
     with lock:
         order.append(n)
 
