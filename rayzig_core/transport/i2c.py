@@ -8,9 +8,10 @@ can share one gateway, a direct client uses channel 0. The worker drives an
 :class:`~rayzig_core.protocol.link.I2CHostLink`: it sends queued frames, polls the gateway's
 status (at ``poll_interval``, backing off to ~50 ms while idle; §11.10) and hands received frames
 (responses and notifications) to :meth:`I2CTransport.receive`. After it sends a frame it expects an
-answer: it polls every :data:`PROMPT_POLL` (0.2 ms), without back-off, until a frame has arrived
-for each frame sent or :data:`PROMPT_WINDOW` (50 ms) has passed, then paces as before. This is host
-policy only; the link protocol is unchanged.
+answer: it polls every :data:`PROMPT_POLL` (0.2 ms), without back-off, until an answer (a frame not
+flagged ``NOTIFY``, §11.3) has arrived for each frame sent or :data:`PROMPT_WINDOW` (50 ms) has
+passed, then paces as before; notifications meanwhile do not end it. This is host policy only; the
+link protocol is unchanged.
 
 Each link transaction is one ``I2C_RDWR`` call: a write message, a repeated start and a read message
 (§11.2). Bus errors (errno 121 NACK, 5 I/O, 16 busy, 110 timeout) are retried with exponential
@@ -379,7 +380,8 @@ class I2CTransport:
         delay = self._poll_interval
         busy_since: float | None = None
         sent = link.frames_sent
-        # Prompt polling (PROMPT_POLL) until this time, while frames sent outnumber frames seen.
+        answered = link.answers_received
+        # Prompt polling (PROMPT_POLL) until this time, while frames sent outnumber answers seen.
         prompt_until = 0.0
         awaiting = 0
         try:
@@ -411,7 +413,9 @@ class I2CTransport:
                 outcome = link.handle_reply(tx, reply)
                 for frame in link.take_frames():
                     self._post(self._inbox.put_nowait, frame)
-                    awaiting = max(0, awaiting - 1)  # an answer (or a notification) came
+                if answered != link.answers_received:  # notifications do not answer anything
+                    awaiting = max(0, awaiting - (link.answers_received - answered))
+                    answered = link.answers_received
                 while sent < link.frames_sent:
                     sent += 1
                     awaiting += 1

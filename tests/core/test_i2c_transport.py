@@ -547,6 +547,41 @@ def test_threads_on_one_bus_lock_take_turns() -> None:
 # --- poll pacing: prompt after a send, backing off while idle (§11.10) ----------------------------
 
 
+async def test_notifications_do_not_end_the_wait_for_an_answer() -> None:
+    """A notification that comes while a request is out is not its answer: polling stays prompt."""
+    bus = FakeI2CBus(1)
+    device = bus.add_device(FakeI2CDevice(ADDRESS))
+    pushed: list[float] = []
+
+    def notify_then_answer_later(channel: int, frame: bytes) -> None:
+        device.push_frame(channel, b"note", notify=True)
+
+        def push() -> None:
+            pushed.append(time.monotonic())
+            device.push_frame(channel, b"re:" + frame)
+
+        threading.Timer(0.040, push).start()  # a slow mesh: 40 ms to answer
+
+    device.attach(notify_then_answer_later)
+    with bus.installed():
+        # Counting the notification as the answer, polling would back off (2, 6, 14, 30 ms...)
+        # and the answer would wait some 20 ms for a poll.
+        transport = await I2CConnector(1, ADDRESS, poll_interval=0.002).connect()
+        try:
+            waits = []
+            for n in range(5):
+                await asyncio.sleep(0.3)  # idle first: polling has backed off to its maximum
+                await transport.send(b"q%d" % n)
+                assert await asyncio.wait_for(transport.receive(), 5) == b"note"
+                assert await asyncio.wait_for(transport.receive(), 5) == b"re:q%d" % n
+                waits.append(time.monotonic() - pushed[-1])
+            # Prompt polling finds it within a millisecond or so; allow for a busy CPU.
+            assert sum(waits) / len(waits) < 0.008, waits
+            assert transport.link_stats.notifications_received == 5
+        finally:
+            await transport.close()
+
+
 async def test_an_idle_transport_backs_off_its_polling() -> None:
     bus = echo_bus()
     with bus.installed():

@@ -49,6 +49,7 @@ _LINKED = int(StatusFlags.LINKED)
 _WRITE_ERROR = int(StatusFlags.WRITE_ERROR)
 _LAST = int(ChunkFlags.LAST)
 _MORE = int(ChunkFlags.MORE)
+_NOTIFY = int(ChunkFlags.NOTIFY)
 """Flag bits as plain ints: an int combined with an IntFlag member runs Python-level enum code."""
 _NOT_READY = frozenset({Reply.BUSY, FLOATING})
 _CONTROL_CACHE = 1024
@@ -114,6 +115,8 @@ class HostLinkStats:
     chunks_received: int = 0
     frames_sent: int = 0
     frames_received: int = 0
+    notifications_received: int = 0
+    """Frames received flagged ``NOTIFY`` (§11.3): unsolicited, not an answer to a frame sent."""
 
 
 class I2CHostLink:
@@ -197,6 +200,11 @@ class I2CHostLink:
     def frames_sent(self) -> int:
         """Frames completely accepted by the gateway since the link was created (monotonic)."""
         return self.stats.frames_sent
+
+    @property
+    def answers_received(self) -> int:
+        """Frames received not flagged ``NOTIFY``: answers to frames sent (monotonic, §11.3)."""
+        return self.stats.frames_received - self.stats.notifications_received
 
     @property
     def pending_frames(self) -> int:
@@ -482,6 +490,8 @@ class I2CHostLink:
         if complete:
             self._rx_frames.append(bytes(self._rx_buf))
             self.stats.frames_received += 1
+            if chunk.flags & _NOTIFY:
+                self.stats.notifications_received += 1
             self._rx_buf.clear()
             self._rx_len = None
             self._rx_index = 0
