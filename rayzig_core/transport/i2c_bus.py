@@ -100,34 +100,38 @@ def bus_lock(bus: int) -> FairLock:
 class SMBusMessages:
     """The write and the read message of every transaction, made once with smbus2 (§11.2).
 
-    A transaction copies its write into the write message's buffer and sets both lengths; smbus2's
-    ``SMBus.i2c_rdwr`` then runs as ever. This saves making two messages and their buffers for
-    every transaction, the hot path of a bulk read.
+    Each message keeps a buffer of the largest chunk; a transaction copies its write into the
+    write buffer and sets both lengths, then smbus2's ``SMBus.i2c_rdwr`` runs as ever. This saves
+    making two messages and their buffers for every transaction, the hot path of a bulk read. The
+    bytes move through memoryviews: ``ctypes.memmove`` would release and retake the GIL each time.
     """
 
-    __slots__ = ("_memmove", "_read_at", "_string_at", "_write_at", "read", "write")
+    __slots__ = ("_read_view", "_write_view", "read", "write")
 
     def __init__(self, smbus: ModuleType, address: int) -> None:
         import ctypes  # noqa: PLC0415 - loaded with smbus2 (which needs it), when a bus opens
 
-        self.write: smbus2.i2c_msg = smbus.i2c_msg.write(address, bytes(MAX_CHUNK))
-        self.read: smbus2.i2c_msg = smbus.i2c_msg.read(address, MAX_CHUNK)
-        self._write_at = ctypes.addressof(self.write.buf.contents)
-        self._read_at = ctypes.addressof(self.read.buf.contents)
-        self._memmove = ctypes.memmove
-        self._string_at = ctypes.string_at
+        write_buffer = ctypes.create_string_buffer(MAX_CHUNK)
+        read_buffer = ctypes.create_string_buffer(MAX_CHUNK)
+        read_flags = smbus.i2c_msg.read(address, 1).flags  # smbus2 knows the read flag (I2C_M_RD)
+        self.write: smbus2.i2c_msg = smbus.i2c_msg(addr=address, flags=0, len=0, buf=write_buffer)
+        self.read: smbus2.i2c_msg = smbus.i2c_msg(
+            addr=address, flags=read_flags, len=0, buf=read_buffer
+        )
+        self._write_view = memoryview(write_buffer).cast("B")
+        self._read_view = memoryview(read_buffer).cast("B")
 
     def load(self, write: bytes, read_len: int) -> None:
         """Set up the next transaction: ``write``, then a read of ``read_len`` bytes."""
         if len(write) > MAX_CHUNK or read_len > MAX_CHUNK:  # the link never makes one
             raise RayzigInternalError("I2C transaction larger than the largest chunk")
-        self._memmove(self._write_at, write, len(write))
+        self._write_view[: len(write)] = write
         self.write.len = len(write)
         self.read.len = read_len
 
     def reply(self, read_len: int) -> bytes:
         """The bytes the last transaction read."""
-        return self._string_at(self._read_at, read_len)
+        return self._read_view[:read_len].tobytes()
 
 
 def import_smbus2() -> ModuleType:
