@@ -305,11 +305,15 @@ def gateway_on_bus(
     sleep: bool = True,
     module_count: int = 12,
     hop_latency: float = 0.0,
+    save_changes: bool = False,
 ) -> Iterator[tuple[GatewayThread, ObservedBus]]:
     """The virtual gateway on an observed fake bus (fake kernel installed), stopped afterwards.
 
     ``hop_latency`` is 0 by default: mesh time is not bus time (commands that set it measure it
-    apart).
+    apart). ``save_changes`` is off by default: the simulator writes its whole state as JSON on
+    its event loop some 0.2 s after each change (4 to 30 ms that stall every session), which is not
+    how a gateway's flash writes behave; security-relevant saves (pairing) and the save at stop
+    still happen.
     """
     with tempfile.TemporaryDirectory(prefix="rayzig-bench-", dir=_state_dir()) as tmp:
         bus = ObservedBus(BUS_NUMBER, timing=BusTiming(clock_hz, sleep=sleep))
@@ -324,10 +328,16 @@ def gateway_on_bus(
         gw.i2c_device = ObservedDevice(ADDRESS, bus)
         with bus.installed():
             gw.start()
+            if not save_changes:
+                gw.call(lambda gateway: setattr(gateway, "on_dirty", _no_save))
             try:
                 yield gw, bus
             finally:
                 gw.stop()
+
+
+def _no_save() -> None:
+    """The gateway's on_dirty hook when changes are not saved as they happen."""
 
 
 async def pair(gw: GatewayThread) -> ClientCredentials:
