@@ -151,7 +151,8 @@ class ObservedBus(FakeI2CBus):
     """A :class:`FakeI2CBus` that also keeps a :class:`Ledger` of every transaction.
 
     Classification reads the first byte of the write (the command) and of the read (the reply
-    code) after the transfer; it runs under the bus lock and costs a few microseconds. The
+    code) once the bytes have moved, under the bus lock and inside the transaction's modelled
+    time (before the timing model sleeps the rest of it), so it adds nothing to the wall time. The
     latest transactions are also kept in :attr:`timeline`, and :attr:`pushes` holds the times at
     which an :class:`ObservedDevice` on this bus had a gateway→host frame queued.
     """
@@ -163,6 +164,8 @@ class ObservedBus(FakeI2CBus):
         self._ledger_lock = threading.Lock()
         self.timeline: deque[Span] = deque(maxlen=TIMELINE)
         self.pushes: deque[float] = deque(maxlen=TIMELINE)
+        self._kind = "busy"
+        """Class of the transaction in progress (set under the bus lock)."""
 
     def spans_since(self, since: float) -> list[Span]:
         """Transactions that started at or after ``since`` (``perf_counter``), oldest first."""
@@ -189,7 +192,16 @@ class ObservedBus(FakeI2CBus):
     def _transfer(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
         start = time.perf_counter()
         super()._transfer(messages, touched)
-        end = time.perf_counter()
+        span = Span(start, time.perf_counter(), self._kind)
+        with self._ledger_lock:
+            self.timeline.append(span)
+
+    def _exchange(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
+        """Move the bytes, then classify the transaction while its modelled time runs."""
+        super()._exchange(messages, touched)
+        self._classify(messages)
+
+    def _classify(self, messages: list[Any]) -> None:
         lengths = [int(message.len) for message in messages]
         writes = [msg for msg in messages if not int(msg.flags) & I2C_M_RD]
         reads = [msg for msg in messages if int(msg.flags) & I2C_M_RD]
@@ -211,6 +223,7 @@ class ObservedBus(FakeI2CBus):
             kind = "status_idle"
         else:
             kind = "status_ready"
+        self._kind = kind
         seconds = self.bus_timing.transaction_time(lengths)
         with self._ledger_lock:
             totals = self._ledger.kinds[kind]
@@ -218,7 +231,6 @@ class ObservedBus(FakeI2CBus):
             totals.seconds += seconds
             totals.wire_bytes += sum(lengths) + len(lengths)
             totals.payload += payload
-            self.timeline.append(Span(start, end, kind))
 
 
 class ObservedDevice(FakeI2CDevice):
@@ -293,11 +305,15 @@ def gateway_on_bus(
     sleep: bool = True,
     module_count: int = 12,
     hop_latency: float = 0.0,
+    save_changes: bool = False,
 ) -> Iterator[tuple[GatewayThread, ObservedBus]]:
     """The virtual gateway on an observed fake bus (fake kernel installed), stopped afterwards.
 
     ``hop_latency`` is 0 by default: mesh time is not bus time (commands that set it measure it
-    apart).
+    apart). ``save_changes`` is off by default: the simulator writes its whole state as JSON on
+    its event loop some 0.2 s after each change (4 to 30 ms that stall every session), which is not
+    how a gateway's flash writes behave; security-relevant saves (pairing) and the save at stop
+    still happen.
     """
     with tempfile.TemporaryDirectory(prefix="rayzig-bench-", dir=_state_dir()) as tmp:
         bus = ObservedBus(BUS_NUMBER, timing=BusTiming(clock_hz, sleep=sleep))
@@ -312,10 +328,16 @@ def gateway_on_bus(
         gw.i2c_device = ObservedDevice(ADDRESS, bus)
         with bus.installed():
             gw.start()
+            if not save_changes:
+                gw.call(lambda gateway: setattr(gateway, "on_dirty", _no_save))
             try:
                 yield gw, bus
             finally:
                 gw.stop()
+
+
+def _no_save() -> None:
+    """The gateway's on_dirty hook when changes are not saved as they happen."""
 
 
 async def pair(gw: GatewayThread) -> ClientCredentials:

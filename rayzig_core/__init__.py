@@ -3,8 +3,8 @@
 Import from here (``from rayzig_core import RayzigClient, TcpConnector``), not from the modules
 behind it, which may move. Everything is loaded on first use (PEP 562): importing
 ``rayzig_core.protocol.frames`` or ``rayzig_core.bridge`` on the single-board computer does not
-load the client, aiohttp, zeroconf or smbus2 through this package, and ``I2CConnector`` loads the
-I2C transport (and smbus2) only when it is looked up.
+load the client, aiohttp, zeroconf or smbus2 through this package, ``I2CConnector`` loads the I2C
+transport only when it is looked up, and smbus2 is imported only when a transport opens its bus.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # connectors: how the client reaches a gateway
     "rayzig_core.transport.base": ("Connector", "Transport"),
     "rayzig_core.transport.tcp": ("TcpConnector",),
-    # loads smbus2: looked up only where an I2C connector is built
+    # looked up only where an I2C connector is built (smbus2 loads when one connects)
     "rayzig_core.transport.i2c": ("I2CConnector",),
     # the site's data
     "rayzig_core.models": (

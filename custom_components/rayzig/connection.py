@@ -2,7 +2,8 @@
 
 An entry's connection fields say how Home Assistant reaches the gateway: local I2C on the computer
 it runs on (``rayzig_core.I2CConnector``, looked up only for such entries: that loads the I2C
-transport and smbus2, which only a computer wired to the gateway needs), or TCP to a network bridge
+transport, and smbus2 loads when it opens the bus, which only a computer wired to the gateway
+does), or TCP to a network bridge
 or the virtual gateway. A rayzig_core without I2C support raises :class:`I2CUnavailableError`: the
 config flow shows it as a form error, setup as an error that retrying will not fix.
 
@@ -39,7 +40,7 @@ class I2CUnavailableError(ConnectionFailedError):
 def _i2c_connector(bus: int, address: int) -> Connector:
     """Return rayzig_core's I2C connector for a bus and 7-bit address."""
     try:
-        connector_class = rayzig_core.I2CConnector  # loads the I2C transport and smbus2 now
+        connector_class = rayzig_core.I2CConnector  # loads the I2C transport now
     except ImportError as err:
         raise I2CUnavailableError("this rayzig-core has no I2C transport") from err
     return connector_class(bus, address)

@@ -299,6 +299,19 @@ VIRTUAL_GATEWAY = Command(
             help="modules of a new site, 1 to 250 (default 12)",
         ),
         Arg(
+            "--outputs-per-module",
+            type=v.outputs_per_module,
+            metavar="N",
+            help="give every module of a new site N outputs, 1 to 8 (default: 1 to 4 by kind)",
+        ),
+        Arg(
+            "--prefill-events",
+            type=v.prefill_events,
+            metavar="N",
+            help="fill every event log of a new site with N past records, up to 8192 "
+            "(default: one power-on now)",
+        ),
+        Arg(
             "--simulate",
             type=v.seconds,
             metavar="SECONDS",

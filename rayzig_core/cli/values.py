@@ -42,6 +42,10 @@ BRIDGE_CLIENTS = 15
 """Clients a bridge serves at most: one I2C link channel each, 1 to 15 (PROTOCOL.md §11.2)."""
 SITE_MODULES = 250
 """Modules a virtual site has at most."""
+MODULE_OUTPUTS = 8
+"""Outputs a module has at most."""
+EVENT_LOG_RECORDS = 8192
+"""Records a module's event log holds at most (PROTOCOL.md §8)."""
 
 
 def port(text: str) -> int:
@@ -193,6 +197,22 @@ def module_count(text: str) -> int:
     value = positive(text)
     if value > SITE_MODULES:
         raise argparse.ArgumentTypeError(f"a site has at most {SITE_MODULES} modules")
+    return value
+
+
+def outputs_per_module(text: str) -> int:
+    """The number of outputs of every module of a new virtual site."""
+    value = positive(text)
+    if value > MODULE_OUTPUTS:
+        raise argparse.ArgumentTypeError(f"a module has at most {MODULE_OUTPUTS} outputs")
+    return value
+
+
+def prefill_events(text: str) -> int:
+    """The number of records pre-filled in each event log of a new virtual site."""
+    value = non_negative(text)
+    if value > EVENT_LOG_RECORDS:
+        raise argparse.ArgumentTypeError(f"an event log holds at most {EVENT_LOG_RECORDS} records")
     return value
 
 

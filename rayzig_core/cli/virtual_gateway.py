@@ -45,6 +45,8 @@ class VirtualGatewayOptions:
     port: int
     state: str
     modules: int | None
+    outputs_per_module: int | None
+    prefill_events: int | None
     simulate: float | None
     trust_update_key: list[bytes] | None
     run_for: float | None
@@ -76,14 +78,14 @@ def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine
     if gateway is None:
         # Not saved before it listens: if the port is taken, the secrets are not lost unseen.
         gateway, factory = open_gateway(
-            None, module_count=options.modules or NEW_SITE_MODULES, trusted_update_keys=trusted
+            None,
+            module_count=options.modules or NEW_SITE_MODULES,
+            outputs_per_module=options.outputs_per_module,
+            prefill_events=options.prefill_events or 0,
+            trusted_update_keys=trusted,
         )
     else:
-        if options.modules is not None and options.modules != len(gateway.site.modules()):
-            Out.note(
-                f"--modules applies when the state file is created; {state} keeps its "
-                f"{len(gateway.site.modules())} modules."
-            )
+        _note_site_options(options, state, len(gateway.site.modules()))
         if trusted and set(trusted) != set(gateway.firmware.trusted_keys):
             # A partial image is verified again against the new keys, not lost.
             gateway.firmware = gateway.firmware.with_trusted_keys(trusted)
@@ -106,6 +108,28 @@ def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine
         ),
     )
     return _run_gateway(server, state, factory, out, options.run_for, lock=lock)
+
+
+def _note_site_options(options: VirtualGatewayOptions, state: Path, modules: int) -> None:
+    """Say that the options that draw a new site do nothing to the existing state file."""
+    if options.modules is not None and options.modules != modules:
+        Out.note(
+            f"--modules applies when the state file is created; {state} keeps its "
+            f"{modules} modules."
+        )
+    given = [
+        flag
+        for flag, value in (
+            ("--outputs-per-module", options.outputs_per_module),
+            ("--prefill-events", options.prefill_events),
+        )
+        if value is not None
+    ]
+    if given:
+        Out.note(
+            f"{', '.join(given)} apply when the state file is created; {state} keeps its "
+            "modules and event logs (delete it, or use another --state, for a new site)."
+        )
 
 
 def _lock_state(state: Path) -> int | None:

@@ -41,6 +41,9 @@ from rayzig_core.virtual_gateway.server import state_store
 
 _T = TypeVar("_T")
 START_TIMEOUT = 30.0
+RECORD_ALLOWANCE = 50e-6
+"""Seconds a start or stop may take longer per pre-filled event-log record (generating, saving
+and loading 250 × 8,192 records takes seconds, more on a busy machine)."""
 DEFAULT_I2C_ADDRESS = 0x42
 
 
@@ -49,7 +52,10 @@ class GatewayThread:
 
     ``hop_latency`` (seconds per mesh hop, §11.13) defaults to
     :data:`~rayzig_core.virtual_gateway.DEFAULT_HOP_LATENCY` when the I2C bus has a sleeping
-    :class:`~rayzig_core.testing.fake_i2c.BusTiming`, else 0.
+    :class:`~rayzig_core.testing.fake_i2c.BusTiming`, else 0. A new state file gets the site
+    ``Site.generate`` makes of ``module_count``, ``seed``, ``outputs_per_module`` and
+    ``prefill_events`` (e.g. 250 modules × 4 outputs with 8,192 records each, for large-site
+    benchmarks).
     """
 
     def __init__(
@@ -57,6 +63,9 @@ class GatewayThread:
         state_path: Path,
         *,
         module_count: int = 12,
+        seed: int = 1,
+        outputs_per_module: int | None = None,
+        prefill_events: int = 0,
         scrypt_n: int = 2**14,
         port: int = 0,
         trusted_update_keys: tuple[bytes, ...] = (),
@@ -74,6 +83,9 @@ class GatewayThread:
         """A fake clock for the TCP server's deadlines: the test moves it, then calls sweep()
         (the server then never sweeps by itself). None: the real clock, swept every second."""
         self.module_count = module_count
+        self.seed = seed
+        self.outputs_per_module = outputs_per_module
+        self.prefill_events = prefill_events
         self.scrypt_n = scrypt_n
         self.port = port
         self.trusted_update_keys = trusted_update_keys
@@ -119,8 +131,13 @@ class GatewayThread:
             target=self._run, args=(ready,), name="rayzig-virtual-gateway", daemon=True
         )
         self._thread.start()
-        ready.result(START_TIMEOUT)
+        ready.result(self._timeout)
         return self
+
+    @property
+    def _timeout(self) -> float:
+        """How long a start or a stop may take: longer for a site with pre-filled event logs."""
+        return START_TIMEOUT + self.module_count * self.prefill_events * RECORD_ALLOWANCE
 
     def _run(self, ready: concurrent.futures.Future[None]) -> None:
         assert self._loop is not None
@@ -130,6 +147,9 @@ class GatewayThread:
             gateway, factory = open_gateway(
                 self.state_path,
                 module_count=self.module_count,
+                seed=self.seed,
+                outputs_per_module=self.outputs_per_module,
+                prefill_events=self.prefill_events,
                 scrypt_n=self.scrypt_n,
                 trusted_update_keys=self.trusted_update_keys,
             )
@@ -199,7 +219,7 @@ class GatewayThread:
         if self._loop is None or self._thread is None:
             return
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(START_TIMEOUT)
+        self._thread.join(self._timeout)
         self._thread = None
         self._loop = None
 

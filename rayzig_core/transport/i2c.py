@@ -8,14 +8,19 @@ can share one gateway, a direct client uses channel 0. The worker drives an
 :class:`~rayzig_core.protocol.link.I2CHostLink`: it sends queued frames, polls the gateway's
 status (at ``poll_interval``, backing off to ~50 ms while idle; §11.10) and hands received frames
 (responses and notifications) to :meth:`I2CTransport.receive`. After it sends a frame it expects an
-answer: it polls every :data:`PROMPT_POLL` (0.2 ms), without back-off, until a frame has arrived
-for each frame sent or :data:`PROMPT_WINDOW` (50 ms) has passed, then paces as before. This is host
-policy only; the link protocol is unchanged.
+answer: it polls every :data:`PROMPT_POLL` (0.2 ms), without back-off, until an answer (a frame not
+flagged ``NOTIFY``, §11.3) has arrived for each frame sent or :data:`PROMPT_WINDOW` (50 ms) has
+passed, then paces as before; notifications meanwhile do not end it. This is host policy only; the
+link protocol is unchanged.
 
 Each link transaction is one ``I2C_RDWR`` call: a write message, a repeated start and a read message
 (§11.2). Bus errors (errno 121 NACK, 5 I/O, 16 busy, 110 timeout) are retried with exponential
 back-off, resending identical bytes; after ``max_retries`` failures in a row the transport fails
 with :class:`~rayzig_core.errors.TransportError`, as it does when the gateway reboots (§11.9).
+
+smbus2 is imported only when a transport opens its bus (on the worker thread), so importing this
+module, or building an :class:`I2CConnector`, stays cheap; the bus side (smbus2, its messages, the
+fair per-bus lock) is in :mod:`.i2c_bus`.
 """
 
 from __future__ import annotations
@@ -28,9 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import smbus2
+from typing import Any
 
 from rayzig_core.errors import (
     DeviceNotFoundError,
@@ -48,6 +51,12 @@ from rayzig_core.protocol.link import (
     Outcome,
     Transaction,
     check_channel,
+)
+from rayzig_core.transport.i2c_bus import (
+    SMBusLike,
+    SMBusMessages,
+    bus_lock,
+    import_smbus2,
 )
 
 RETRYABLE_ERRNOS = frozenset({121, errno.EIO, errno.EBUSY, 110})
@@ -70,72 +79,6 @@ HELLO_BUSY_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 5.0
 MIN_ADDRESS = 0x08
 MAX_ADDRESS = 0x77
-
-
-class SMBusLike(Protocol):
-    """What the transport needs of an ``smbus2.SMBus``."""
-
-    def i2c_rdwr(self, *i2c_msgs: Any) -> None:
-        """Perform one combined transaction."""
-        ...
-
-    def close(self) -> None:
-        """Close the bus file descriptor."""
-        ...
-
-
-class FairLock:
-    """A first-come-first-served (ticket) lock: waiting threads get it in the order they asked.
-
-    ``threading.Lock`` makes no promise of order: a worker that releases it and asks again at once
-    usually gets it back, starving the other transports on the bus. Not reentrant, no timeout.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._next_ticket = 0
-        self._serving = 0
-
-    def acquire(self) -> None:
-        """Take a ticket and wait until it is served."""
-        with self._cond:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while ticket != self._serving:
-                self._cond.wait()
-
-    def release(self) -> None:
-        """Serve the next ticket."""
-        with self._cond:
-            if self._serving == self._next_ticket:
-                raise RuntimeError("release of an unlocked FairLock")
-            self._serving += 1
-            self._cond.notify_all()
-
-    def locked(self) -> bool:
-        """Whether a thread holds the lock."""
-        with self._cond:
-            return self._serving != self._next_ticket
-
-    def __enter__(self) -> FairLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-_REGISTRY_LOCK = threading.Lock()
-_BUS_LOCKS: dict[int, FairLock] = {}
-
-
-def bus_lock(bus: int) -> FairLock:
-    """Return the one fair lock every transport on I2C bus ``bus`` holds around each transaction."""
-    with _REGISTRY_LOCK:
-        lock = _BUS_LOCKS.get(bus)
-        if lock is None:
-            lock = _BUS_LOCKS[bus] = FairLock()
-        return lock
 
 
 def describe(bus: int, address: int, channel: int = 0) -> str:
@@ -168,7 +111,7 @@ class I2CTransport:
         clock_hz: int,
         poll_interval: float,
         max_retries: int,
-        smbus_factory: Callable[[int], SMBusLike],
+        smbus_factory: Callable[[int], SMBusLike] | None,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._bus_number = bus
@@ -177,6 +120,8 @@ class I2CTransport:
         self._poll_interval = poll_interval
         self._max_retries = max_retries
         self._factory = smbus_factory
+        self._messages: SMBusMessages | None = None
+        """The transaction's two smbus2 messages, made when the worker opens the bus."""
         self._loop = loop
         self._channel = check_channel(channel)
         self._description = describe(bus, address, channel)
@@ -322,8 +267,11 @@ class I2CTransport:
 
     def _open(self) -> SMBusLike:
         path = f"/dev/i2c-{self._bus_number}"
+        smbus = import_smbus2()
+        self._messages = SMBusMessages(smbus, self._address)
+        factory = self._factory if self._factory is not None else smbus.SMBus
         try:
-            return self._factory(self._bus_number)
+            return factory(self._bus_number)
         except FileNotFoundError as err:
             raise DeviceNotFoundError(
                 f"I2C bus {self._bus_number} not found ({path} does not exist) while opening the "
@@ -343,16 +291,19 @@ class I2CTransport:
 
     def _execute(self, bus: SMBusLike, tx: Transaction) -> bytes:
         """Run one transaction: write, repeated start, read (§11.2)."""
-        write = smbus2.i2c_msg.write(self._address, tx.write)
-        read = smbus2.i2c_msg.read(self._address, tx.read_len)
+        messages = self._messages
+        assert messages is not None, "the bus is opened first"
+        written = len(tx.write)
+        read_len = tx.read_len
+        messages.load(tx.write, read_len)
         stats = self.stats
         stats.transactions += 1
-        stats.wire_seconds += 9 * (len(tx.write) + tx.read_len + 2) / self._clock_hz
+        stats.wire_seconds += 9 * (written + read_len + 2) / self._clock_hz
         with self._lock:
-            bus.i2c_rdwr(write, read)
-        stats.bytes_written += len(tx.write)
-        stats.bytes_read += tx.read_len
-        return bytes(read)
+            bus.i2c_rdwr(messages.write, messages.read)
+        stats.bytes_written += written
+        stats.bytes_read += read_len
+        return messages.reply(read_len)
 
     def _attempt(self, bus: SMBusLike, tx: Transaction) -> bytes | None:
         """Perform ``tx``; None after a retryable bus error (already reported to the link)."""
@@ -429,18 +380,22 @@ class I2CTransport:
         delay = self._poll_interval
         busy_since: float | None = None
         sent = link.frames_sent
-        # Prompt polling (PROMPT_POLL) until this time, while frames sent outnumber frames seen.
+        answered = link.answers_received
+        # Prompt polling (PROMPT_POLL) until this time, while frames sent outnumber answers seen.
         prompt_until = 0.0
         awaiting = 0
         try:
             while True:
-                with self._cond:
-                    if self._stopping:
-                        return
-                    while self._outbox:
-                        frame, done = self._outbox.popleft()
-                        link.send(frame)
-                        self._waiters.append(done)
+                # Unlocked reads of a flag and a deque's length are atomic; the loop side sets
+                # them under the lock, and a frame queued just after this look waits one turn.
+                if self._stopping:
+                    return
+                if self._outbox:
+                    with self._cond:
+                        while self._outbox:
+                            frame, done = self._outbox.popleft()
+                            link.send(frame)
+                            self._waiters.append(done)
                 tx = link.next_transaction()
                 if tx.poll:
                     idle_poll = tx.op is Op.STATUS
@@ -448,18 +403,19 @@ class I2CTransport:
                     prompt_wait = min(PROMPT_POLL, self._poll_interval)
                     wait = prompt_wait if prompt else delay if idle_poll else self._poll_interval
                     self._wait(wait, wake_on_send=idle_poll)
-                    with self._cond:
-                        if self._stopping:
-                            return
-                        if idle_poll and self._outbox:
-                            continue  # something to send: do that instead of polling
+                    if self._stopping:
+                        return
+                    if idle_poll and self._outbox:
+                        continue  # something to send: do that instead of polling
                 reply = self._attempt(bus, tx)
                 if reply is None:
                     continue
                 outcome = link.handle_reply(tx, reply)
                 for frame in link.take_frames():
                     self._post(self._inbox.put_nowait, frame)
-                    awaiting = max(0, awaiting - 1)  # an answer (or a notification) came
+                if answered != link.answers_received:  # notifications do not answer anything
+                    awaiting = max(0, awaiting - (link.answers_received - answered))
+                    answered = link.answers_received
                 while sent < link.frames_sent:
                     sent += 1
                     awaiting += 1
@@ -504,7 +460,8 @@ class I2CConnector:
     channel ends the session that used it). A direct client uses 0; the network bridge gives each
     TCP client its own. ``clock_hz`` is the bus clock the kernel was configured with
     (``dtparam=i2c_arm_baudrate``; user space cannot set it); it only feeds the wire-time estimate
-    in the transport's stats.
+    in the transport's stats. ``smbus_factory`` opens a bus number (default ``smbus2.SMBus``,
+    imported when the first transport opens its bus).
     """
 
     def __init__(
@@ -516,7 +473,7 @@ class I2CConnector:
         clock_hz: int = 400_000,
         poll_interval: float = 0.002,
         max_retries: int = 5,
-        smbus_factory: Callable[[int], SMBusLike] = smbus2.SMBus,
+        smbus_factory: Callable[[int], SMBusLike] | None = None,
     ) -> None:
         if bus < 0:
             raise ValueError(f"I2C bus number must be >= 0, not {bus}")

@@ -10,8 +10,10 @@ doing what the gateway firmware does with its I2C slave link:
   (§11.4, §11.9);
 * host→gateway frames are handed to the channel's connection **on the gateway's event loop** (the
   device schedules them with ``call_soon_threadsafe``), in bus order;
-* the connection's frames go back with ``device.push_frame(c, ...)``; when the gateway closes the
-  connection, the channel's link ends once its last frames are read (``close_channel``, §11.9);
+* the connection's frames go back with ``device.push_frame(c, ...)``, every one flagged as a
+  notification but the answer of the request (or handshake message) being handled, which is the
+  first frame the connection sends while handling it (PROTOCOL.md §11.3); when the gateway closes
+  the connection, the channel's link ends once its last frames are read (``close_channel``, §11.9);
 * :meth:`I2CGatewayAdapter.reboot` is a gateway reset: ``device.reboot()``, every connection lost.
 
 **Mesh hop latency.** A command that must reach a module (SetOutput, SetRestorePreset, GetTelemetry)
@@ -99,6 +101,7 @@ class _Link:
     """One channel's session: its connection and its outbound frames in order."""
 
     __slots__ = (
+        "answered",
         "channel",
         "closing",
         "connection",
@@ -116,6 +119,8 @@ class _Link:
         self.outbox: deque[tuple[float, bytes, bool]] = deque()
         self.timer: asyncio.TimerHandle | None = None
         self.in_request = False
+        self.answered = False
+        """The request being handled has had its answer: later frames are notifications."""
         self.delay = 0.0
         self.closing = False
 
@@ -221,6 +226,7 @@ class I2CGatewayAdapter:
             self.handshakes.append((channel, frame))
         connection = link.connection
         link.in_request = True
+        link.answered = False
         try:
             connection.frame_received(frame)
         except Exception:
@@ -249,11 +255,14 @@ class I2CGatewayAdapter:
     def _send(self, link: _Link, frame: bytes) -> None:
         if self._links.get(link.channel) is not link or link.closing:
             return  # a session that was replaced or ended: its frames must not reach a new link
-        delay = link.delay if link.in_request else 0.0
+        answer = link.in_request and not link.answered
+        if answer:
+            link.answered = True  # the notifications it caused follow it (device.connection)
+        delay = link.delay if answer else 0.0
         if delay:
             self.stats.mesh_delay += delay
             link.delay = 0.0  # only the response itself; later frames queue behind it
-        link.outbox.append((self._loop.time() + delay, frame, not link.in_request))
+        link.outbox.append((self._loop.time() + delay, frame, not answer))
         if link.timer is None:  # else the head is waiting for the mesh: this frame waits behind it
             self._pump(link)
 

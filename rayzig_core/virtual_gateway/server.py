@@ -92,14 +92,25 @@ def open_gateway(
     scrypt_n: int = 2**15,
     seed: int = 1,
     trusted_update_keys: tuple[bytes, ...] = (),
+    outputs_per_module: int | None = None,
+    prefill_events: int = 0,
 ) -> tuple[VirtualGateway, FactorySecrets | None]:
-    """Load the gateway from its state file, or make a factory-new one (and save it)."""
+    """Load the gateway from its state file, or make a factory-new one (and save it).
+
+    A new one's site is ``Site.generate(module_count=..., seed=..., outputs_per_module=...,
+    prefill_events=...)``.
+    """
     if state_path is not None:
         loaded = load_state(state_path)
         if loaded is not None:
             return loaded, None
     gateway, factory = VirtualGateway.factory_new(
-        site=Site.generate(module_count=module_count, seed=seed),
+        site=Site.generate(
+            module_count=module_count,
+            seed=seed,
+            outputs_per_module=outputs_per_module,
+            prefill_events=prefill_events,
+        ),
         scrypt_n=scrypt_n,
         trusted_update_keys=trusted_update_keys,
     )

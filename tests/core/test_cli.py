@@ -36,7 +36,7 @@ from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
-from rayzig_core.virtual_gateway import HARDWARE, VirtualGateway
+from rayzig_core.virtual_gateway import HARDWARE, VirtualGateway, load_state
 from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, switchable_output
 
 WEAK = "password12345678"
@@ -773,6 +773,50 @@ def test_virtual_gateway_first_start_json(
     assert len(first["default_password"]) >= 16
     assert len(first["recovery_secret"]) >= 25
     assert first["modules"] == 12
+
+
+def test_virtual_gateway_large_site_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--outputs-per-module and --prefill-events shape a new site; an existing one is kept."""
+    state = tmp_path / "gateway.json"
+    options = ["virtual-gateway", "--port", "0", "--state", str(state), "--run-for", "0.1"]
+    shape = ["--modules", "5", "--outputs-per-module", "6", "--prefill-events", "700"]
+    code, out, err = run(capsys, *options, *shape, "--json")
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["modules"] == 5
+    gateway = load_state(state)
+    assert gateway is not None
+    modules = gateway.site.modules()
+    assert {len(module.outputs) for module in modules} == {6}
+    assert {(module.event_count, module.event_seq) for module in modules} == {(700, 700)}
+    code, _, err = run(capsys, *options, "--outputs-per-module", "2", "--prefill-events", "9")
+    assert code == 0, err
+    assert "--outputs-per-module, --prefill-events apply when the state file is created" in err
+    kept = load_state(state)
+    assert kept is not None
+    assert kept.site.modules() == modules
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--outputs-per-module", "9", "a module has at most 8 outputs"),
+        ("--outputs-per-module", "0", "must be 1 or more"),
+        ("--outputs-per-module", "four", "'four' is not a whole number"),
+        ("--prefill-events", "8193", "an event log holds at most 8192 records"),
+        ("--prefill-events", "-5", "must be 0 or more"),
+    ],
+)
+def test_virtual_gateway_large_site_options_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    state = tmp_path / "gateway.json"
+    code, out, err = run(capsys, "virtual-gateway", "--state", str(state), option, value)
+    assert code == cli.EXIT_USAGE
+    assert f"{option}: {message}" in err.replace("argument ", "")
+    assert out == ""
+    assert not state.exists()
 
 
 # --- firmware ----------------------------------------------------------------------------------

@@ -203,7 +203,12 @@ async def test_pairing_switching_and_event_sync_over_i2c(tmp_path: Path) -> None
             assert telemetry.reachable
         finally:
             await client.close()
-        assert connector.link_totals().frames_sent > 0
+        totals = connector.link_totals()
+        assert totals.frames_sent > 0
+        # Every frame but the answers is flagged NOTIFY, also the notifications a request caused
+        # (sent right after its response): one answer per frame sent (handshake and requests).
+        assert totals.notifications_received >= 2  # OutputChanged, EventsAvailable
+        assert totals.frames_received - totals.notifications_received == totals.frames_sent
         stats = gw.call(lambda g: gw.i2c_adapter.stats)
         assert stats.mesh_requests == 2  # SetOutput and GetTelemetry reached the module
         assert stats.mesh_hops == 2 * hop_count(module_id)

@@ -277,6 +277,22 @@ def test_notification_is_announced_by_status_and_fetched() -> None:
     assert chunk[4] & ChunkFlags.NOTIFY
     assert host.handle_reply(get, chunk) is Outcome.PROGRESS
     assert host.take_frames() == [b"event"]
+    assert (host.stats.frames_received, host.stats.notifications_received) == (1, 1)
+    assert host.answers_received == 0  # a notification answers nothing
+
+
+def test_answers_are_counted_apart_from_notifications() -> None:
+    host, slave = linked_pair()
+    slave.push_frame(0, b"answer")
+    slave.push_frame(0, b"note", notify=True)
+    slave.push_frame(0, b"x" * 600, notify=True)  # three chunks, counted once
+    received: list[bytes] = []
+    while len(received) < 3:
+        step(host, slave)
+        received += host.take_frames()
+    assert received == [b"answer", b"note", b"x" * 600]
+    assert host.answers_received == 1
+    assert host.stats.notifications_received == 2
 
 
 def test_response_ready_carries_length_and_more_flag() -> None:

@@ -28,7 +28,8 @@ from rayzig_core.testing.fake_i2c import (
     install_fake_i2c,
 )
 from rayzig_core.transport import i2c as i2c_transport
-from rayzig_core.transport.i2c import I2CConnector, I2CTransport, bus_lock
+from rayzig_core.transport.i2c import I2CConnector, I2CTransport
+from rayzig_core.transport.i2c_bus import FairLock, bus_lock
 
 smbus2_impl: Any = importlib.import_module("smbus2.smbus2")  # the names the fake kernel patches
 ADDRESS = 0x42
@@ -327,6 +328,30 @@ def test_bus_timing_can_sleep_in_real_time() -> None:
     assert elapsed < timing.seconds + 0.5
 
 
+def test_a_started_transaction_lasts_its_modelled_time_from_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The emulated device's work is inside the transaction's time, not added to it."""
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", sleep)
+    timing = BusTiming(400_000, sleep=True)
+    duration = timing.transaction_time([4, 256])
+    timing.record([4, 256], started=now[0] - duration / 4)
+    assert slept == [pytest.approx(duration * 3 / 4)]
+    # A device slower than the bus: nothing is slept, and nothing is paid back later.
+    timing.record([4, 256], started=now[0] - 2 * duration)
+    timing.record([4, 256])
+    assert slept[1:] == [pytest.approx(duration)]
+    assert timing.seconds == pytest.approx(3 * duration)
+
+
 async def test_timing_and_fault_counters_through_the_transport() -> None:
     timing = BusTiming(400_000)
     plan = FaultPlan(busy_rate=0.05, seed=5)
@@ -464,7 +489,7 @@ async def test_gateway_closing_a_channel_ends_only_that_transport() -> None:
 
 
 def test_bus_lock_is_fair() -> None:
-    lock = i2c_transport.FairLock()
+    lock = FairLock()
     order: list[int] = []
     lock.acquire()
     threads = []
@@ -473,8 +498,8 @@ def test_bus_lock_is_fair() -> None:
         thread.start()
         threads.append(thread)
         deadline = time.monotonic() + 2
-        while lock._next_ticket != n + 2 and time.monotonic() < deadline:
-            time.sleep(0.001)  # wait until thread n holds its ticket
+        while lock.waiting != n + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)  # wait until thread n is queued
     lock.release()
     for thread in threads:
         thread.join(5)
@@ -484,7 +509,7 @@ def test_bus_lock_is_fair() -> None:
         lock.release()
 
 
-def _take(lock: i2c_transport.FairLock, order: list[int], n: int) -> None:
+def _take(lock: FairLock, order: list[int], n: int) -> None:
     with lock:
         order.append(n)
 
@@ -520,6 +545,41 @@ def test_threads_on_one_bus_lock_take_turns() -> None:
 
 
 # --- poll pacing: prompt after a send, backing off while idle (§11.10) ----------------------------
+
+
+async def test_notifications_do_not_end_the_wait_for_an_answer() -> None:
+    """A notification that comes while a request is out is not its answer: polling stays prompt."""
+    bus = FakeI2CBus(1)
+    device = bus.add_device(FakeI2CDevice(ADDRESS))
+    pushed: list[float] = []
+
+    def notify_then_answer_later(channel: int, frame: bytes) -> None:
+        device.push_frame(channel, b"note", notify=True)
+
+        def push() -> None:
+            pushed.append(time.monotonic())
+            device.push_frame(channel, b"re:" + frame)
+
+        threading.Timer(0.040, push).start()  # a slow mesh: 40 ms to answer
+
+    device.attach(notify_then_answer_later)
+    with bus.installed():
+        # Counting the notification as the answer, polling would back off (2, 6, 14, 30 ms...)
+        # and the answer would wait some 20 ms for a poll.
+        transport = await I2CConnector(1, ADDRESS, poll_interval=0.002).connect()
+        try:
+            waits = []
+            for n in range(5):
+                await asyncio.sleep(0.3)  # idle first: polling has backed off to its maximum
+                await transport.send(b"q%d" % n)
+                assert await asyncio.wait_for(transport.receive(), 5) == b"note"
+                assert await asyncio.wait_for(transport.receive(), 5) == b"re:q%d" % n
+                waits.append(time.monotonic() - pushed[-1])
+            # Prompt polling finds it within a millisecond or so; allow for a busy CPU.
+            assert sum(waits) / len(waits) < 0.008, waits
+            assert transport.link_stats.notifications_received == 5
+        finally:
+            await transport.close()
 
 
 async def test_an_idle_transport_backs_off_its_polling() -> None:

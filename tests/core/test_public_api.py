@@ -99,13 +99,31 @@ def test_importing_the_package_loads_nothing_behind_it() -> None:
     assert under(loaded, "rayzig_core") == {"rayzig_core"}
 
 
-def test_every_name_but_the_i2c_connector_leaves_smbus2_alone() -> None:
+def test_every_name_but_the_i2c_connector_leaves_the_i2c_transport_alone() -> None:
     names = [name for name in rayzig_core.__all__ if name != "I2CConnector"]
     loaded = loaded_after(f"from rayzig_core import {', '.join(names)}")
     assert "rayzig_core.client" in loaded
     assert not under(loaded, *NEVER_LOADED, "smbus2", "rayzig_core.transport.i2c")
-    loaded = loaded_after("import rayzig_core; rayzig_core.I2CConnector")
-    assert {"smbus2", "rayzig_core.transport.i2c"} <= loaded
+
+
+def test_smbus2_loads_only_when_an_i2c_transport_opens_its_bus() -> None:
+    """Looking up and building an I2CConnector loads the transport, not smbus2 (nor ctypes)."""
+    loaded = loaded_after(
+        "from rayzig_core import I2CConnector; I2CConnector(1, 0x42, channel=3).description"
+    )
+    assert "rayzig_core.transport.i2c" in loaded
+    assert not under(loaded, *NEVER_LOADED, "smbus2", "ctypes")
+    loaded = loaded_after(
+        "import asyncio\n"
+        "from rayzig_core import I2CConnector, DeviceNotFoundError\n"
+        "async def main():\n"
+        "    try:\n"
+        "        await I2CConnector(9999, 0x42).connect()\n"
+        "    except DeviceNotFoundError:\n"
+        "        pass\n"
+        "asyncio.run(main())"
+    )
+    assert "smbus2" in loaded
     assert not under(loaded, *NEVER_LOADED)
 
 

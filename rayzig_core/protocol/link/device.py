@@ -41,6 +41,13 @@ from rayzig_core.protocol.link.wire import (
     write_crc_ok,
 )
 
+_LINKED = int(StatusFlags.LINKED)
+_WRITE_ERROR = int(StatusFlags.WRITE_ERROR)
+_LAST = int(ChunkFlags.LAST)
+_MORE = int(ChunkFlags.MORE)
+_NOTIFY = int(ChunkFlags.NOTIFY)
+"""Flag bits as plain ints: an int combined with an IntFlag member runs Python-level enum code."""
+
 
 @dataclass(slots=True)
 class SlaveLinkStats:
@@ -277,12 +284,11 @@ class I2CSlaveLink:
         self._write_error = True
         self.stats.write_errors += 1
 
-    def _flags(self, state: _SlaveChannel) -> StatusFlags:
-        flags = StatusFlags(0)
-        if state.linked:
-            flags |= StatusFlags.LINKED
+    def _flags(self, state: _SlaveChannel) -> int:
+        """The :class:`StatusFlags` bits of ``state`` after the last write (plain int: cheap)."""
+        flags = _LINKED if state.linked else 0
         if self._write_error:
-            flags |= StatusFlags.WRITE_ERROR
+            flags |= _WRITE_ERROR
         return flags
 
     def _unlink(self, state: _SlaveChannel) -> None:
@@ -336,13 +342,11 @@ class I2CSlaveLink:
             frame, notify = state.out[0]
             length = chunk_payload_len(len(frame), state.out_offset, state.chunk)
             last = state.out_offset + length == len(frame)
-            flags = ChunkFlags(0)
+            flags = 0
             if last:
-                flags |= ChunkFlags.LAST
-                if len(state.out) > 1:
-                    flags |= ChunkFlags.MORE
+                flags = _LAST | _MORE if len(state.out) > 1 else _LAST
             if notify:
-                flags |= ChunkFlags.NOTIFY
+                flags |= _NOTIFY
             payload = frame[state.out_offset : state.out_offset + length]
             chunk = Chunk(state.g2h_seq, state.out_index, flags, payload)
             state.out_chunk = ChunkReply(self._epoch, self._current, chunk).encode()
@@ -371,7 +375,7 @@ class I2CSlaveLink:
         state.h2g_last = chunk.seq
         state.rx_index += 1
         self.stats.chunks_received += 1
-        if chunk.flags & ChunkFlags.LAST:
+        if chunk.flags & _LAST:
             frame = bytes(state.rx_buf)
             state.rx_buf.clear()
             state.rx_index = 0

@@ -45,6 +45,16 @@ from rayzig_core.protocol.link.wire import (
     valid_code,
 )
 
+_LINKED = int(StatusFlags.LINKED)
+_WRITE_ERROR = int(StatusFlags.WRITE_ERROR)
+_LAST = int(ChunkFlags.LAST)
+_MORE = int(ChunkFlags.MORE)
+_NOTIFY = int(ChunkFlags.NOTIFY)
+"""Flag bits as plain ints: an int combined with an IntFlag member runs Python-level enum code."""
+_NOT_READY = frozenset({Reply.BUSY, FLOATING})
+_CONTROL_CACHE = 1024
+"""Most STATUS and GET transactions kept for reuse (every ack, poll flag and common length)."""
+
 
 class I2CLinkError(TransportError):
     """The I2C link failed: retries exhausted or the peer broke PROTOCOL.md §11 (reconnect)."""
@@ -105,6 +115,8 @@ class HostLinkStats:
     chunks_received: int = 0
     frames_sent: int = 0
     frames_received: int = 0
+    notifications_received: int = 0
+    """Frames received flagged ``NOTIFY`` (§11.3): unsolicited, not an answer to a frame sent."""
 
 
 class I2CHostLink:
@@ -138,6 +150,8 @@ class I2CHostLink:
         self._retry: Transaction | None = None
         self._failures = 0
         self._prefer_rx = True
+        self._controls: dict[tuple[Op, int, int, bool], Transaction] = {}
+        """STATUS and GET transactions by (op, ack, read length, poll): built once, reused."""
         self.stats = HostLinkStats()
         # host → gateway
         self._tx_frames: deque[bytes] = deque()
@@ -188,6 +202,11 @@ class I2CHostLink:
         return self.stats.frames_sent
 
     @property
+    def answers_received(self) -> int:
+        """Frames received not flagged ``NOTIFY``: answers to frames sent (monotonic, §11.3)."""
+        return self.stats.frames_received - self.stats.notifications_received
+
+    @property
     def pending_frames(self) -> int:
         """Frames queued by :meth:`send` and not yet completely accepted."""
         return len(self._tx_frames)
@@ -229,18 +248,26 @@ class I2CHostLink:
             return self._get()
         if tx_work:
             return self._put()
-        poll = not self._rx_more
-        return Transaction(Op.STATUS, self._control(Command.STATUS), STATUS_LEN, poll=poll)
+        return self._control(Op.STATUS, STATUS_LEN, poll=not self._rx_more)
 
-    def _control(self, command: Command) -> bytes:
-        return encode_control(self._channel, command, self._rx_ack)
+    def _control(self, op: Op, read_len: int, *, poll: bool = False) -> Transaction:
+        """The STATUS or GET transaction acknowledging the last chunk received (§11.2)."""
+        key = (op, self._rx_ack, read_len, poll)
+        tx = self._controls.get(key)
+        if tx is None:
+            command = Command.STATUS if op is Op.STATUS else Command.GET
+            write = encode_control(self._channel, command, self._rx_ack)
+            if len(self._controls) >= _CONTROL_CACHE:
+                self._controls.clear()
+            tx = self._controls[key] = Transaction(op, write, read_len, poll)
+        return tx
 
     def _get(self) -> Transaction:
         assert self._chunk is not None
         assert self._rx_len is not None
         offset = self._rx_index * payload_per_chunk(self._chunk)
         length = chunk_payload_len(self._rx_len, offset, self._chunk)
-        return Transaction(Op.GET, self._control(Command.GET), get_read_len(length))
+        return self._control(Op.GET, get_read_len(length))
 
     def _put(self) -> Transaction:
         if self._tx_chunk is None:
@@ -249,7 +276,7 @@ class I2CHostLink:
             length = chunk_payload_len(len(frame), self._tx_offset, self._chunk)
             last = self._tx_offset + length == len(frame)
             payload = frame[self._tx_offset : self._tx_offset + length]
-            flags = ChunkFlags.LAST if last else ChunkFlags(0)
+            flags = _LAST if last else 0
             chunk = Chunk(self._tx_seq, self._tx_index, flags, payload)
             put = Put(self._channel, self._rx_ack, chunk)
             self._tx_chunk = Transaction(Op.PUT, put.encode(), STATUS_LEN)
@@ -271,8 +298,9 @@ class I2CHostLink:
         if self._failed is not None:
             raise self._failed
         self.stats.transactions += 1
-        reply = bytes(reply)
-        if reply and reply[0] in (Reply.BUSY, FLOATING):
+        if type(reply) is not bytes:
+            reply = bytes(reply)
+        if reply and reply[0] in _NOT_READY:
             self.stats.busy += 1
             self._retry = replace(tx, poll=True)
             return Outcome.BUSY
@@ -354,7 +382,7 @@ class I2CHostLink:
             self._protocol_error(
                 f"chunk size negotiation: gateway max 2^{ack.gateway_code}, chose 2^{ack.chosen}"
             )
-        if not ack.flags & StatusFlags.LINKED:
+        if not ack.flags & _LINKED:
             self._protocol_error("HELLO_ACK without the LINKED flag")
         self._chunk = 1 << ack.chosen
         self._epoch = ack.epoch
@@ -372,12 +400,12 @@ class I2CHostLink:
         block = decode_status(reply)
         if tx.op is Op.HELLO:
             raise MalformedMessage("HELLO answered by a status block (write rejected)")
-        if block.flags & StatusFlags.WRITE_ERROR:
+        if block.flags & _WRITE_ERROR:
             # A rejected write (e.g. damaged in transit) may have named another channel: the
             # rest of the block says nothing reliable about ours. Retransmit (§11.8).
             raise MalformedMessage(f"gateway rejected the {tx.op.value} write")
         self._check_channel("status block", block.channel)
-        self._check_epoch(block.epoch, bool(block.flags & StatusFlags.LINKED))
+        self._check_epoch(block.epoch, bool(block.flags & _LINKED))
         self._note_outbound(block)
         if tx.op is Op.PUT:
             seq = tx.write[2]
@@ -457,16 +485,18 @@ class I2CHostLink:
         self._rx_index += 1
         self.stats.chunks_received += 1
         complete = len(self._rx_buf) == self._rx_len
-        if bool(chunk.flags & ChunkFlags.LAST) != complete:
+        if bool(chunk.flags & _LAST) != complete:
             self._protocol_error("LAST flag does not match the announced frame length")
         if complete:
             self._rx_frames.append(bytes(self._rx_buf))
             self.stats.frames_received += 1
+            if chunk.flags & _NOTIFY:
+                self.stats.notifications_received += 1
             self._rx_buf.clear()
             self._rx_len = None
             self._rx_index = 0
             self._rx_ready = False
-            self._rx_more = bool(chunk.flags & ChunkFlags.MORE)
+            self._rx_more = bool(chunk.flags & _MORE)
             self._prefer_rx = False
         else:
             self._rx_ready = True

@@ -7,6 +7,7 @@ import ctypes
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -88,8 +89,19 @@ class FakeI2CBus:
 
     def _transfer(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
         self.transactions += 1
-        if self.timing is not None:
-            self.timing.record([int(message.len) for message in messages])
+        timing = self.timing
+        if timing is None:
+            self._exchange(messages, touched)
+            return
+        started = time.perf_counter()
+        try:
+            self._exchange(messages, touched)
+        finally:
+            # The devices answered inside the transaction's modelled time, as a real MCU does.
+            timing.record([int(message.len) for message in messages], started=started)
+
+    def _exchange(self, messages: list[Any], touched: list[FakeI2CDevice]) -> None:
+        """Move the messages' bytes to and from the devices, injecting the planned fault."""
         plan = self.faults
         fault = plan.draw() if plan is not None else None
         rng = plan.rng if plan is not None else random
@@ -112,19 +124,22 @@ class FakeI2CBus:
                     if cut:
                         device._write(ctypes.string_at(message.buf, cut), busy=False)
                 raise OSError(EREMOTEIO, os.strerror(EREMOTEIO))
-            if reading:
-                data = bytearray(device._read(length, busy=busy))
-            else:
-                data = bytearray(ctypes.string_at(message.buf, length))
+            data = (
+                device._read(length, busy=busy)
+                if reading
+                else ctypes.string_at(message.buf, length)
+            )
             if index == flip_at and length:
                 assert plan is not None
                 bit = rng.randrange(8 * length)
-                data[bit // 8] ^= 1 << (bit % 8)
+                flipped = bytearray(data)
+                flipped[bit // 8] ^= 1 << (bit % 8)
+                data = bytes(flipped)
                 plan.injected.bit_flips += 1
             if reading:
-                ctypes.memmove(message.buf, bytes(data), length)
+                ctypes.memmove(message.buf, data, length)
             else:
-                device._write(bytes(data), busy=busy)
+                device._write(data, busy=busy)
         if busy:
             assert plan is not None
             plan.injected.busy += 1

@@ -142,6 +142,8 @@ class FakeI2CDevice:
 
     def _deliver(self) -> None:
         """Hand what the last transaction completed to the application, outside the lock."""
+        if not self._events:  # most transactions complete nothing (appended by this thread)
+            return
         with self._deliver_lock:
             with self._lock:
                 events, self._events[:] = list(self._events), []

@@ -113,8 +113,7 @@ class _FakeKernel:
             os.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: Any = 0, mutate_flag: bool = True) -> Any:
-        with self._lock:
-            bus = self._fds.get(fd)
+        bus = self._fds.get(fd)  # one dict lookup: atomic; open and close change it under the lock
         if bus is None:
             return fcntl.ioctl(fd, request, arg, mutate_flag)
         if request == I2C_FUNCS:
@@ -126,7 +125,7 @@ class _FakeKernel:
             count = int(arg.nmsgs)
             if not 0 < count <= I2C_RDWR_IOCTL_MAX_MSGS:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-            bus._rdwr([arg.msgs[i] for i in range(count)])
+            bus._rdwr(arg.msgs[:count])
             return 0
         raise OSError(errno.EOPNOTSUPP, f"fake I2C kernel: ioctl 0x{request:04x} not modelled")
 

@@ -15,9 +15,11 @@ class BusTiming:
     (8 bits + ACK), one address byte per message, about one clock for each (repeated) START and
     for the STOP, and the bus-free time t_BUF of the speed class (4.7 µs standard mode, 1.3 µs fast
     mode, 0.5 µs fast-mode plus). With ``sleep=True`` every transaction also takes that long in
-    real time (oversleep is carried over and paid back, so long runs match the model).
-    Totals accumulate in :attr:`transactions`, :attr:`bytes` (data bytes), :attr:`wire_bytes`
-    (data + address bytes) and :attr:`seconds` (modelled).
+    real time (oversleep is carried over and paid back, so long runs match the model); a
+    transaction that says when it ``started`` lasts until then plus its time, so the work the
+    emulated device did meanwhile is inside it, as a real device's is (it answers without
+    stretching the clock, §11.5). Totals accumulate in :attr:`transactions`, :attr:`bytes` (data
+    bytes), :attr:`wire_bytes` (data + address bytes) and :attr:`seconds` (modelled).
     """
 
     MAX_CARRY = 0.005
@@ -45,26 +47,34 @@ class BusTiming:
 
     def transaction_time(self, message_lengths: Sequence[int]) -> float:
         """Modelled seconds of one transaction with messages of these data lengths."""
-        clocks = sum(9 * (1 + n) for n in message_lengths) + len(message_lengths) + 1
+        clocks = 9 * (sum(message_lengths) + len(message_lengths)) + len(message_lengths) + 1
         return clocks / self.clock_hz + self.bus_free_time
 
-    def record(self, message_lengths: Sequence[int]) -> float:
-        """Account one transaction (and sleep its duration if asked); return its modelled time."""
+    def record(self, message_lengths: Sequence[int], *, started: float | None = None) -> float:
+        """Account one transaction (and, with ``sleep``, make it last); return its modelled time.
+
+        ``started`` is the ``time.perf_counter()`` at which the transaction began: the sleep then
+        ends its modelled time after that, not after now (work that took longer is not paid back).
+        """
         duration = self.transaction_time(message_lengths)
+        data = sum(message_lengths)
         with self._lock:
             self.transactions += 1
-            self.bytes += sum(message_lengths)
-            self.wire_bytes += sum(message_lengths) + len(message_lengths)
+            self.bytes += data
+            self.wire_bytes += data + len(message_lengths)
             self.seconds += duration
             if not self.sleep:
                 return duration
-            wanted = duration - self._carry
+            left = duration if started is None else started + duration - time.perf_counter()
+            if left <= 0:
+                return duration
+            wanted = left - self._carry
             if wanted <= 0:
                 self._carry = -wanted
                 return duration
-        started = time.perf_counter()
+        before = time.perf_counter()
         time.sleep(wanted)
-        overslept = time.perf_counter() - started - wanted
+        overslept = time.perf_counter() - before - wanted
         with self._lock:
             self._carry = min(max(overslept, 0.0), self.MAX_CARRY)
         return duration

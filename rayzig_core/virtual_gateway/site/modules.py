@@ -64,6 +64,11 @@ _UTILITY_LOADS = frozenset({"Hot water", "Heat pump", "EV charger", "Patio heate
 _FIRMWARES = ("3.4.1", "3.4.2", CURRENT_FIRMWARE)
 
 
+def _output_name(module: str, template: tuple[str, ...], index: int) -> str:
+    """The template's name of output ``index``, or ``<module> output <n>`` beyond the template."""
+    return template[index] if index < len(template) else f"{module} output {index + 1}"
+
+
 def model_for(kind: ModuleKind, outputs: int) -> str:
     """The model name of a module, e.g. ``RZ-M4`` for a mains module with 4 outputs (§4.1)."""
     return f"RZ-{_MODEL_LETTER[kind]}{outputs}"
@@ -257,11 +262,14 @@ def generate_modules(
     module_count: int,
     take_serial: Callable[[], str],
     now: float,
+    *,
+    outputs: int | None = None,
 ) -> list[ModuleState]:
     """A realistic installation of ``module_count`` modules with ids 1, 2, …, drawn from ``rng``.
 
     About half are mains modules, a quarter 12 V DC and a quarter battery nodes; each has logged
-    POWER_ON at ``now``.
+    POWER_ON at ``now``. ``outputs`` gives every module that many outputs (1 to 8) instead of
+    its kind's usual 1 to 4; outputs beyond its template's names are named after the module.
     """
     mains = max(1, round(module_count * 0.5))
     battery = round(module_count * 0.25)
@@ -296,15 +304,17 @@ def generate_modules(
             count = rng.randint(1, 2)
         else:
             count = 1
-        outputs = [
+        if outputs is not None:
+            count = outputs
+        wired = [
             Output(
                 index=index,
-                name=output_names[index],
+                name=_output_name(name, output_names, index),
                 is_on=rng.random() < 0.4,
                 preset=rng.choices(
                     (RestorePreset.LAST, RestorePreset.OFF, RestorePreset.ON), (6, 3, 1)
                 )[0],
-                utility_controllable=output_names[index] in _UTILITY_LOADS,
+                utility_controllable=_output_name(name, output_names, index) in _UTILITY_LOADS,
             )
             for index in range(count)
         ]
@@ -322,7 +332,7 @@ def generate_modules(
             kind=kind,
             model=model_for(kind, count),
             firmware=rng.choice(_FIRMWARES),
-            outputs=outputs,
+            outputs=wired,
             link_quality=link_quality,
             battery_percent=battery_percent,
             battery_minimum_percent=battery_minimum,

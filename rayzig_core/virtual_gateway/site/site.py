@@ -17,7 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from rayzig_core.errors import InvalidRequestError, NotFoundError
-from rayzig_core.models import EventKind, Module, ModuleKind, Output, RestorePreset, Telemetry
+from rayzig_core.models import (
+    MAX_EVENTS_PER_MODULE,
+    EventKind,
+    Module,
+    ModuleKind,
+    Output,
+    RestorePreset,
+    Telemetry,
+)
 from rayzig_core.storage import StoredValueError
 from rayzig_core.virtual_gateway.site import mesh
 from rayzig_core.virtual_gateway.site.changes import (
@@ -28,6 +36,7 @@ from rayzig_core.virtual_gateway.site.changes import (
     SiteChange,
     TelemetryChanged,
 )
+from rayzig_core.virtual_gateway.site.history import prefill_history
 from rayzig_core.virtual_gateway.site.limits import (
     MAX_MODULE_ID,
     MAX_MODULES,
@@ -49,6 +58,12 @@ _NOT_FOUND = 8
 _INVALID = 1
 SITE_FORMAT = 1
 """Version of the site's part of the gateway state file."""
+
+
+def _check_count(name: str, value: object, low: int, high: int) -> None:
+    """Refuse a count that is not an int from ``low`` to ``high`` (ValueError naming it)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be {low}..{high}, got {value!r}")
 
 
 def _check_serial_prefix(prefix: str) -> str:
@@ -118,16 +133,29 @@ class Site:
         serial_prefix: str = "RZ",
         clock: Callable[[], float] = time.time,
         seed: int = 1,
+        outputs_per_module: int | None = None,
+        prefill_events: int = 0,
     ) -> Site:
-        """Build a realistic site: about half mains, a quarter 12 V DC, a quarter battery nodes."""
-        if (
-            isinstance(module_count, bool)
-            or not isinstance(module_count, int)
-            or not 1 <= module_count <= MAX_MODULES
-        ):
-            raise ValueError(f"module_count must be 1..{MAX_MODULES}, got {module_count!r}")
+        """Build a realistic site: about half mains, a quarter 12 V DC, a quarter battery nodes.
+
+        For large-site tests and benchmarks: ``outputs_per_module`` (1 to 8) gives every module
+        that many outputs instead of its kind's usual 1 to 4, and ``prefill_events`` (up to
+        8,192) fills every module's event log with that many records of its past (see
+        :mod:`~rayzig_core.virtual_gateway.site.history`) instead of one POWER_ON now. The same
+        arguments and seed make the same site.
+        """
+        _check_count("module_count", module_count, 1, MAX_MODULES)
+        if outputs_per_module is not None:
+            _check_count("outputs_per_module", outputs_per_module, 1, MAX_OUTPUTS)
+        _check_count("prefill_events", prefill_events, 0, MAX_EVENTS_PER_MODULE)
         site = cls(clock=clock, seed=seed, serial_prefix=serial_prefix)
-        for module in generate_modules(site._rng, module_count, site._take_serial, clock()):
+        now = clock()
+        modules = generate_modules(
+            site._rng, module_count, site._take_serial, now, outputs=outputs_per_module
+        )
+        for module in modules:
+            if prefill_events:
+                prefill_history(module, prefill_events, site._rng, now)
             site._modules[module.module_id] = module
         site._next_module_id = module_count + 1
         return site
