@@ -269,6 +269,7 @@ VIRTUAL_GATEWAY = Command(
             "event logs in the state file of a stopped gateway, then exit",
         ),
         Arg("--yes", action="store_true", help="with --factory-reset: do not ask"),
+        Arg("--advertise", action="store_true", help="announce it over zeroconf, as a bridge"),
     ),
     connects=False,
     serves=True,

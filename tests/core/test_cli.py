@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from rayzig_core import cli
 from rayzig_core.cli import main
@@ -38,6 +40,7 @@ from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway import HARDWARE, VirtualGateway
+from rayzig_core.zeroconf_advertiser import SERVICE_TYPE
 from tests.core.conftest import (
     HOST,
     OWNER,
@@ -867,6 +870,51 @@ def test_virtual_gateway_first_start_json(
     assert len(first["default_password"]) >= 16
     assert len(first["recovery_secret"]) >= 25
     assert first["modules"] == 12
+    assert first["zeroconf"] is None  # announced only with --advertise
+
+
+async def test_virtual_gateway_advertise_announces_until_it_stops(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """--advertise: `_rayzig._tcp` with serial and fingerprint on its listen interface, and
+    goodbye packets when it stops, so Home Assistant's discovery forgets it."""
+    state = tmp_path / "gateway.json"
+    process = spawn(
+        "virtual-gateway", "--host", HOST, "--port", "0", "--state", str(state), "--advertise",
+        "--json",
+    )  # fmt: skip
+    lines = await asyncio.to_thread(_read_until, process, '"event": "listening"')
+    banner = json.loads(lines[-1])
+    announced = banner["zeroconf"]
+    assert announced == f"Rayzig {banner['serial']}.{SERVICE_TYPE}"
+
+    changes: asyncio.Queue[ServiceStateChange] = asyncio.Queue()
+
+    def on_change(
+        zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if name == announced:  # other gateways may announce on this loopback too
+            changes.put_nowait(state_change)
+
+    browsing = AsyncZeroconf(interfaces=[HOST], ip_version=IPVersion.V4Only)
+    browser = AsyncServiceBrowser(browsing.zeroconf, [SERVICE_TYPE], handlers=[on_change])
+    try:
+        assert await asyncio.wait_for(changes.get(), 20) is ServiceStateChange.Added
+        info = await browsing.async_get_service_info(SERVICE_TYPE, announced, timeout=5000)
+        assert info is not None
+        assert info.decoded_properties == {
+            "serial": banner["serial"],
+            "fingerprint": banner["fingerprint"],
+            "version": str(m.PROTOCOL_VERSION),
+        }
+        assert (info.port, info.parsed_addresses()) == (banner["port"], [HOST])
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(changes.get(), 20) is ServiceStateChange.Removed
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        await browser.async_cancel()
+        await browsing.async_close()
 
 
 # --- firmware ----------------------------------------------------------------------------------
