@@ -143,7 +143,9 @@ class ZeroconfAdvertiser:
         try:
             if info is not None:
                 with contextlib.suppress(Exception):
-                    await zeroconf.async_unregister_service(info)
+                    # The goodbye packets go out in the task it returns: wait for them, or
+                    # closing cancels them and browsers keep the service until its TTL ends.
+                    await (await zeroconf.async_unregister_service(info))
         finally:
             await zeroconf.async_close()
 

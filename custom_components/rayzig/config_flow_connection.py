@@ -126,7 +126,9 @@ class ConnectionSteps(CredentialsSteps):
         self, data: dict[str, Any], identity: GatewayIdentity
     ) -> ConfigFlowResult:
         """Reconfigure the entry, or go on to the fingerprint, once a gateway answered."""
-        await self.async_set_unique_id(identity.serial)
+        # A discovered flow for this gateway may wait under "Discovered": the user's own flow goes
+        # on, and whichever finishes first ends the other (Home Assistant aborts same-ID flows).
+        await self.async_set_unique_id(identity.serial, raise_on_progress=False)
         if self.source == SOURCE_RECONFIGURE:
             self._abort_if_unique_id_mismatch()
             entry = self._get_reconfigure_entry()

@@ -10,12 +10,21 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from rayzig_core.cli.connection import SimulatedBusOptions, simulated_bus
-from rayzig_core.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, describe
+from rayzig_core.cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PIPE_CLOSED,
+    EXIT_USAGE,
+    StdoutClosedError,
+    UsageError,
+    describe,
+)
 from rayzig_core.cli.output import Out
 from rayzig_core.cli.parser import PROG, build_parser
 from rayzig_core.cli.spec import Command, Handler, options_from, resolve
@@ -23,7 +32,36 @@ from rayzig_core.errors import RayzigInternalError
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``rayzig`` command line; returns the exit code (see docs/CLI.md, Exit codes)."""
+    """Run the ``rayzig`` command line; returns the exit code (see docs/CLI.md, Exit codes).
+
+    A reader that stops early (``rayzig modules | head -2``) ends the command quietly with
+    EXIT_PIPE_CLOSED, as a Unix tool ended by SIGPIPE would.
+    """
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+    except (StdoutClosedError, BrokenPipeError):  # BrokenPipeError: the final flush of stdout
+        _discard_stdout()
+        return EXIT_PIPE_CLOSED
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail again.
+
+    Python's recommended handling of a closed pipe (the ``signal`` module's documentation, note
+    on SIGPIPE).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with contextlib.suppress(OSError, ValueError):  # stdout is no file (an embedder's)
+            os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse, run the command, and turn every failure into one line and an exit code."""
     try:
         namespace = build_parser().parse_args(argv)
     except UsageError as err:
@@ -50,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except StdoutClosedError:
+        raise  # a reader that stopped early, not a failure: main() ends quietly
     except Exception as err:  # noqa: BLE001 - every failure becomes one line and an exit code
         code, message = describe(err)
         print(f"{PROG}: {message}", file=sys.stderr)

@@ -355,6 +355,7 @@ VIRTUAL_GATEWAY = Command(
         ),
         Arg("--yes", action="store_true", help="with --factory-reset: do not ask"),
         *_admission(admission.DEFAULT_MAX_PENDING),
+        Arg("--advertise", action="store_true", help="announce it over zeroconf, as a bridge"),
     ),
     connects=False,
     serves=True,

@@ -27,6 +27,8 @@ EXIT_AUTH = 3
 EXIT_REFUSED = 4
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141
+"""stdout's reader stopped early (``| head``): 128 + SIGPIPE, as for a Unix tool it kills."""
 
 
 class CliError(Exception):
@@ -35,6 +37,10 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)
         self.code = code
+
+
+class StdoutClosedError(Exception):
+    """stdout's reader stopped reading (``rayzig modules | head -2``): end quietly, no message."""
 
 
 class UsageError(Exception):

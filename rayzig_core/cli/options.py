@@ -18,6 +18,7 @@ exit codes:
   4    refused by the gateway (permission, not found, password policy, firmware refused)
   5    internal error (please report it)
   130  interrupted
+  141  stdout closed by its reader (e.g. `| head`): stopped quietly
 
 environment:
   RAYZIG_PASSWORD         current password (instead of the prompt)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TextIO
 
+from rayzig_core.cli.errors import StdoutClosedError
 from rayzig_core.models import UserLevel
 
 
@@ -36,11 +37,15 @@ class Out:
         self.json = json_mode
 
     def result(self, data: Any, text: str) -> None:
-        """Print a command's result: ``data`` as one JSON document, or ``text``."""
-        if self.json:
-            print(json.dumps(jsonable(data), ensure_ascii=False), flush=True)
-        else:
-            print(text, flush=True)
+        """Print a command's result: ``data`` as one JSON document, or ``text``.
+
+        StdoutClosedError if nobody reads stdout any more (the end of ``| head``).
+        """
+        line = json.dumps(jsonable(data), ensure_ascii=False) if self.json else text
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            raise StdoutClosedError from None
 
     def record(self, data: Any, text: str) -> None:
         """Print one record of a stream (JSON Lines in JSON mode)."""

@@ -6,15 +6,18 @@ command line and in JSON (``number``), next to the protocol's 0-based ``index``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rayzig_core.cli.connection import ClientOptions
-from rayzig_core.cli.errors import EXIT_OK, CliError
+from rayzig_core.cli.errors import EXIT_OK, EXIT_REFUSED, CliError
 from rayzig_core.cli.output import Out, table
 from rayzig_core.cli.session import paired_session
 from rayzig_core.cli.spec import handler
 from rayzig_core.cli.values import PRESETS
+from rayzig_core.client import RayzigClient
+from rayzig_core.errors import NotFoundError, RayzigError
 from rayzig_core.models import Module, Output
 
 
@@ -122,12 +125,52 @@ def _output_index(number: int) -> int:
     return number - 1
 
 
+async def _on_output(
+    client: RayzigClient, module_id: int, number: int, request: Callable[[int], Awaitable[Output]]
+) -> Output:
+    """Send ``request`` for output ``number``; a missing output is refused in the user's numbers."""
+    try:
+        return await request(_output_index(number))
+    except NotFoundError as refused:
+        raise await _missing_output(client, module_id, number, refused) from None
+
+
+async def _missing_output(
+    client: RayzigClient, module_id: int, number: int, refused: NotFoundError
+) -> Exception:
+    """The refusal to show: the module's outputs counted from 1, whatever the gateway's words.
+
+    The gateway's text may name the protocol's 0-based index (PROTOCOL.md §4.2); the gateway's own
+    refusal stands when the module itself is missing or cannot be listed.
+    """
+    try:
+        found = await client.list_modules()
+    except RayzigError:
+        return refused
+    module = next((m for m in found if m.module_id == module_id), None)
+    if module is None or any(output.index + 1 == number for output in module.outputs):
+        return refused
+    numbers = sorted(output.index + 1 for output in module.outputs)
+    if not numbers:
+        has = "it has no outputs"
+    elif len(numbers) == 1:
+        has = f"its only output is {numbers[0]}"
+    else:
+        has = f"its outputs are {numbers[0]} to {numbers[-1]}"
+    return CliError(
+        f"Module {module_id} has no output {number}: {has} (see `rayzig modules`).", EXIT_REFUSED
+    )
+
+
 @handler(OutputOptions)
 async def switch(options: OutputOptions, out: Out) -> int:
     """Switch an output."""
     async with paired_session(options) as (client, _):
-        output = await client.set_output(
-            options.module, _output_index(options.output), options.state == "on"
+        output = await _on_output(
+            client,
+            options.module,
+            options.output,
+            lambda index: client.set_output(options.module, index, options.state == "on"),
         )
     state = "on" if output.is_on else "off"
     out.result(
@@ -141,8 +184,11 @@ async def switch(options: OutputOptions, out: Out) -> int:
 async def preset(options: PresetOptions, out: Out) -> int:
     """Set an output's power-restore preset (PROTOCOL.md §4.2)."""
     async with paired_session(options) as (client, _):
-        output = await client.set_restore_preset(
-            options.module, _output_index(options.output), PRESETS[options.preset]
+        output = await _on_output(
+            client,
+            options.module,
+            options.output,
+            lambda index: client.set_restore_preset(options.module, index, PRESETS[options.preset]),
         )
     out.result(
         {"module": options.module, **output_json(output)},
@@ -156,8 +202,11 @@ async def preset(options: PresetOptions, out: Out) -> int:
 async def utility(options: OutputOptions, out: Out) -> int:
     """Mark whether the Utility user may switch an output (Administrator and above, §7.2)."""
     async with paired_session(options) as (client, _):
-        output = await client.set_utility_output(
-            options.module, _output_index(options.output), options.state == "on"
+        output = await _on_output(
+            client,
+            options.module,
+            options.output,
+            lambda index: client.set_utility_output(options.module, index, options.state == "on"),
         )
     may = "may" if output.utility_controllable else "may not"
     out.result(

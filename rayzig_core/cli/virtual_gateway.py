@@ -2,7 +2,8 @@
 
 The state file is the gateway's persistence (PROTOCOL.md §12). While a gateway runs it holds
 ``FILE.lock``, so that a factory reset cannot be undone by the gateway writing its old state
-back when it stops.
+back when it stops. With ``--advertise`` it announces itself over zeroconf as a bridge does, on
+the interface of its listen address only (loopback stays on this computer).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rayzig_core.cli.output import Out
 from rayzig_core.cli.signals import wait_for_stop
 from rayzig_core.cli.spec import handler
 from rayzig_core.cli.values import DEFAULT_USER
+from rayzig_core.protocol.messages import PROTOCOL_VERSION
 from rayzig_core.virtual_gateway import (
     FACTORY_USER,
     FactorySecrets,
@@ -29,6 +31,12 @@ from rayzig_core.virtual_gateway import (
     load_state,
     open_gateway,
     save_state,
+)
+from rayzig_core.zeroconf_advertiser import (
+    WILDCARD_HOSTS,
+    GatewayAdvert,
+    ZeroconfAdvertiser,
+    advertised_addresses,
 )
 
 if sys.platform != "win32":
@@ -59,6 +67,7 @@ class VirtualGatewayOptions:
     max_pending: int
     frame_timeout: float
     idle_timeout: float | None
+    advertise: bool
 
 
 @handler(VirtualGatewayOptions)
@@ -107,7 +116,9 @@ def virtual_gateway(options: VirtualGatewayOptions, out: Out) -> int | Coroutine
             max_pending=options.max_pending,
         ),
     )
-    return _run_gateway(server, state, factory, out, options.run_for, lock=lock)
+    return _run_gateway(
+        server, state, factory, out, options.run_for, lock=lock, advertise=options.advertise
+    )
 
 
 def _note_site_options(options: VirtualGatewayOptions, state: Path, modules: int) -> None:
@@ -230,10 +241,11 @@ async def _run_gateway(
     run_for: float | None,
     *,
     lock: int | None,
+    advertise: bool,
 ) -> int:
     """Listen, save the (new) state, announce, and serve until stopped; then release ``lock``."""
     try:
-        return await _serve_gateway(server, state, factory, out, run_for)
+        return await _serve_gateway(server, state, factory, out, run_for, advertise=advertise)
     finally:
         _unlock_state(lock)
 
@@ -244,6 +256,8 @@ async def _serve_gateway(
     factory: FactorySecrets | None,
     out: Out,
     run_for: float | None,
+    *,
+    advertise: bool,
 ) -> int:
     try:
         await server.start()
@@ -258,8 +272,13 @@ async def _serve_gateway(
         await server.stop()
         raise CliError(f"Cannot write the state file {state}: {err.strerror}.") from None
     try:
-        _announce(out, server, state, factory)
-        await wait_for_stop(run_for)
+        advertiser = await _advertise(server) if advertise else None
+        try:
+            _announce(out, server, state, factory, advertiser)
+            await wait_for_stop(run_for)
+        finally:
+            if advertiser is not None:
+                await advertiser.stop()  # goodbye packets: discovery forgets it
     finally:
         await server.stop()
     if out.json:
@@ -269,7 +288,35 @@ async def _serve_gateway(
     return EXIT_OK
 
 
-def _announce(out: Out, server: GatewayServer, state: Path, factory: FactorySecrets | None) -> None:
+async def _advertise(server: GatewayServer) -> ZeroconfAdvertiser | None:
+    """Announce ``_rayzig._tcp`` with serial and fingerprint; None (and a note) if it cannot."""
+    gateway = server.gateway
+    wildcard = server.host in WILDCARD_HOSTS
+    advertiser = ZeroconfAdvertiser(
+        GatewayAdvert(gateway.serial, gateway.fingerprint, PROTOCOL_VERSION),
+        port=server.port,
+        addresses=advertised_addresses(server.host),
+        interfaces=None if wildcard else [server.host],
+    )
+    try:
+        await advertiser.start()
+    except (OSError, ValueError) as err:
+        # The gateway works without it: Home Assistant can be given host and port by hand.
+        Out.note(
+            f"Not announced over zeroconf ({err}): give Home Assistant the host and port by "
+            "hand, or start it with --host set to an IP address of this computer."
+        )
+        return None
+    return advertiser
+
+
+def _announce(
+    out: Out,
+    server: GatewayServer,
+    state: Path,
+    factory: FactorySecrets | None,
+    advertiser: ZeroconfAdvertiser | None,
+) -> None:
     """Print where it listens; on the first start, the factory secrets, once (§6.1, §6.4)."""
     gateway = server.gateway
     modules = len(gateway.site.modules())
@@ -282,6 +329,7 @@ def _announce(out: Out, server: GatewayServer, state: Path, factory: FactorySecr
         "modules": modules,
         "state": str(state),
         "first_start": factory is not None,
+        "zeroconf": advertiser.name if advertiser is not None else None,
     }
     text = []
     if factory is not None:
@@ -308,5 +356,7 @@ def _announce(out: Out, server: GatewayServer, state: Path, factory: FactorySecr
         f"Rayzig virtual gateway {gateway.serial} listening on {server.host}:{server.port} "
         f"({modules} modules, state {state})"
     )
+    if advertiser is not None:
+        text.append(f"Announced over zeroconf as {advertiser.name!r}.")
     text.append(f"Fingerprint {gateway.fingerprint}. Press Ctrl-C to stop.")
     out.result(data, "\n".join(text))

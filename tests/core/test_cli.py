@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zeroconf import IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from rayzig_core import cli
 from rayzig_core.cli import main
 from rayzig_core.cli.commands import COMMANDS
 from rayzig_core.cli.spec import Handler, options_from, resolve
 from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.errors import NotFoundError
 from rayzig_core.firmware import CHUNK_SIZE, CatalogueEntry, crc32, parse_catalogue
 from rayzig_core.models import MAX_EVENTS_PER_MODULE, FirmwarePart
 from rayzig_core.password_policy import PolicyViolation
@@ -37,7 +40,17 @@ from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway import HARDWARE, VirtualGateway, load_state
-from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, switchable_output
+from rayzig_core.zeroconf_advertiser import SERVICE_TYPE
+from tests.core.conftest import (
+    HOST,
+    OWNER,
+    OWNER_PASSWORD,
+    PASSWORDS,
+    add_users_sync,
+    connected,
+    pair,
+    switchable_output,
+)
 
 WEAK = "password12345678"
 NEW_PASSWORD = "copper lantern whistles beneath autumn rain"
@@ -407,6 +420,66 @@ def test_refusals_exit_4(
     assert code == cli.EXIT_USAGE
 
 
+def _modules_with_outputs(gw: GatewayThread) -> tuple[int, int, int]:
+    """A module with one output, and a module with several and how many it has."""
+
+    def find(g: VirtualGateway) -> tuple[int, int, int]:
+        modules = g.site.modules()
+        single = next(m.module_id for m in modules if len(m.outputs) == 1)
+        several = next(m for m in modules if len(m.outputs) > 1)
+        return single, several.module_id, len(several.outputs)
+
+    return gw.call(find)
+
+
+def test_output_numbers_in_messages_count_from_one(
+    paired: list[str], owned: GatewayThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every message names outputs as the user numbers them (from 1), never the protocol index."""
+    single, several, count = _modules_with_outputs(owned)
+    name = owned.call(lambda g: g.site.module(single).outputs[0].name)
+
+    code, out, err = run(capsys, "set", str(single), "2", "on", *paired)
+    assert (code, out) == (cli.EXIT_REFUSED, "")
+    assert err == (
+        f"rayzig: Module {single} has no output 2: its only output is 1 (see `rayzig modules`).\n"
+    )
+    code, out, err = run(capsys, "set", str(single), "1", "on", *paired)
+    assert code == 0, err
+    assert out == f"Module {single} output 1 ({name}) is on.\n"
+
+    missing = f"Module {several} has no output {count + 1}: its outputs are 1 to {count}"
+    for argv in (["set", "on"], ["preset", "last"], ["utility", "on"]):
+        command, value = argv
+        code, out, err = run(capsys, command, str(several), str(count + 1), value, *paired)
+        assert (code, out) == (cli.EXIT_REFUSED, ""), argv
+        assert err == f"rayzig: {missing} (see `rayzig modules`).\n", argv
+    code, out, err = run(capsys, "preset", str(several), str(count), "last", *paired)
+    assert code == 0, err
+    last = owned.call(lambda g: g.site.module(several).outputs[count - 1].name)
+    assert out == f"Module {several} output {count} ({last}) restores last after a power cut.\n"
+
+    # The gateway's own refusal, as any client reads it, counts from 1 too: the owner's
+    # command, and the Utility user's (refused before the command, §7.2).
+    add_users_sync(owned, ["utility"])
+
+    async def refusals() -> list[str]:
+        _, utility = await pair(owned, "utility", PASSWORDS["utility"])
+        texts = []
+        for credentials in (credentials_of(Path(paired[1])), utility):
+            client = await connected(owned, credentials)
+            try:
+                with pytest.raises(NotFoundError) as info:
+                    await client.set_output(several, count, True)
+            finally:
+                await client.close()
+            texts.append(str(info.value))
+        return texts
+
+    text = f"Module {several} has no output {count + 1}: it has {count}, numbered from 1."
+    assert asyncio.run(refusals()) == [text, text]
+
+
 def test_events_gap_and_progress(
     paired: list[str],
     owned: GatewayThread,
@@ -564,6 +637,38 @@ def test_help_and_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--address" in err
     code, _, err = run(capsys, "info", "--i2c-bus", "1", "--address", "0x42", "--host", HOST)
     assert code == cli.EXIT_USAGE
+
+
+def _cli_into_closed_pipe(*argv: str) -> tuple[int, str]:
+    """Run the CLI in a subprocess whose stdout's reader has already gone (as `| head -0`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader left: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "rayzig_core.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
+    finally:
+        os.close(write_end)
+    return done.returncode, done.stderr
+
+
+def test_a_closed_pipe_ends_the_cli_quietly(paired: list[str]) -> None:
+    """`rayzig modules | head -2`: no internal error, no traceback, the exit code of SIGPIPE."""
+    for argv in (["modules", *paired], ["modules", "--json", *paired]):
+        code, err = _cli_into_closed_pipe(*argv)
+        assert (code, err) == (cli.EXIT_PIPE_CLOSED, ""), argv
+    assert cli.EXIT_PIPE_CLOSED == 141  # 128 + SIGPIPE, as for a Unix tool that SIGPIPE ends
+    # --help: quiet too; Python 3.13's argparse drops the write error itself (exit 0), 3.11's
+    # leaves it to the final flush (exit 141).
+    code, err = _cli_into_closed_pipe("--help")
+    assert err == ""
+    assert code in {cli.EXIT_OK, cli.EXIT_PIPE_CLOSED}
 
 
 MINIMAL_COMMAND_LINES = [
@@ -773,6 +878,51 @@ def test_virtual_gateway_first_start_json(
     assert len(first["default_password"]) >= 16
     assert len(first["recovery_secret"]) >= 25
     assert first["modules"] == 12
+    assert first["zeroconf"] is None  # announced only with --advertise
+
+
+async def test_virtual_gateway_advertise_announces_until_it_stops(
+    tmp_path: Path, spawn: Any
+) -> None:
+    """--advertise: `_rayzig._tcp` with serial and fingerprint on its listen interface, and
+    goodbye packets when it stops, so Home Assistant's discovery forgets it."""
+    state = tmp_path / "gateway.json"
+    process = spawn(
+        "virtual-gateway", "--host", HOST, "--port", "0", "--state", str(state), "--advertise",
+        "--json",
+    )  # fmt: skip
+    lines = await asyncio.to_thread(_read_until, process, '"event": "listening"')
+    banner = json.loads(lines[-1])
+    announced = banner["zeroconf"]
+    assert announced == f"Rayzig {banner['serial']}.{SERVICE_TYPE}"
+
+    changes: asyncio.Queue[ServiceStateChange] = asyncio.Queue()
+
+    def on_change(
+        zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if name == announced:  # other gateways may announce on this loopback too
+            changes.put_nowait(state_change)
+
+    browsing = AsyncZeroconf(interfaces=[HOST], ip_version=IPVersion.V4Only)
+    browser = AsyncServiceBrowser(browsing.zeroconf, [SERVICE_TYPE], handlers=[on_change])
+    try:
+        assert await asyncio.wait_for(changes.get(), 20) is ServiceStateChange.Added
+        info = await browsing.async_get_service_info(SERVICE_TYPE, announced, timeout=5000)
+        assert info is not None
+        assert info.decoded_properties == {
+            "serial": banner["serial"],
+            "fingerprint": banner["fingerprint"],
+            "version": str(m.PROTOCOL_VERSION),
+        }
+        assert (info.port, info.parsed_addresses()) == (banner["port"], [HOST])
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(changes.get(), 20) is ServiceStateChange.Removed
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        await browser.async_cancel()
+        await browsing.async_close()
 
 
 def test_virtual_gateway_large_site_options(

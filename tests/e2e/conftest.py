@@ -1,10 +1,11 @@
 """Fixtures of the end-to-end test: the real demo stack on loopback and Debian's Chromium.
 
-* ``virtual_gateway``: ``rayzig virtual-gateway --port 0 --simulate 2 --json`` with its state in
-  the test's temporary directory; its JSON banner gives the port, serial, fingerprint and the
-  one-time default password.
+* ``virtual_gateway``: ``rayzig virtual-gateway --port 0 --simulate 2 --advertise --json`` with its
+  state in the test's temporary directory; its JSON banner gives the port, serial, fingerprint, the
+  one-time default password and its zeroconf name (announced on loopback, as in the demo).
 * ``home_assistant``: ``hass --config <copy of config/configuration.yaml> --skip-pip`` with the
-  repository on PYTHONPATH (custom_components/rayzig loaded in place), on a free loopback port.
+  repository on PYTHONPATH (custom_components/rayzig loaded in place), on a free loopback port,
+  with the empty automations.yaml, scenes.yaml and scripts.yaml that scripts/demo creates.
 * ``page``: Playwright driving /usr/bin/chromium (never a downloaded browser), every request that
   leaves loopback aborted, so the test behaves the same with or without a network.
 
@@ -54,6 +55,8 @@ class Gateway:
     fingerprint: str
     default_password: str = field(repr=False)
     process: ManagedProcess = field(repr=False)
+    zeroconf: str | None = None
+    """The name it is announced under (``Rayzig <serial>._rayzig._tcp.local.``)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def virtual_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Gateway]:
             str(state / "gateway.json"),
             "--simulate",
             "2",
+            "--advertise",
             "--json",
         ],
         output=state / "stdout.jsonl",
@@ -128,6 +132,7 @@ def virtual_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Gateway]:
             fingerprint=str(banner["fingerprint"]),
             default_password=str(banner["default_password"]),
             process=process,
+            zeroconf=banner.get("zeroconf"),
         )
     finally:
         try:
@@ -141,8 +146,12 @@ def home_assistant(tmp_path: Path, artifacts: Path) -> Iterator[HomeAssistant]:
     """Home Assistant from the demo's configuration, loading custom_components/rayzig in place."""
     config_dir = tmp_path / "config"
     config_dir.mkdir()
-    # Only the tracked file: a developer's config/ may also hold the demo's .storage.
+    # Only the tracked file: a developer's config/ may also hold the demo's .storage. The files it
+    # includes start empty, as scripts/demo creates them.
     shutil.copyfile(ROOT / "config" / "configuration.yaml", config_dir / "configuration.yaml")
+    (config_dir / "automations.yaml").write_text("[]\n", encoding="utf-8")
+    (config_dir / "scenes.yaml").write_text("", encoding="utf-8")
+    (config_dir / "scripts.yaml").write_text("", encoding="utf-8")
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

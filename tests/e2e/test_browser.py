@@ -1,9 +1,13 @@
 """The newcomer's path in a real browser, against the real demo stack (README, USER-GUIDE.md).
 
-Home Assistant is onboarded through its UI, Rayzig is added through the config flow (network
-bridge → fingerprint → factory password → refused passwords → a good one), an output is switched
-on the default dashboard and the virtual gateway is asked, by a second client of its own, whether
-the output changed and who changed it; the logbook then shows the switch's row, naming the action.
+Home Assistant is onboarded through its UI; the virtual gateway, announced over zeroconf as in the
+demo, waits under "Discovered" and is added from there (its host and port found, fingerprint →
+factory password → refused passwords → a good one); an output is switched on the default dashboard
+and the virtual gateway is asked, by a second client of its own, whether the output changed and who
+changed it; the logbook then shows the switch's row, naming the action. Then an automation
+("when one output turns on, turn on another") is built in the automation editor and a scene with
+an output on in the scene editor, and the gateway shows both at work: its outputs switched by Home
+Assistant's user.
 
 Every step leaves artifacts/e2e/NN-name.png (NN-name-FAILED.png when it failed). With
 RAYZIG_UPDATE_SCREENSHOTS=1 the documentation's screenshots are refreshed from this run.
@@ -18,13 +22,13 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.models import EventKind, Module
+from rayzig_core.models import Module
 from rayzig_core.password_policy import check_password
-from rayzig_core.transport.tcp import TcpConnector
 
+from . import editors
+from .checker import GatewayChecker
 from .conftest import Gateway, HomeAssistant
-from .helpers import Steps, click_until, publish, run_async, ui_strings
+from .helpers import Steps, click_until, publish, ui_strings
 
 OWNER_NAME = "Demo Owner"
 OWNER_USERNAME = "owner"
@@ -40,6 +44,8 @@ FLOW_MS = 60_000
 """Config-flow steps talk to the gateway (Noise handshakes, scrypt): allow for a busy machine."""
 
 FINGERPRINT = re.compile(r"^\s*[0-9A-F]{4}(?:-[0-9A-F]{4}){7}\s*$")
+AUTOMATION_NAME = "When one output turns on, turn on another"
+SCENE_NAME = "Evening"
 
 
 @dataclass(frozen=True)
@@ -53,63 +59,41 @@ class Target:
     def output_name(self) -> str:
         return self.module.outputs[self.index].name
 
-
-# --- a second client of the gateway, to check what the browser did --------------------------------
-
-
-def _pair_second_client(gateway: Gateway) -> ClientCredentials:
-    async def pair() -> ClientCredentials:
-        connector = TcpConnector(gateway.host, gateway.port)
-        async with RayzigClient(connector, client_name="e2e checker") as client:
-            identity = await client.identify()
-            assert identity.fingerprint == gateway.fingerprint
-            assert not identity.factory_state, "the config flow left the gateway in factory state"
-            return await client.pair(identity, GATEWAY_USER, GOOD_PASSWORD)
-
-    return run_async(pair)
+    @property
+    def entity_name(self) -> str:
+        """Its switch entity's name in Home Assistant: the module's name, then the output's."""
+        return f"{self.module.name} {self.output_name}"
 
 
-def _modules(gateway: Gateway, credentials: ClientCredentials) -> list[Module]:
-    async def modules() -> list[Module]:
-        connector = TcpConnector(gateway.host, gateway.port)
-        async with RayzigClient(connector, credentials, client_name="e2e checker") as client:
-            await client.connect()
-            return await client.list_modules()
-
-    return run_async(modules)
+# --- choosing outputs ----------------------------------------------------------------------------
 
 
-def _commands_since(
-    gateway: Gateway, credentials: ClientCredentials, module_id: int, after_seq: int
-) -> list[tuple[int | None, str | None, bool | None]]:
-    """(output, user, is_on) of the module's COMMAND events after ``after_seq``, oldest first."""
-
-    async def events() -> list[tuple[int | None, str | None, bool | None]]:
-        connector = TcpConnector(gateway.host, gateway.port)
-        async with RayzigClient(connector, credentials, client_name="e2e checker") as client:
-            await client.connect()
-            batch = await client.read_events(module_id, after_seq)
-            return [
-                (event.output, event.user, event.is_on)
-                for event in batch.events
-                if event.kind is EventKind.COMMAND
-            ]
-
-    return run_async(events)
-
-
-def _choose_target(modules: list[Module]) -> Target:
-    """An output of a multi-output module (it gets a card of its own), preferably off."""
-    candidates = [
+def _candidates(modules: list[Module]) -> list[Target]:
+    """Outputs of reachable multi-output modules, each with a card and entity of its own."""
+    return [
         Target(module, output.index)
         for module in sorted(modules, key=lambda module: module.module_id)
         if len(module.outputs) > 1 and module.telemetry.reachable
         for output in module.outputs
         if not output.name.startswith(module.name)
     ]
+
+
+def _choose_target(modules: list[Module]) -> Target:
+    """An output of a multi-output module (it gets a card of its own), preferably off."""
+    candidates = _candidates(modules)
     assert candidates, "the virtual gateway has no multi-output module"
     off = [target for target in candidates if not target.module.outputs[target.index].is_on]
     return (off or candidates)[0]
+
+
+def _outputs_of_distinct_modules(modules: list[Module], count: int) -> list[Target]:
+    """One output each of ``count`` different modules (automation trigger, its action, a scene)."""
+    chosen: dict[int, Target] = {}
+    for target in _candidates(modules):
+        chosen.setdefault(target.module.module_id, target)
+    assert len(chosen) >= count, f"the virtual gateway has fewer than {count} suitable modules"
+    return list(chosen.values())[:count]
 
 
 # --- page helpers ---------------------------------------------------------------------------------
@@ -198,21 +182,24 @@ def _newcomer_path(
         page.wait_for_url("**/lovelace/**", timeout=FLOW_MS)
         expect(_sidebar(page, "Settings")).to_be_visible(timeout=UI_MS)
 
-    with steps.step("add-integration"):
+    with steps.step("discovered"):
+        # The gateway announced itself (zeroconf on loopback): Rayzig waits under "Discovered".
+        assert gateway.zeroconf, "the virtual gateway was not announced over zeroconf"
         _sidebar(page, "Settings").click()
         page.get_by_text("Devices & services", exact=True).first.click()
         page.wait_for_url("**/config/integrations/**", timeout=UI_MS)
-        page.get_by_role("button", name="Add integration").click()
-        page.get_by_label("Search for a brand name").fill("Rayzig")
-        page.get_by_text("Rayzig", exact=True).click()
-        expect(_dialog_title(page, flow["user"]["title"])).to_be_visible(timeout=FLOW_MS)
-        expect(page.get_by_text(flow["user"]["description"])).to_be_visible()
-
-    with steps.step("bridge"):
-        page.get_by_text(flow["user"]["menu_options"]["bridge"], exact=True).click()
-        expect(_dialog_title(page, flow["bridge"]["title"])).to_be_visible(timeout=FLOW_MS)
-        page.get_by_label(flow["bridge"]["data"]["host"], exact=True).fill(gateway.host)
-        page.get_by_label(flow["bridge"]["data"]["port"], exact=True).fill(str(gateway.port))
+        card = page.locator("ha-config-flow-card").filter(has_text=f"Rayzig {gateway.serial}")
+        expect(card).to_be_visible(timeout=FLOW_MS)
+        steps.shot("card")
+        card.get_by_role("button", name="Add").click()
+        expect(_dialog_title(page, flow["zeroconf_confirm"]["title"])).to_be_visible(
+            timeout=FLOW_MS
+        )
+        # Host and port come from the announcement: nothing to type.
+        found_at = flow["zeroconf_confirm"]["description"].format(
+            serial=gateway.serial, host=f"{gateway.host}:{gateway.port}"
+        )
+        expect(page.get_by_text(found_at)).to_be_visible()
 
     with steps.step("fingerprint"):
         _submit(page)
@@ -273,8 +260,8 @@ def _newcomer_path(
         expect(
             page.get_by_text(f"Created configuration for Rayzig {gateway.serial}")
         ).to_be_visible(timeout=FLOW_MS)
-        credentials = _pair_second_client(gateway)
-        modules = _modules(gateway, credentials)
+        checker = GatewayChecker.pair(gateway, GATEWAY_USER, GOOD_PASSWORD)
+        modules = checker.modules()
         for module in modules:  # every module became a device
             expect(page.get_by_text(module.name, exact=True).first).to_be_attached()
 
@@ -282,7 +269,7 @@ def _newcomer_path(
         page.get_by_role("button", name="Finish").click()
         _sidebar(page, "Overview").click()
         page.wait_for_url("**/lovelace/**", timeout=UI_MS)
-        target = _choose_target(_modules(gateway, credentials))
+        target = _choose_target(checker.modules())
         module_id, index = target.module.module_id, target.index
         toggle = page.get_by_role(
             "switch",
@@ -292,7 +279,7 @@ def _newcomer_path(
             ),
         )
         expect(toggle).to_be_visible(timeout=FLOW_MS)
-        before = next(m for m in _modules(gateway, credentials) if m.module_id == module_id)
+        before = checker.module(module_id)
         # The simulation may switch this output too: the browser's state right now decides.
         want_on = toggle.get_attribute("aria-checked") != "true"
         steps.note(
@@ -303,24 +290,10 @@ def _newcomer_path(
         expect(toggle).to_have_attribute("aria-checked", "true" if want_on else "false")
 
         # The gateway itself says the output changed, and that Home Assistant's user did it.
-        deadline = time.monotonic() + 20
-        commands: list[tuple[int | None, str | None, bool | None]] = []
-        while time.monotonic() < deadline:
-            commands = _commands_since(gateway, credentials, module_id, before.event_seq)
-            if (index, GATEWAY_USER, want_on) in commands:
-                break
-            time.sleep(0.5)
-        assert (index, GATEWAY_USER, want_on) in commands, (
-            f"the gateway logged no switch of {target.module.name} output {index + 1} "
-            f"by {GATEWAY_USER}: {commands}"
-        )
+        commands = checker.await_command(module_id, index, want_on, before.event_seq, 20)
         ours = commands.index((index, GATEWAY_USER, want_on))
         later = [c for c in commands[ours + 1 :] if c[0] == index]
-        now_on = (
-            next(m for m in _modules(gateway, credentials) if m.module_id == module_id)
-            .outputs[index]
-            .is_on
-        )
+        now_on = checker.module(module_id).outputs[index].is_on
         if not later:  # unless the simulation switched it again since, it is still as set
             assert now_on is want_on, "the gateway's output is not in the state set from the UI"
         page.mouse.move(0, 0)  # no hover highlight in the screenshot
@@ -343,6 +316,8 @@ def _newcomer_path(
         page.mouse.move(0, 0)
     publish(steps.last(), "logbook.png")
 
+    _automation_and_scene(page, home_assistant, checker, steps)
+
     errors_logged = [
         line
         for line in home_assistant.log().splitlines()
@@ -351,3 +326,64 @@ def _newcomer_path(
     assert not errors_logged, "Home Assistant logged errors of the integration:\n" + "\n".join(
         errors_logged
     )
+
+
+def _automation_and_scene(
+    page: Page, home_assistant: HomeAssistant, checker: GatewayChecker, steps: Steps
+) -> None:
+    """Build an automation and a scene in the UI; the gateway's outputs show them at work.
+
+    The simulation may switch these outputs too (as its own user): each check looks for a command
+    by Home Assistant's user after the test's own last command.
+    """
+    trigger, action, lit = _outputs_of_distinct_modules(checker.modules(), 3)
+    steps.note(
+        f"automation: when {trigger.entity_name} turns on, turn on {action.entity_name}; "
+        f"scene {SCENE_NAME!r}: {lit.entity_name} on"
+    )
+
+    def listed(kind: str) -> None:  # the automation or scene list, where the editors start
+        page.goto(f"{home_assistant.url}/config/{kind}/dashboard")
+
+    with steps.step("automation-created"):
+        _sidebar(page, "Settings").click()
+        page.get_by_text("Automations & scenes", exact=True).first.click()
+        page.wait_for_url("**/config/automation/dashboard**", timeout=UI_MS)
+        trigger_entity = editors.switch_entity(page, trigger.entity_name)
+        action_entity = editors.switch_entity(page, action.entity_name)
+        editors.create_automation(page, trigger_entity, action_entity)
+        steps.shot("editor")
+        editors.save_automation(page, AUTOMATION_NAME)
+        listed("automation")
+        # Saved into automations.yaml, which the configuration includes: it is loaded and listed.
+        row = page.get_by_role("row").filter(has_text=AUTOMATION_NAME)
+        expect(row).to_be_visible(timeout=UI_MS)
+
+    with steps.step("automation-runs"):
+        after = checker.set_output(action.module.module_id, action.index, False)
+        checker.set_output(trigger.module.module_id, trigger.index, False)
+        checker.set_output(trigger.module.module_id, trigger.index, True)
+        # The gateway told Home Assistant; the automation answered with a command of its own.
+        checker.await_command(action.module.module_id, action.index, True, after)
+        expect(row).not_to_contain_text("Never", timeout=UI_MS)  # "Last triggered" is set
+
+    with steps.step("scene-created"):
+        page.get_by_role("tab", name="Scenes").click()
+        page.wait_for_url("**/config/scene/dashboard**", timeout=UI_MS)
+        lit_entity = editors.switch_entity(page, lit.entity_name)
+        editors.create_scene(page, SCENE_NAME, lit.module.name, lit_entity)
+        steps.shot("editor")
+        editors.save_scene(page)
+        listed("scene")
+        expect(page.get_by_role("row").filter(has_text=SCENE_NAME)).to_be_visible(timeout=UI_MS)
+        # What the scene sets is what the editor showed when it was saved.
+        saved = editors.saved_scene_state(home_assistant.config_dir, SCENE_NAME, lit_entity)
+        assert saved in {"on", "off"}, f"the scene saved {lit_entity.entity_id} as {saved!r}"
+
+    with steps.step("scene-applied"):
+        want_on = saved == "on"
+        # The other state first, seen by Home Assistant (a scene skips what is already as set).
+        after = checker.set_output(lit.module.module_id, lit.index, not want_on)
+        editors.wait_for_state(page, lit_entity, "off" if want_on else "on")
+        editors.apply_scene(page, SCENE_NAME)
+        checker.await_command(lit.module.module_id, lit.index, want_on, after)

@@ -499,6 +499,24 @@ async def test_zeroconf_new_gateway(hass: HomeAssistant, gateway: GatewayThread)
     assert result["result"].data[CONF_PORT] == gateway.port
 
 
+async def test_manual_setup_while_the_gateway_waits_under_discovered(
+    hass: HomeAssistant, gateway: GatewayThread
+) -> None:
+    """Adding a discovered gateway by hand works; the discovered flow then goes away."""
+    serial = gateway_fact(gateway, "serial")
+    fingerprint = gateway_fact(gateway, "fingerprint")
+    discovered = await start_zeroconf(hass, discovery(gateway.port, serial, fingerprint))
+    assert discovered["step_id"] == "zeroconf_confirm"
+
+    result = await start_bridge(hass, gateway.port)
+    assert result["step_id"] == "confirm_fingerprint"  # not "already_in_progress"
+    result = await configure(hass, result, {})
+    result = await sign_in(hass, result, OWNER_PASSWORD)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["result"].unique_id == serial
+    assert hass.config_entries.flow.async_progress() == []
+
+
 async def test_zeroconf_updates_existing_entry(
     hass: HomeAssistant, gateway: GatewayThread, config_entry: MockConfigEntry
 ) -> None:

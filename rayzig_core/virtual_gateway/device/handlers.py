@@ -229,10 +229,14 @@ def _get_firmware(gateway: VirtualGateway, caller: Caller, request: m.GetFirmwar
 
 
 def _output(gateway: VirtualGateway, module_id: int, index: int) -> Output:
-    for output in gateway.site.module(module_id).outputs:
+    outputs = gateway.site.module(module_id).outputs
+    for output in outputs:
         if output.index == index:
             return output
-    raise RequestRefused(m.ErrorCode.NOT_FOUND, f"Module {module_id} has no output {index}.")
+    raise RequestRefused(  # users count outputs from 1 (the index is 0-based, §4.2)
+        m.ErrorCode.NOT_FOUND,
+        f"Module {module_id} has no output {index + 1}: it has {len(outputs)}, numbered from 1.",
+    )
 
 
 def _set_output(gateway: VirtualGateway, caller: Caller, request: m.SetOutput) -> m.Response:

@@ -234,7 +234,13 @@ class Site:
             or not isinstance(output, int)
             or not 0 <= output < len(state.outputs)
         ):
-            raise NotFoundError(_NOT_FOUND, f"Module {state.module_id} has no output {output}.")
+            # Users count outputs from 1 (the protocol's index is 0-based, §4.2).
+            number = output + 1 if type(output) is int else repr(output)
+            raise NotFoundError(
+                _NOT_FOUND,
+                f"Module {state.module_id} has no output {number}: it has "
+                f"{len(state.outputs)}, numbered from 1.",
+            )
         return state.outputs[output]
 
     def _require_reachable(self, state: ModuleState) -> None:
