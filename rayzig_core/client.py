@@ -3,8 +3,10 @@
 :class:`RayzigClient` talks to a gateway through any :class:`~rayzig_core.transport.base.Connector`
 (TCP, bridge, I2C). First contact and pairing run short-lived Noise_XX sessions; a paired client
 keeps one Noise_IK session open, reconnects with capped exponential back-off (never after an
-authentication failure) and retries commands with the same request id so they act once
-(PROTOCOL.md §3, §5.3). It stores keys only, never the password.
+authentication failure; :meth:`RayzigClient.reconnect_now` cuts a wait short when the caller
+learns the gateway is back, e.g. from :meth:`RayzigClient.probe` or a zeroconf announcement) and
+retries commands with the same request id so they act once (PROTOCOL.md §3, §5.3). It stores
+keys only, never the password.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ _R = TypeVar("_R", bound=m.Response)
 DEFAULT_REQUEST_TIMEOUT = 10.0
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 60.0
+DEFAULT_PROBE_TIMEOUT = 2.0
 COMMAND_ATTEMPTS = 3
 
 
@@ -115,6 +118,8 @@ class RayzigClient:
         """Set while a session is up, and for good once the client can never connect again
         (authentication failure, closed), so that waiting requests wake up and fail at once."""
         self._supervisor: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        """Set by :meth:`reconnect_now`: ends the current back-off wait."""
         self._listeners: list[Listener] = []
         self._state_listeners: list[StateListener] = []
         self._next_id = secrets.randbelow(2**48) + 1
@@ -335,8 +340,12 @@ class RayzigClient:
                 self._set_state(ConnectionState.AUTH_FAILED)
                 self._connected.set()
                 return
+            self._wake.clear()
             self._set_state(ConnectionState.BACKOFF)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * random.uniform(0.8, 1.2)):  # noqa: S311 - jitter
+                    await self._wake.wait()
+            # A nudged attempt does not reset the schedule: nudges cannot make it hammer.
             delay = min(delay * 2, self.backoff_max)
             self._set_state(ConnectionState.CONNECTING)
             try:
@@ -350,6 +359,31 @@ class RayzigClient:
             except RayzigError as err:
                 self.stats.connect_failures += 1
                 self.stats.last_error = str(err)
+
+    def reconnect_now(self) -> None:
+        """Try to reconnect at once if the client is waiting out its back-off.
+
+        For a caller that learns the gateway is back (a zeroconf announcement, a successful
+        :meth:`probe`). If that attempt fails, the back-off goes on where it was. Does nothing
+        while connected, connecting, closed or stopped by an authentication failure.
+        """
+        if self._state is ConnectionState.BACKOFF:
+            self._wake.set()
+
+    async def probe(self, timeout: float = DEFAULT_PROBE_TIMEOUT) -> bool:
+        """Whether the gateway's transport opens now: a cheap check with no session or handshake.
+
+        Opens a transport with the connector and closes it again (TCP: the gateway or bridge
+        accepts a connection; I2C: the gateway answers the link's HELLO, PROTOCOL.md §11.4).
+        False when it cannot be opened within ``timeout`` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await self.connector.connect()
+        except (RayzigError, TimeoutError):
+            return False
+        await transport.close()
+        return True
 
     async def _call(self, request: m.Request, expected: type[_R]) -> _R:
         """Send a request on the keyed session; retry with the same id across reconnects."""
