@@ -66,6 +66,11 @@ class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
         output = self.output
         return None if output is None else output.is_on
 
+    @property
+    def shown_value(self) -> object:
+        """On or off."""
+        return self.is_on
+
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Switch the output on; the state follows the gateway's acknowledgement."""
         await self._async_set(on=True)
