@@ -14,6 +14,7 @@ from homeassistant.helpers import device_registry as dr
 
 from rayzig_core import Module
 
+from .const import MANUFACTURER
 from .site_data import (
     RayzigSiteData,
     gateway_device_identifier,
@@ -39,6 +40,25 @@ def async_find_device(
     if device is None or entry.entry_id not in device.config_entries:
         return None
     return device
+
+
+@callback
+def async_module_device_id(
+    hass: HomeAssistant, entry: ConfigEntry, module: Module, *, create: bool = False
+) -> str | None:
+    """Registry id of a module's device; with ``create``, made early if entities are not up yet."""
+    identifier = module_device_identifier(module.serial)
+    device = async_find_device(hass, entry, identifier)
+    if device is None and create:
+        device = dr.async_get(hass).async_get_or_create(
+            config_entry_id=entry.entry_id,
+            identifiers={identifier},
+            manufacturer=MANUFACTURER,
+            model=module.model,
+            name=module.name,
+            serial_number=module.serial,
+        )
+    return None if device is None else device.id
 
 
 @callback
