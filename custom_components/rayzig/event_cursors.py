@@ -9,6 +9,7 @@ records to look up in the database instead of firing them again blindly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -79,6 +80,8 @@ class CursorStore:
         self.cursors: dict[int, ModuleCursor] = {}
         self._saved: dict[str, Any] | None = None
         """The data as last written (None: not known to be stored)."""
+        self._encoded: dict[int, tuple[ModuleCursor, Any]] = {}
+        """Each module's cursor as last encoded: a save encodes only the cursors that changed."""
 
     async def async_load(self) -> None:
         """Read the cursors; a damaged one is dropped with a warning (its module starts afresh)."""
@@ -95,12 +98,15 @@ class CursorStore:
         data = self._data()
         if data == self._saved:
             return
-        await self._store.async_save(data)
+        # A write cut short by unload would still finish on its thread, possibly after the
+        # final one: shielded, it completes (holding the store's lock) before any later write.
+        await asyncio.shield(self._store.async_save(data))
         self._saved = data
 
     @callback
     def async_drop(self, module_id: int) -> None:
         """Forget a module's cursor; written shortly after."""
+        self._encoded.pop(module_id, None)
         if self.cursors.pop(module_id, None) is None:
             return
         self._saved = None  # the next async_save writes whatever is current by then
@@ -112,9 +118,10 @@ class CursorStore:
 
     @callback
     def _data(self) -> dict[str, Any]:
-        return {
-            "modules": {
-                str(module_id): _CODEC.encode(cursor)
-                for module_id, cursor in sorted(self.cursors.items())
-            }
-        }
+        modules: dict[str, Any] = {}
+        for module_id, cursor in sorted(self.cursors.items()):
+            cached = self._encoded.get(module_id)
+            if cached is None or cached[0] is not cursor:
+                cached = self._encoded[module_id] = (cursor, _CODEC.encode(cursor))
+            modules[str(module_id)] = cached[1]
+        return {"modules": modules}

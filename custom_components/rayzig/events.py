@@ -25,6 +25,7 @@ background task (created on the config entry, so it ends on unload).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -38,10 +39,8 @@ from rayzig_core import (
     ConnectionState,
     Event,
     EventKind,
-    EventLogSync,
     Module,
     ModuleLeft,
-    NotFoundError,
     Notification,
     RayzigClient,
     RayzigError,
@@ -62,7 +61,8 @@ from .const import (
     EVENT_RAYZIG,
 )
 from .devices import async_module_device_id
-from .event_cursors import CursorStore, ModuleCursor
+from .event_cursors import CursorStore
+from .event_pull import LogPuller, Pulled
 from .event_recorder import RecorderPace
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,11 +71,12 @@ ATTR_MODULE_NAME = "module_name"
 ATTR_OUTPUT_NAME = "output_name"
 FIRE_CHUNK = 200
 """Records fired in one go; the recorder's queue (or, without one, the loop) gets a turn after."""
-CONFIRM_AT = 1_000
-"""Fired records not yet known to be stored after which the importer waits for the recorder to
-commit them (each wait makes it commit, so live records are not confirmed one by one)."""
-
-_NOT_LOOKED_UP = object()
+CONFIRM_AT = 20_000
+"""Fired records not yet known to be stored after which a back-fill waits, between two groups,
+for the recorder to commit them (this bounds what a start after a crash looks up)."""
+CONFIRM_AT_END = 1_000
+"""The same once a sync is done (each wait makes the recorder commit: live records are not
+confirmed one by one)."""
 
 EVENT_KINDS: tuple[str, ...] = tuple(kind.name.lower() for kind in EventKind)
 """Event kinds as they appear in bus events, triggers and the event entity."""
@@ -101,35 +102,6 @@ def signal_new_event(entry_id: str, module_id: int) -> str:
     return f"{DOMAIN}_{entry_id}_event_{module_id}"
 
 
-def _position_before(events: list[Event], position: int) -> int:
-    """The cursor a pull started from: before its first record (and the records a gap lost)."""
-    if not events:
-        return position
-    first = events[0]
-    return first.seq - first.lost if first.kind is EventKind.GAP else first.seq - 1
-
-
-def unstored(events: list[Event], cursor: ModuleCursor, stored: set[int]) -> list[Event]:
-    """``events`` without the records of ``cursor``'s fired range that the database holds.
-
-    A gap inside that range counts only the records lost that were never stored (none: dropped).
-    """
-    fired = cursor.fired if cursor.fired is not None else cursor.seq
-    kept: list[Event] = []
-    for event in events:
-        if event.seq <= fired:
-            if event.kind is EventKind.GAP:
-                first = event.seq - event.lost + 1
-                lost = sum(seq not in stored for seq in range(first, event.seq + 1))
-                if lost == 0:
-                    continue
-                event = replace(event, lost=lost)  # noqa: PLW2901 - the gap, recounted
-            elif event.seq in stored:
-                continue
-        kept.append(event)
-    return kept
-
-
 class RayzigEventImporter:
     """Pulls module event logs into Home Assistant, one record exactly once."""
 
@@ -140,6 +112,8 @@ class RayzigEventImporter:
         self.client = client
         self._store = CursorStore(hass, entry.entry_id)
         self._pace = RecorderPace(hass)
+        window = int(entry.options.get(CONF_EVENT_IMPORT_WINDOW, DEFAULT_EVENT_IMPORT_WINDOW))
+        self._puller = LogPuller(client, self._store, self._pace, window)
         self._lock = asyncio.Lock()
         self._pending: set[int] = set()
         self._pending_all = False
@@ -147,10 +121,6 @@ class RayzigEventImporter:
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self._known: dict[int, Module] = {}
         """Modules as last synced, to name one that leaves the mesh."""
-        self._left_fired: set[int] = set()
-        """Modules whose cursor the last run left with records fired but not known stored."""
-        self._found_at_start: object = _NOT_LOOKED_UP
-        """Per module, the records the database holds of the range the last run left fired."""
         self._loaded = False
         self._stopped = False
         self.imported = 0
@@ -166,7 +136,7 @@ class RayzigEventImporter:
     async def async_load(self) -> None:
         """Load the cursors from storage and sync again whenever the gateway link comes back."""
         await self._store.async_load()
-        self._left_fired = {m for m, c in self._store.cursors.items() if c.fired is not None}
+        self._puller = LogPuller(self.client, self._store, self._pace, self._puller.window)
         self._loaded = True
         self._unsubscribe = [
             self.client.subscribe_state(self._on_connection_state),
@@ -255,14 +225,22 @@ class RayzigEventImporter:
             wanted_ids = None if module_ids is None else set(module_ids)
             modules = await self._modules(wanted_ids)
             wanted = sorted(modules) if wanted_ids is None else sorted(wanted_ids)
+            remaining = iter([modules[m] for m in wanted if m in modules])
             total = 0
-            for module_id in wanted:
-                module = modules.get(module_id)
-                if module is None:
-                    continue
-                total += await self._sync_module(module)
-                await self._async_confirm(CONFIRM_AT)
-            self.imported += total
+            # The next group is pulled from the gateway while the current one is fired.
+            ahead = asyncio.ensure_future(self._puller.group(remaining))
+            try:
+                while group := await ahead:
+                    ahead = asyncio.ensure_future(self._puller.group(remaining))
+                    total += await self._take(group)
+                    await self._async_confirm(CONFIRM_AT)
+            finally:
+                if not ahead.done():
+                    ahead.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await ahead
+                self.imported += total
+            await self._async_confirm(CONFIRM_AT_END)
             return total
 
     async def _modules(self, wanted: set[int] | None) -> dict[int, Module]:
@@ -276,86 +254,64 @@ class RayzigEventImporter:
                 return modules
         return {module.module_id: module for module in await self.client.list_modules()}
 
-    async def _sync_module(self, module: Module) -> int:
-        """Pull one module's new records and fire them; returns how many were fired."""
-        module_id = module.module_id
-        self._known[module_id] = module
-        cursor = self._store.cursors.get(module_id)
-        if cursor is not None and cursor.serial != module.serial:
-            # Another module took this id: its log has nothing to do with the old cursor.
-            cursor = None
-        stored: set[int] = set()
-        resolving = (
-            cursor is not None and cursor.fired is not None and module_id in self._left_fired
-        )
-        if resolving and cursor is not None:
-            # Fired (or about to be) when the last run ended: the database says what it holds.
-            found = await self._stored_at_start()
-            if found is None:
-                cursor = cursor.stored()  # nothing records events: fired is as far as it goes
-                resolving = False
-            else:
-                stored = found.get(module_id, set())
-        start = None if cursor is None else cursor.seq if resolving else cursor.imported
-        options = self.entry.options
-        window = int(options.get(CONF_EVENT_IMPORT_WINDOW, DEFAULT_EVENT_IMPORT_WINDOW))
-        sync = EventLogSync(
-            self.client, {} if start is None else {module_id: start}, initial_backlog=window
-        )
-        try:
-            events = await sync.pull(module_id)
-        except NotFoundError:
-            self._known.pop(module_id, None)
-            self._store.cursors.pop(module_id, None)
-            await self._store.async_save()
-            return 0
-        self._left_fired.discard(module_id)
-        position = sync.cursors[module_id]
-        before = _position_before(events, position)
-        if cursor is None or start is None or before < start:
-            cursor = ModuleCursor(before, module.serial)  # new, or its log began again
-        elif resolving:
-            events = unstored(events, cursor, stored)
-            if not events:
-                cursor = cursor.stored()  # everything of the range is in the database
-        if not events:
-            if cursor.fired is None:
-                cursor = replace(cursor, seq=max(cursor.seq, position))
+    async def _take(self, group: list[Pulled]) -> int:
+        """Fire a group's records in paced chunks, their cursors written first; how many."""
+        recorder = self._pace.recorder is not None
+        devices: dict[int, str | None] = {}
+        for pulled in group:
+            module = pulled.module
+            module_id = module.module_id
+            if pulled.cursor is None:
+                self._known.pop(module_id, None)
+                self._store.cursors.pop(module_id, None)
+                continue
+            self._known[module_id] = module
+            cursor = pulled.cursor
+            if pulled.events:
+                devices[module_id] = async_module_device_id(
+                    self.hass, self.entry, module, create=True
+                )
+                if recorder:
+                    times = [event.timestamp for event in pulled.events]
+                    cursor = cursor.firing(pulled.events[-1].seq, min(times), max(times))
             self._store.cursors[module_id] = cursor
-            await self._store.async_save()
-            return 0
-        await self._fire_paced(module, cursor, events)
-        return len(events)
-
-    async def _stored_at_start(self) -> dict[int, set[int]] | None:
-        """What the database holds of the ranges the last run left fired (looked up once)."""
-        if self._found_at_start is _NOT_LOOKED_UP:
-            left = {m: c for m, c in self._store.cursors.items() if m in self._left_fired}
-            self._found_at_start = await self._pace.async_stored_seqs(left)
-        found = self._found_at_start
-        return None if not isinstance(found, dict) else found
-
-    async def _fire_paced(self, module: Module, cursor: ModuleCursor, events: list[Event]) -> None:
-        """Fire ``events`` in chunks at the recorder's pace, each chunk's cursor written first."""
-        module_id = module.module_id
-        device_id = async_module_device_id(self.hass, self.entry, module, create=True)
-        if self._pace.recorder is not None:
-            times = [event.timestamp for event in events]
-            cursor = cursor.firing(events[-1].seq, min(times), max(times))
-            self._store.cursors[module_id] = cursor
-            await self._store.async_save()  # the intent: everything up to here may be fired
-        for start in range(0, len(events), FIRE_CHUNK):
-            chunk = events[start : start + FIRE_CHUNK]
+        # With a recorder: the intent, everything of the group may be fired from here on.
+        await self._store.async_save()
+        records = [(p.module, event) for p in group for event in p.events]
+        for start in range(0, len(records), FIRE_CHUNK):
+            chunk = records[start : start + FIRE_CHUNK]
             await self._pace.async_room()
             if self._pace.recorder is None:
-                # Nothing can tell afterwards whether a chunk was fired: count it before.
-                cursor = replace(cursor, seq=chunk[-1].seq, fired=None, oldest=None, newest=None)
-                self._store.cursors[module_id] = cursor
-                await self._store.async_save()
-            self._fire(module, device_id, chunk)
-        async_dispatcher_send(
-            self.hass, signal_new_event(self.entry.entry_id, module_id), events[-1]
-        )
+                await self._async_count_before_firing(chunk, devices)
+            self._fire_records(chunk, devices)
+        for pulled in group:
+            if pulled.events:
+                signal = signal_new_event(self.entry.entry_id, pulled.module.module_id)
+                async_dispatcher_send(self.hass, signal, pulled.events[-1])
+        return len(records)
+
+    async def _async_count_before_firing(
+        self, chunk: list[tuple[Module, Event]], devices: dict[int, str | None]
+    ) -> None:
+        """Without a recorder nothing tells afterwards what was fired: write the chunk's cursors."""
+        for module, event in chunk:
+            cursor = self._store.cursors[module.module_id]
+            self._store.cursors[module.module_id] = replace(
+                cursor, seq=event.seq, fired=None, oldest=None, newest=None
+            )
+        try:
+            await self._store.async_save()
+        except asyncio.CancelledError:
+            # Unloading: the write goes on (shielded), so the chunk goes out with it.
+            self._fire_records(chunk, devices)
+            raise
+
+    @callback
+    def _fire_records(
+        self, records: list[tuple[Module, Event]], devices: dict[int, str | None]
+    ) -> None:
+        for module, event in records:
+            self._fire(module, devices.get(module.module_id), [event])
 
     async def _async_confirm(self, threshold: int) -> None:
         """Once ``threshold`` fired records wait, let the recorder commit; then they are stored."""

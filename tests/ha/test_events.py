@@ -27,13 +27,13 @@ from custom_components.rayzig.const import (
     EVENT_RAYZIG,
 )
 from custom_components.rayzig.event_cursors import ModuleCursor
+from custom_components.rayzig.event_pull import unstored
 from custom_components.rayzig.events import (
     EVENT_KINDS,
     FIRE_CHUNK,
     RayzigEventImporter,
     kind_name,
     signal_new_event,
-    unstored,
 )
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.models import (
@@ -308,7 +308,8 @@ async def test_cursor_written_before_each_chunk_without_recorder(
         int(m): c["seq"] for m, c in stored_modules(hass_storage, key).items()
     } == dict.fromkeys(range(1, MODULES + 1), 1)
 
-    # What is stored at the moment each record is fired: its own chunk already.
+    # What is stored at the moment each record is fired: its own chunk already. Both modules
+    # are pulled into one group, fired in chunks of FIRE_CHUNK records across them.
     switch(gateway, 1, 2)
     flood(gateway, 2, FIRE_CHUNK + 3)
     at_fire: list[tuple[int, int, dict[int, int]]] = []
@@ -320,13 +321,14 @@ async def test_cursor_written_before_each_chunk_without_recorder(
 
     hass.bus.async_listen(EVENT_RAYZIG, on_event)
     assert await importer.async_sync([1, 2]) == FIRE_CHUNK + 5
-    assert [(module, seq) for module, seq, _ in at_fire[:2]] == [(1, 2), (1, 3)]
-    # Module 2's records 2..FIRE_CHUNK + 4 come in two chunks: 2..FIRE_CHUNK + 1, then 3 more.
+    fired = [(module, seq) for module, seq, _ in at_fire]
+    assert fired == [(1, 2), (1, 3)] + [(2, seq) for seq in range(2, FIRE_CHUNK + 5)]
+    # The first chunk ends with module 2's record FIRE_CHUNK - 1: two of module 1's came first.
     for module, seq, stored in at_fire:
         if module == 1:
             chunk_end = 3
         else:
-            chunk_end = FIRE_CHUNK + 1 if seq <= FIRE_CHUNK + 1 else FIRE_CHUNK + 4
+            chunk_end = FIRE_CHUNK - 1 if seq <= FIRE_CHUNK - 1 else FIRE_CHUNK + 4
         assert stored[module] == chunk_end, (module, seq, stored[module])
     assert stored_modules(hass_storage, key)["2"]["seq"] == FIRE_CHUNK + 4
 
@@ -341,43 +343,43 @@ class Crash(BaseException):
     """Home Assistant dying (power cut) at a chosen moment."""
 
 
+@pytest.mark.parametrize("crash_at", ["cursor_write", "after_firing"])
 async def test_crash_without_recorder_fires_nothing_twice(
     hass: HomeAssistant,
     config_entry: MockConfigEntry,
     client: RayzigClient,
     gateway: GatewayThread,
-    hass_storage: dict[str, Any],
+    crash_at: str,
 ) -> None:
-    """Without a recorder: a crash while a chunk's cursor is written fires that chunk later."""
+    """Without a recorder: a chunk whose cursor write was cut short fires at the next start;
+    one that was fired is never fired again."""
     config_entry.add_to_hass(hass)
     importer = await new_importer(hass, config_entry, client)
     await importer.async_sync()
     switch(gateway, 1, 2)
     switch(gateway, 2, 3)
     seen = capture(hass)
-    save = importer._store._store.async_save
-    saves = 0
+    records = [(1, 2), (1, 3), (2, 2), (2, 3), (2, 4)]
 
-    async def crash_on_second_save(data: dict[str, Any]) -> None:
-        nonlocal saves
-        saves += 1
-        if saves == 2:
-            raise Crash
-        await save(data)
+    async def crash(*_: Any) -> None:
+        raise Crash
 
-    with (
-        patch.object(importer._store._store, "async_save", crash_on_second_save),
-        pytest.raises(Crash),
-    ):
+    target = (
+        patch.object(importer._store._store, "async_save", crash)
+        if crash_at == "cursor_write"
+        else patch.object(importer, "_async_confirm", crash)
+    )
+    with target, pytest.raises(Crash):
         await importer.async_sync([1, 2])
-    # Module 1's chunk was stored, then fired; module 2's cursor write was cut short.
-    assert [(e.data["module_id"], e.data["seq"]) for e in seen] == [(1, 2), (1, 3)]
+    fired = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert fired == ([] if crash_at == "cursor_write" else records)
 
-    # The next start (a new importer on what was stored) fires module 2's chunk, once.
+    # The next start (a new importer on what was stored) fires what had not been fired, once.
     seen.clear()
     importer = await new_importer(hass, config_entry, client)
-    assert await importer.async_sync([1, 2]) == 3
-    assert [(e.data["module_id"], e.data["seq"]) for e in seen] == [(2, 2), (2, 3), (2, 4)]
+    await importer.async_sync([1, 2])
+    again = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert again == ([] if crash_at == "after_firing" else records)
     await importer.async_stop()
 
 
@@ -724,4 +726,54 @@ async def test_fired_range_left_without_recorder_counts_as_fired(
     assert await importer.async_sync([1]) == 1
     assert [e.data["seq"] for e in seen] == [2]
     assert importer._store.cursors[1] == ModuleCursor(2, serial)
+    await importer.async_stop()
+
+
+async def test_unload_during_a_cursor_write(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Unloading while a chunk's cursor is written: the write finishes first, the chunk fires."""
+    config_entry.add_to_hass(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync([1])
+    switch(gateway, 1, 2)
+    seen = capture(hass)
+    store = importer._store._store
+    write = store._async_write_data
+    writes: list[int] = []
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def slow_write(path: str, data: dict[str, Any]) -> None:
+        writes.append(data["data"]["modules"]["1"]["seq"])
+        if len(writes) == 1:
+            started.set()
+            await gate.wait()  # the disk is slow
+        await write(path, data)
+
+    with patch.object(store, "_async_write_data", slow_write):
+        importer.async_schedule_sync(1)
+        sync = importer._task
+        assert sync is not None
+        await started.wait()
+        stop = asyncio.create_task(importer.async_stop())
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # The sync was cancelled, its chunk fired; the final write waits for the first.
+        assert sync.done()
+        assert [e.data["seq"] for e in seen] == [2, 3]
+        assert writes == [3]
+        assert not stop.done()
+        gate.set()
+        await stop
+    assert (
+        hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"]["data"]["modules"]["1"]["seq"] == 3
+    )
+    seen.clear()
+    importer = await new_importer(hass, config_entry, client)
+    assert await importer.async_sync([1]) == 0
     await importer.async_stop()

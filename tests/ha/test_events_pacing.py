@@ -24,7 +24,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 
 from custom_components.rayzig.const import DOMAIN, EVENT_RAYZIG
 from custom_components.rayzig.event_recorder import BACKLOG_BOUND, PACE_INTERVAL
-from custom_components.rayzig.events import CONFIRM_AT, FIRE_CHUNK, RayzigEventImporter
+from custom_components.rayzig.events import CONFIRM_AT_END, FIRE_CHUNK, RayzigEventImporter
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
@@ -127,9 +127,9 @@ async def test_chunks_wait_while_the_recorder_queue_is_long(
     async with asyncio.timeout(LIMIT):
         assert await sync == records
     assert [e.data["seq"] for e in seen] == list(range(2, 2 + records))
-    # As many were fired as the confirmation threshold: the recorder committed them, and the
-    # cursor says they are stored.
-    assert records >= CONFIRM_AT
+    # Once the sync is done, the recorder is asked to commit what it holds: the cursor says
+    # they are stored.
+    assert records >= CONFIRM_AT_END
     assert recorder.commits == 1
     assert importer._store.cursors[1].fired is None
     assert importer._store.cursors[1].seq == 1 + records
@@ -172,7 +172,7 @@ async def test_a_recorder_without_database_cannot_confirm(
     hass.data[DATA_INSTANCE] = recorder  # type: ignore[assignment]
     importer = RayzigEventImporter(hass, config_entry, client)
     await importer.async_load()
-    flood(gateway, 4, CONFIRM_AT)
+    flood(gateway, 4, CONFIRM_AT_END)
     await importer.async_sync([4])
     assert importer._store.cursors[4].fired == importer.cursors[4]
     assert recorder.commits == 0
