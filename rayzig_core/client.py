@@ -342,9 +342,7 @@ class RayzigClient:
                 return
             self._wake.clear()
             self._set_state(ConnectionState.BACKOFF)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay * random.uniform(0.8, 1.2)):  # noqa: S311 - jitter
-                    await self._wake.wait()
+            await self._wait_back_off(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
             # A nudged attempt does not reset the schedule: nudges cannot make it hammer.
             delay = min(delay * 2, self.backoff_max)
             self._set_state(ConnectionState.CONNECTING)
@@ -359,6 +357,12 @@ class RayzigClient:
             except RayzigError as err:
                 self.stats.connect_failures += 1
                 self.stats.last_error = str(err)
+
+    async def _wait_back_off(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the next attempt, or less if :meth:`reconnect_now`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
     def reconnect_now(self) -> None:
         """Try to reconnect at once if the client is waiting out its back-off.
