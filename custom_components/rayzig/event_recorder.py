@@ -104,9 +104,17 @@ class RecorderPace:
         oldest = min(c.oldest for c in ranges.values() if c.oldest is not None) - TIME_MARGIN
         newest = max(c.newest for c in ranges.values() if c.newest is not None) + TIME_MARGIN
         seqs = {module_id: (c.seq, c.fired or c.seq) for module_id, c in ranges.items()}
-        return await recorder.async_add_executor_job(
+        found = await recorder.async_add_executor_job(
             _stored_seqs, self.hass, seqs, (oldest, newest)
         )
+        if found is None:
+            # Better fired twice than lost: the import must not stall on an unreadable database.
+            _LOGGER.warning(
+                "Could not look up which imported events the recorder's database holds; "
+                "events that may have been fired before Home Assistant stopped are fired again"
+            )
+            return {module_id: set() for module_id in seqs}
+        return found
 
     async def _async_tick(self) -> None:
         """Let :data:`PACE_INTERVAL` pass (on Home Assistant's clock)."""
@@ -126,22 +134,29 @@ class RecorderPace:
 
 def _stored_seqs(
     hass: HomeAssistant, seqs: dict[int, tuple[int, int]], times: tuple[float, float]
-) -> dict[int, set[int]]:
-    """Read (on the recorder's thread pool) which records of the ranges the database holds."""
+) -> dict[int, set[int]] | None:
+    """Read (on the recorder's thread pool) which records of the ranges the database holds.
+
+    None if the database cannot be read (another schema, a damaged file).
+    """
     # Only here, with a recorder running (which has loaded sqlalchemy already).
     from sqlalchemy import text  # noqa: PLC0415
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
     found: dict[int, set[int]] = {module_id: set() for module_id in seqs}
-    with session_scope(hass=hass, read_only=True) as session:
-        rows = session.execute(
-            text(_STORED_EVENTS),
-            {"event_type": EVENT_RAYZIG, "oldest": times[0], "newest": times[1]},
-        )
-        for (shared,) in rows:
-            data = json.loads(shared) if shared else {}
-            module_id, seq = data.get(ATTR_MODULE_ID), data.get(ATTR_SEQ)
-            if module_id in seqs and isinstance(seq, int):
-                after, through = seqs[module_id]
-                if after < seq <= through:
-                    found[module_id].add(seq)
+    try:
+        with session_scope(hass=hass, read_only=True) as session:
+            rows = session.execute(
+                text(_STORED_EVENTS),
+                {"event_type": EVENT_RAYZIG, "oldest": times[0], "newest": times[1]},
+            ).all()
+    except SQLAlchemyError:
+        return None
+    for (shared,) in rows:
+        data = json.loads(shared) if shared else {}
+        module_id, seq = data.get(ATTR_MODULE_ID), data.get(ATTR_SEQ)
+        if module_id in seqs and isinstance(seq, int):
+            after, through = seqs[module_id]
+            if after < seq <= through:
+                found[module_id].add(seq)
     return found

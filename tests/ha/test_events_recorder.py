@@ -25,6 +25,7 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from custom_components.rayzig.const import EVENT_RAYZIG
 from custom_components.rayzig.events import FIRE_CHUNK, RayzigEventImporter
@@ -202,4 +203,32 @@ async def test_reload_with_records_not_yet_confirmed(
     assert await importer.async_sync([MODULE]) == 2
     assert [e.data["seq"] for e in seen] == [2 + FIRE_CHUNK, 3 + FIRE_CHUNK]
     assert await stored(hass) == Counter(range(1, 4 + FIRE_CHUNK))
+    await importer.async_stop()
+
+
+async def test_unreadable_database_fires_again_rather_than_lose(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If the lookup after a stop fails, the records left pending are fired again (not lost)."""
+    config_entry.add_to_hass(hass)
+    importer = await started(hass, config_entry, client)
+    await importer.async_sync([MODULE])
+    flood(gateway, MODULE, 3)
+    await importer.async_sync([MODULE])
+    await importer.async_stop()  # records 1..4 left pending (below the confirmation threshold)
+
+    seen = capture(hass)
+
+    def unreadable(**_: Any) -> Any:
+        raise SQLAlchemyError("no such table: events")
+
+    importer = await started(hass, config_entry, client)
+    with patch("custom_components.rayzig.event_recorder.session_scope", unreadable):
+        assert await importer.async_sync([MODULE]) == 4
+    assert [e.data["seq"] for e in seen] == [1, 2, 3, 4]
+    assert "Could not look up which imported events" in caplog.text
     await importer.async_stop()
