@@ -91,6 +91,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     # event-log import from a caller-persisted cursor (PROTOCOL.md §8.2)
     "rayzig_core.eventlog": ("EventLogSync",),
+    # dataclasses to and from JSON-compatible values, for a caller's own store
+    "rayzig_core.storage": ("JsonCodec",),
     # user levels' permissions (PROTOCOL.md §7)
     "rayzig_core.permissions": (
         "LIMITABLE_LEVELS",
@@ -159,6 +161,7 @@ __all__ = [
     "I2CConnector",
     "InvalidCredentialsError",
     "InvalidRequestError",
+    "JsonCodec",
     "Module",
     "ModuleJoined",
     "ModuleKind",
@@ -286,6 +289,7 @@ if TYPE_CHECKING:
         OutputChanged,
         TelemetryChanged,
     )
+    from rayzig_core.storage import JsonCodec
     from rayzig_core.transport.base import Connector, Transport
     from rayzig_core.transport.i2c import I2CConnector
     from rayzig_core.transport.tcp import TcpConnector

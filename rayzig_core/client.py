@@ -3,8 +3,10 @@
 :class:`RayzigClient` talks to a gateway through any :class:`~rayzig_core.transport.base.Connector`
 (TCP, bridge, I2C). First contact and pairing run short-lived Noise_XX sessions; a paired client
 keeps one Noise_IK session open, reconnects with capped exponential back-off (never after an
-authentication failure) and retries commands with the same request id so they act once
-(PROTOCOL.md §3, §5.3). It stores keys only, never the password.
+authentication failure; :meth:`RayzigClient.reconnect_now` cuts a wait short when the caller
+learns the gateway is back, e.g. from :meth:`RayzigClient.probe` or a zeroconf announcement) and
+retries commands with the same request id so they act once (PROTOCOL.md §3, §5.3). It stores
+keys only, never the password.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from rayzig_core.client_accounts import AccountRequests
 from rayzig_core.errors import (
     AuthenticationError,
     ClientRevokedError,
@@ -31,16 +34,12 @@ from rayzig_core.errors import (
 )
 from rayzig_core.models import (
     ConnectionState,
-    EnrolledClient,
     FirmwareVersion,
     GatewayInfo,
-    GatewayUser,
     Module,
     Output,
     RestorePreset,
     Telemetry,
-    UserLevel,
-    UserLimitation,
 )
 from rayzig_core.pairing import ClientCredentials, GatewayIdentity
 from rayzig_core.protocol import messages as m
@@ -67,6 +66,7 @@ _R = TypeVar("_R", bound=m.Response)
 DEFAULT_REQUEST_TIMEOUT = 10.0
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 60.0
+DEFAULT_PROBE_TIMEOUT = 2.0
 COMMAND_ATTEMPTS = 3
 KEEPALIVE_INTERVAL = 60.0
 """Seconds of silence after which the keyed session sends a Ping (gateways and bridges drop a
@@ -92,7 +92,7 @@ Listener = Callable[[m.Notification], None]
 StateListener = Callable[[ConnectionState], None]
 
 
-class RayzigClient:
+class RayzigClient(AccountRequests):
     """Async client of one Rayzig gateway (see the module docstring for the life cycle)."""
 
     def __init__(
@@ -121,6 +121,8 @@ class RayzigClient:
         """Set while a session is up, and for good once the client can never connect again
         (authentication failure, closed), so that waiting requests wake up and fail at once."""
         self._supervisor: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        """Set by :meth:`reconnect_now`: ends the current back-off wait."""
         self._listeners: list[Listener] = []
         self._state_listeners: list[StateListener] = []
         self._next_id = secrets.randbelow(2**48) + 1
@@ -341,8 +343,10 @@ class RayzigClient:
                 self._set_state(ConnectionState.AUTH_FAILED)
                 self._connected.set()
                 return
+            self._wake.clear()
             self._set_state(ConnectionState.BACKOFF)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            await self._wait_back_off(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            # A nudged attempt does not reset the schedule: nudges cannot make it hammer.
             delay = min(delay * 2, self.backoff_max)
             self._set_state(ConnectionState.CONNECTING)
             try:
@@ -377,6 +381,37 @@ class RayzigClient:
             except (SessionClosedError, ConnectionFailedError):
                 pass  # the session ended meanwhile: session.closed says why
         return await session.closed
+
+    async def _wait_back_off(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the next attempt, or less if :meth:`reconnect_now`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+
+    def reconnect_now(self) -> None:
+        """Try to reconnect at once if the client is waiting out its back-off.
+
+        For a caller that learns the gateway is back (a zeroconf announcement, a successful
+        :meth:`probe`). If that attempt fails, the back-off goes on where it was. Does nothing
+        while connected, connecting, closed or stopped by an authentication failure.
+        """
+        if self._state is ConnectionState.BACKOFF:
+            self._wake.set()
+
+    async def probe(self, timeout: float = DEFAULT_PROBE_TIMEOUT) -> bool:
+        """Whether the gateway's transport opens now: a cheap check with no session or handshake.
+
+        Opens a transport with the connector and closes it again (TCP: the gateway or bridge
+        accepts a connection; I2C: the gateway answers the link's HELLO, PROTOCOL.md §11.4).
+        False when it cannot be opened within ``timeout`` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await self.connector.connect()
+        except (RayzigError, TimeoutError):
+            return False
+        await transport.close()
+        return True
 
     async def _call(self, request: m.Request, expected: type[_R]) -> _R:
         """Send a request on the keyed session; retry with the same id across reconnects."""
@@ -470,27 +505,6 @@ class RayzigClient:
         """Installed firmware per part (Rayzig, Raxmega, Raydal, WBxMega, TFT)."""
         return (await self._call(m.GetFirmware(), m.FirmwareList)).versions
 
-    async def list_users(self) -> tuple[GatewayUser, ...]:
-        """Gateway users (Administrator and above)."""
-        return (await self._call(m.ListUsers(), m.UserList)).users
-
-    async def add_user(self, name: str, level: UserLevel, password: str) -> None:
-        """Create a user; the password must pass the policy (PasswordRejectedError)."""
-        await self._call(m.AddUser(name, level, password), m.Ok)
-
-    async def delete_user(self, name: str) -> None:
-        """Delete a user; its enrolled clients lose access at once."""
-        await self._call(m.DeleteUser(name), m.Ok)
-
-    async def list_clients(self) -> tuple[EnrolledClient, ...]:
-        """Every enrolled client key, in client-id order (paged, PROTOCOL.md §5.2)."""
-        clients: list[EnrolledClient] = []
-        while True:
-            page = await self._call(m.ListClients(len(clients)), m.ClientList)
-            clients.extend(page.clients)
-            if len(clients) >= page.total or not page.clients:
-                return tuple(clients)
-
     async def revoke_client(self, client_id: int = 0) -> None:
         """Revoke a client key; 0 revokes this client's own key (used on removal)."""
         if client_id == 0:
@@ -506,43 +520,6 @@ class RayzigClient:
             self._auth_error = ClientRevokedError("This client revoked its own key.")
             return
         await self._call(m.RevokeClient(client_id), m.Ok)
-
-    # --- user limitations (PROTOCOL.md §7.4) -----------------------------------------------
-    # Kept together here, apart from the session and retry machinery above.
-
-    async def set_user_limitation(self, name: str, limitation: UserLimitation | None) -> None:
-        """Limit a User account to modules and outputs or to reading; None lifts the limitation.
-
-        Administrator and above. The user's open sessions end at once, so that its clients
-        reconnect and see only what the limitation covers (their keys stay paired).
-        """
-        await self._call(m.SetUserLimitation(name, limitation), m.Ok)
-
-    async def get_user_limitation(self, name: str | None = None) -> UserLimitation | None:
-        """A user's limitation (None: limited by its level only); without a name, this client's.
-
-        Any user may read its own; another user's needs an Administrator or System user.
-        """
-        if name is None:
-            name = self.info.user if self.info is not None else (await self.get_info()).user
-        return (await self._call(m.GetUserLimitation(name), m.UserLimitationResponse)).limitation
-
-    async def add_limited_user(self, name: str, password: str, limitation: UserLimitation) -> None:
-        """Create a User account and limit it (AddUser, then SetUserLimitation).
-
-        If the limitation is refused (an unknown module, say), the new account is deleted again
-        and the refusal raised, so that no unlimited account is left behind; should that deletion
-        fail too (the link is lost), the account exists without the limitation: check it with
-        :meth:`get_user_limitation`.
-        """
-        name = name.strip()  # as the gateway stores it (PROTOCOL.md §7.3)
-        await self.add_user(name, UserLevel.USER, password)
-        try:
-            await self.set_user_limitation(name, limitation)
-        except RayzigError:
-            with contextlib.suppress(RayzigError):
-                await self.delete_user(name)
-            raise
 
     # --- any request ---------------------------------------------------------------------------
 

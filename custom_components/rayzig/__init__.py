@@ -1,8 +1,9 @@
 """The Rayzig integration: power outputs, telemetry and event logs of a Rayzig mesh.
 
 Setup opens one keyed session to the gateway (failing fast with a clear reason), then hands
-reconnection to the client: entities follow its connection state, and Home Assistant start is
-never blocked by an absent gateway (ConfigEntryNotReady retries in the background).
+reconnection to the client, with a back-off capped for Home Assistant and nudged when the gateway
+answers again (:mod:`.recovery`): entities follow its connection state, and Home Assistant start
+is never blocked by an absent gateway (ConfigEntryNotReady retries in the background).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry, RayzigData
 from .events import RayzigEventImporter
 from .firmware import RayzigFirmwareCoordinator
+from .recovery import RECONNECT_BACKOFF_INITIAL, RECONNECT_BACKOFF_MAX, ReconnectProbe
 from .repairs import (
     async_clear_gateway_key_changed,
     async_delete_entry_issues,
@@ -94,7 +96,13 @@ async def _async_build_client(hass: HomeAssistant, entry: RayzigConfigEntry) -> 
             translation_key="connection_invalid",
             translation_placeholders={"error": str(err)},
         ) from err
-    return RayzigClient(connector, credentials, client_name=CLIENT_NAME)
+    return RayzigClient(
+        connector,
+        credentials,
+        client_name=CLIENT_NAME,
+        backoff_initial=RECONNECT_BACKOFF_INITIAL,
+        backoff_max=RECONNECT_BACKOFF_MAX,
+    )
 
 
 async def _async_connect(hass: HomeAssistant, entry: RayzigConfigEntry) -> RayzigClient:
@@ -148,6 +156,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> bo
         await client.close()
         raise
     coordinator.events = events
+    ReconnectProbe(hass, entry, client).async_start()
     firmware: RayzigFirmwareCoordinator | None = None
     if url := entry.options.get(CONF_UPDATE_SERVER_URL):
         firmware = RayzigFirmwareCoordinator(

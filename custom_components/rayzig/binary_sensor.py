@@ -103,3 +103,8 @@ class RayzigBinarySensor(RayzigModuleEntity, BinarySensorEntity):
             )
         )
         return self.entity_description.value_fn(module, threshold)
+
+    @property
+    def shown_value(self) -> object:
+        """On or off."""
+        return self.is_on

@@ -28,6 +28,7 @@ from .const import (
     DEFAULT_I2C_BUS,
     DEFAULT_PORT,
 )
+from .recovery import async_gateway_seen
 
 I2C_ADDRESS_MIN = 0x08
 I2C_ADDRESS_MAX = 0x77
@@ -155,6 +156,8 @@ class ConnectionSteps(CredentialsSteps):
         existing = await self.async_set_unique_id(serial)
         if existing is not None and existing.data.get(CONF_CONNECTION) == CONNECTION_I2C:
             return self.async_abort(reason="already_configured")
+        if existing is not None:
+            async_gateway_seen(existing)  # announced again: reconnect now if it waits to
         self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
         self._connection = {CONF_CONNECTION: CONNECTION_TCP, CONF_HOST: host, CONF_PORT: port}
         self._discovered_fingerprint = fingerprint

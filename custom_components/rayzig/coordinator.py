@@ -1,24 +1,26 @@
 """Push-first coordinator of one Rayzig gateway.
 
 Gateway notifications (output, telemetry, event-log, membership and firmware changes) update
-the data at once through ``async_set_updated_data``; a slow poll (``list_modules`` +
-``get_info``, interval from the options) is only the safety net. Reconnecting is the client's
-job: the coordinator follows its connection state to mark entities unavailable, logs the loss
-once and the recovery once, and starts reauthentication when the gateway no longer accepts this
-client's key.
+the data at once; a slow poll (``list_modules`` + ``get_info``, interval from the options) is only
+the safety net, and a push does not postpone it. Listeners are told only about what changed
+(:mod:`.site_listeners`): a module's entities when that module's data differ, site listeners when
+membership or the gateway's info do, and every listener once when availability flips (the link
+lost or restored, a poll failing or recovering). Reconnecting is the client's job: the
+coordinator follows its connection state to mark entities unavailable, logs the loss once and the
+recovery once, and starts reauthentication when the gateway no longer accepts this client's key.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, HomeAssistantError
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
 from rayzig_core import (
@@ -43,17 +45,11 @@ from rayzig_core import (
 )
 
 from .const import CONF_POLL_INTERVAL, DEFAULT_POLL_INTERVAL, DOMAIN, MIN_POLL_INTERVAL
+from .devices import async_mirror_changes, async_remove_stale_devices
 from .events import RayzigEventImporter
 from .repairs import async_raise_gateway_key_changed, async_update_weak_password_issue
-from .site_data import (
-    RayzigSiteData,
-    apply_notice,
-    gateway_device_identifier,
-    module_device_identifier,
-    rayzig_firmware,
-    with_module,
-    with_output,
-)
+from .site_data import RayzigSiteData, apply_notice, site_changes, with_module, with_output
+from .site_listeners import SiteListeners
 
 _LOGGER = logging.getLogger(__package__)
 
@@ -103,6 +99,11 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         """A reconnect attempt started since the link went down (its outcome says why)."""
         self._loss_logged = False
         self._poll_buffers: list[list[Notification]] = []
+        self._targets = SiteListeners()
+        self._told: RayzigSiteData | None = None
+        """The data listeners were last told about."""
+        self._told_available: bool | None = None
+        """Whether entities could be available when listeners were last told."""
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -117,6 +118,35 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         entry = self.config_entry
         entry.async_on_unload(self.client.subscribe(self._handle_notification))
         entry.async_on_unload(self.client.subscribe_state(self._handle_state))
+
+    # --- targeted updates -----------------------------------------------------------------------
+
+    @callback
+    def async_add_listener(
+        self, update_callback: CALLBACK_TYPE, context: Any = None
+    ) -> Callable[[], None]:
+        """Listen for changes of module ``context`` (an id), or of the site if None."""
+        remove_target = self._targets.add(update_callback, context)
+        remove = super().async_add_listener(update_callback, context)
+
+        @callback
+        def remove_listener() -> None:
+            remove_target()
+            remove()
+
+        return remove_listener
+
+    @callback
+    def async_update_listeners(self) -> None:
+        """Tell only what changed since the last call; everyone once when availability flips."""
+        available = self.last_update_success and self.connected
+        old, new = self._told, self.data
+        self._told = new
+        if available != self._told_available or old is None or new is None:
+            self._told_available = available
+            super().async_update_listeners()
+        elif old is not new:
+            self._targets.notify(site_changes(old, new))
 
     @callback
     def _handle_state(self, state: ConnectionState) -> None:
@@ -237,8 +267,11 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
 
     @callback
     def _async_publish(self, data: RayzigSiteData) -> None:
+        """Take pushed data (a push proves the link works); the poll stays on its schedule."""
         self._async_track_changes(self.data, data)
-        self.async_set_updated_data(data)
+        self.data = data
+        self.last_update_success = True
+        self.async_update_listeners()
 
     # --- device registry and repairs ------------------------------------------------------------
 
@@ -247,63 +280,13 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
         """Mirror membership, names and firmware in the device registry; raise repairs."""
         if old is None or old.info != new.info:
             async_update_weak_password_issue(self.hass, self.config_entry, new.info)
-        if old is None:
-            return
-        registry = dr.async_get(self.hass)
-        if old.info.firmware != new.info.firmware and self.gateway_device_id is not None:
-            registry.async_update_device(
-                self.gateway_device_id, sw_version=rayzig_firmware(new.info)
-            )
-        new_by_serial = {module.serial: module for module in new.modules.values()}
-        old_by_serial = {module.serial: module for module in old.modules.values()}
-        for serial, module in old_by_serial.items():
-            current = new_by_serial.get(serial)
-            if current is None:
-                _LOGGER.info(
-                    "Module %s is gone (it left the mesh, or a user limitation hides it); "
-                    "removing its device",
-                    module.name,
-                )
-                self._async_remove_module_device(registry, serial)
-            elif (current.name, current.model, current.firmware) != (
-                module.name,
-                module.model,
-                module.firmware,
-            ):
-                self._async_update_module_device(registry, current)
-
-    @callback
-    def _device_for(self, registry: dr.DeviceRegistry, serial: str) -> dr.DeviceEntry | None:
-        identifier = module_device_identifier(serial)
-        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
-            if identifier in device.identifiers:
-                return device
-        return None
-
-    @callback
-    def _async_remove_module_device(self, registry: dr.DeviceRegistry, serial: str) -> None:
-        device = self._device_for(registry, serial)
-        if device is not None:
-            registry.async_remove_device(device.id)
-
-    @callback
-    def _async_update_module_device(self, registry: dr.DeviceRegistry, module: Module) -> None:
-        device = self._device_for(registry, module.serial)
-        if device is not None:
-            registry.async_update_device(
-                device.id, name=module.name, model=module.model, sw_version=module.firmware
-            )
+        if old is not None and old is not new:
+            async_mirror_changes(self.hass, self.config_entry, self.gateway_device_id, old, new)
 
     @callback
     def async_remove_stale_devices(self) -> None:
         """Remove devices of modules that left the mesh while Home Assistant was not looking."""
-        registry = dr.async_get(self.hass)
-        wanted = {gateway_device_identifier(self.data.info.serial)} | {
-            module_device_identifier(module.serial) for module in self.data.modules.values()
-        }
-        for device in dr.async_entries_for_config_entry(registry, self.config_entry.entry_id):
-            if not device.identifiers & wanted:
-                registry.async_remove_device(device.id)
+        async_remove_stale_devices(self.hass, self.config_entry, self.data)
 
     # --- commands -------------------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""Base entity of the Rayzig integration: one device per module, linked to the gateway device."""
+"""Base entity of the Rayzig integration: one device per module, linked to the gateway device.
+
+An entity listens to its own module only (the coordinator's listener context is the module id)
+and writes its state only when what it shows changed: an output's switch is written by that
+output's acknowledgement, not by its neighbour's or by telemetry.
+"""
 
 from __future__ import annotations
 
@@ -81,6 +86,9 @@ def output_label(module: Module, output: Output) -> str | None:
     return name
 
 
+_NOT_WRITTEN: Final = object()
+
+
 class RayzigModuleEntity(CoordinatorEntity[RayzigCoordinator]):
     """An entity of one module (and one of its outputs, where ``output`` is given)."""
 
@@ -92,7 +100,9 @@ class RayzigModuleEntity(CoordinatorEntity[RayzigCoordinator]):
         self, coordinator: RayzigCoordinator, module: Module, key: str, output: int | None = None
     ) -> None:
         """Bind the entity to ``module`` (and ``output``); ``key`` names what it shows."""
-        super().__init__(coordinator)
+        super().__init__(coordinator, context=module.module_id)
+        self._written: object = _NOT_WRITTEN
+        """What the state machine holds from this entity (see :meth:`_shown`)."""
         self.module_id = module.module_id
         self.serial = module.serial
         self.output_index = output
@@ -126,6 +136,28 @@ class RayzigModuleEntity(CoordinatorEntity[RayzigCoordinator]):
         if self.output_index is not None and self.output is None:
             return False
         return module.telemetry.reachable or not self._requires_reachable
+
+    @property
+    def shown_value(self) -> object:
+        """The value this entity's state shows (each platform names its own)."""
+        return None
+
+    def _shown(self) -> tuple[bool, object]:
+        """What a state write would show: availability and the value."""
+        return (self.available, self.shown_value)
+
+    async def async_added_to_hass(self) -> None:
+        """Listen to the module; Home Assistant writes the first state right after this."""
+        await super().async_added_to_hass()
+        self._written = self._shown()
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state only if what it shows changed."""
+        shown = self._shown()
+        if shown != self._written:
+            self._written = shown
+            self.async_write_ha_state()
 
 
 @callback

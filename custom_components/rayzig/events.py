@@ -1,16 +1,22 @@
 """Import module event logs into Home Assistant exactly once (bus events, logbook, event entities).
 
 Each module keeps its own event log (a ring of records with sequence numbers). The importer pulls
-the records after a persisted cursor with :class:`rayzig_core.EventLogSync`, fires one
-``rayzig_event`` per record **with the module's own timestamp** as ``time_fired``, tells the
-module's event entity through the dispatcher, and then stores the cursors in Home Assistant
-storage. A restart or an outage therefore imports each missed record once; records overwritten
-before they could be read arrive as a single ``gap`` event stating how many were lost.
+the records after a persisted cursor with :class:`rayzig_core.EventLogSync` and fires one
+``rayzig_event`` per record **with the module's own timestamp** as ``time_fired``; records
+overwritten before they could be read arrive as a single ``gap`` event stating how many were
+lost. The module's event entity is told only the newest record of each pull: a back-fill of
+thousands of records writes its state once.
 
-Exactly once across crashes: the cursors are written (atomically, flushed to disk) right after
-each module's batch has been fired, and that write is awaited before the next module is pulled.
-Only a crash between firing a batch and the end of its write can fire that one batch again at
-the next start.
+At the pace Home Assistant keeps: records are fired in chunks, each held until the recorder's
+queue is short again (:mod:`.event_recorder`); without a recorder nothing is paced, but the loop
+runs other work between chunks.
+
+Exactly once, across restarts, outages, reloads and crashes (:mod:`.event_cursors`): with a
+recorder, the range about to be fired is written *before* it is fired, and advanced to "stored"
+once the recorder has committed it. A start that finds such a range asks the recorder's database
+which of its records it holds and fires only the others (records never stored are fired again;
+nothing stored is repeated). Without a recorder the cursor is written before each chunk is
+fired, so nothing is fired twice.
 
 Syncs never overlap: every pull runs under one lock, and schedule requests are coalesced into one
 background task (created on the config entry, so it ends on unload).
@@ -19,27 +25,23 @@ background task (created on the config entry, so it ends on unload).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import replace
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.storage import Store
 
 from rayzig_core import (
     ConnectionState,
     Event,
     EventKind,
-    EventLogSync,
     Module,
     ModuleLeft,
-    NotFoundError,
     Notification,
-    OutsideLimitationError,
     RayzigClient,
     RayzigError,
 )
@@ -56,18 +58,25 @@ from .const import (
     CONF_EVENT_IMPORT_WINDOW,
     DEFAULT_EVENT_IMPORT_WINDOW,
     DOMAIN,
-    MANUFACTURER,
-    STORAGE_VERSION,
 )
+from .devices import async_module_device_id
+from .event_cursors import CursorStore
+from .event_pull import LogPuller, Pulled
+from .event_recorder import RecorderPace
 from .logbook_entries import OwnCommands, async_fire_imported
 
 _LOGGER = logging.getLogger(__name__)
 
 ATTR_MODULE_NAME = "module_name"
 ATTR_OUTPUT_NAME = "output_name"
-SAVE_DELAY = 1.0
-"""Seconds the store waits before dropping the cursor of a module that left (nothing is fired
-again if that write is lost); imported batches are written at once."""
+FIRE_CHUNK = 200
+"""Records fired in one go; the recorder's queue (or, without one, the loop) gets a turn after."""
+CONFIRM_AT = 20_000
+"""Fired records not yet known to be stored after which a back-fill waits, between two groups,
+for the recorder to commit them (this bounds what a start after a crash looks up)."""
+CONFIRM_AT_END = 1_000
+"""The same once a sync is done (each wait makes the recorder commit: live records are not
+confirmed one by one)."""
 
 EVENT_KINDS: tuple[str, ...] = tuple(kind.name.lower() for kind in EventKind)
 """Event kinds as they appear in bus events, triggers and the event entity."""
@@ -89,7 +98,7 @@ def output_name(module: Module, output: int | None) -> str | None:
 
 
 def signal_new_event(entry_id: str, module_id: int) -> str:
-    """Dispatcher signal sent with each imported :class:`rayzig_core.Event`."""
+    """Dispatcher signal sent with the newest :class:`rayzig_core.Event` of each pull."""
     return f"{DOMAIN}_{entry_id}_event_{module_id}"
 
 
@@ -101,57 +110,40 @@ class RayzigEventImporter:
         self.hass = hass
         self.entry = entry
         self.client = client
-        # Atomic writes are flushed to disk (fsync): a cursor written after a batch survives a
-        # power cut, not only a crash of Home Assistant.
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.events", atomic_writes=True
-        )
-        self._saved: dict[str, Any] | None = None
-        """The cursors as last written by :meth:`_async_save` (None: not known to be stored)."""
-        self._sync = EventLogSync(client, initial_backlog=self._import_window())
-        self._serials: dict[int, str] = {}
-        """Serial of the module each cursor belongs to (a replaced module starts afresh)."""
+        self._store = CursorStore(hass, entry.entry_id)
+        self._pace = RecorderPace(hass)
+        window = int(entry.options.get(CONF_EVENT_IMPORT_WINDOW, DEFAULT_EVENT_IMPORT_WINDOW))
+        self._puller = LogPuller(client, self._store, self._pace, window)
         self._lock = asyncio.Lock()
         self._pending: set[int] = set()
         self._pending_all = False
         self._task: asyncio.Task[None] | None = None
-        self._unsub_state: CALLBACK_TYPE | None = None
-        self._unsub_notice: CALLBACK_TYPE | None = None
+        self._unsubscribe: list[CALLBACK_TYPE] = []
         self._known: dict[int, Module] = {}
         """Modules as last synced, to name one that leaves the mesh."""
         self._loaded = False
         self._stopped = False
         self.imported = 0
-        """Records imported since setup (diagnostics)."""
+        """Records fired since setup (diagnostics)."""
         self.own_commands = OwnCommands()
         """Commands Home Assistant sent (the switches note them), recognised in the log."""
 
-    def _import_window(self) -> int:
-        return int(self.entry.options.get(CONF_EVENT_IMPORT_WINDOW, DEFAULT_EVENT_IMPORT_WINDOW))
-
     @property
     def cursors(self) -> dict[int, int]:
-        """Module id → sequence number of the last imported record."""
-        return self._sync.cursors
+        """Module id → sequence number of the last record fired."""
+        return {module_id: cursor.imported for module_id, cursor in self._store.cursors.items()}
 
     # --- life cycle ------------------------------------------------------------------------------
 
     async def async_load(self) -> None:
         """Load the cursors from storage and sync again whenever the gateway link comes back."""
-        stored = await self._store.async_load() or {}
-        cursors: dict[int, int] = {}
-        for key, value in dict(stored.get("modules", {})).items():
-            try:
-                module_id = int(key)
-                cursors[module_id] = int(value["seq"])
-                self._serials[module_id] = str(value["serial"])
-            except (KeyError, TypeError, ValueError):
-                _LOGGER.warning("Ignoring a damaged event-log cursor for module %s", key)
-        self._sync = EventLogSync(self.client, cursors, initial_backlog=self._import_window())
-        self._saved = stored
+        await self._store.async_load()
+        self._puller = LogPuller(self.client, self._store, self._pace, self._puller.window)
         self._loaded = True
-        self._unsub_state = self.client.subscribe_state(self._on_connection_state)
-        self._unsub_notice = self.client.subscribe(self._on_notification)
+        self._unsubscribe = [
+            self.client.subscribe_state(self._on_connection_state),
+            self.client.subscribe(self._on_notification),
+        ]
 
     @callback
     def _on_connection_state(self, state: ConnectionState) -> None:
@@ -168,23 +160,21 @@ class RayzigEventImporter:
     @callback
     def _async_module_left(self, module_id: int) -> None:
         module = self._known.pop(module_id, None)
-        seq = self._sync.cursors.get(module_id, 0)
-        self._sync.forget(module_id)
-        self._serials.pop(module_id, None)
-        self._schedule_save()
+        cursor = self._store.cursors.get(module_id)
+        self._store.async_drop(module_id)
         if module is None:
             return
         # No log record tells when: the gateway's notification is the moment it left.
+        seq = cursor.imported if cursor is not None else 0
         event = Event(module_id, seq, time.time(), EventKind.LEFT, None, None, None)
-        self._fire(module, self._device_id(module, create=False), event)
+        self._fire(module, async_module_device_id(self.hass, self.entry, module), [event])
+        async_dispatcher_send(self.hass, signal_new_event(self.entry.entry_id, module_id), event)
 
     async def async_stop(self) -> None:
         """Cancel the sync task and flush the cursors (called on unload)."""
         self._stopped = True
-        for unsub in (self._unsub_state, self._unsub_notice):
-            if unsub is not None:
-                unsub()
-        self._unsub_state = self._unsub_notice = None
+        while self._unsubscribe:
+            self._unsubscribe.pop()()
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -194,7 +184,7 @@ class RayzigEventImporter:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
         if self._loaded:
-            await self._store.async_save(self._data())
+            await self._store.async_save()
 
     async def async_remove(self) -> None:
         """Delete the stored cursors (the config entry was removed)."""
@@ -237,13 +227,22 @@ class RayzigEventImporter:
             wanted_ids = None if module_ids is None else set(module_ids)
             modules = await self._modules(wanted_ids)
             wanted = sorted(modules) if wanted_ids is None else sorted(wanted_ids)
+            remaining = iter([modules[m] for m in wanted if m in modules])
             total = 0
-            for module_id in wanted:
-                module = modules.get(module_id)
-                if module is None:
-                    continue
-                total += await self._sync_module(module)
-            self.imported += total
+            # The next group is pulled from the gateway while the current one is fired.
+            ahead = asyncio.ensure_future(self._puller.group(remaining))
+            try:
+                while group := await ahead:
+                    ahead = asyncio.ensure_future(self._puller.group(remaining))
+                    total += await self._take(group)
+                    await self._async_confirm(CONFIRM_AT)
+            finally:
+                if not ahead.done():
+                    ahead.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await ahead
+                self.imported += total
+            await self._async_confirm(CONFIRM_AT_END)
             return total
 
     async def _modules(self, wanted: set[int] | None) -> dict[int, Module]:
@@ -257,93 +256,93 @@ class RayzigEventImporter:
                 return modules
         return {module.module_id: module for module in await self.client.list_modules()}
 
-    async def _sync_module(self, module: Module) -> int:
-        module_id = module.module_id
-        self._known[module_id] = module
-        if self._serials.get(module_id, module.serial) != module.serial:
-            # Another module took this id: its log has nothing to do with the old cursor.
-            self._sync.forget(module_id)
-        self._serials[module_id] = module.serial
-        try:
-            events = await self._sync.pull(module_id)
-        except (NotFoundError, OutsideLimitationError):  # gone, or no longer ours to read
-            self._sync.forget(module_id)
-            self._serials.pop(module_id, None)
-            self._known.pop(module_id, None)
-            await self._async_save()
-            return 0
-        device_id = self._device_id(module)
-        for event in events:
-            self._fire(module, device_id, event)
-        # Store the cursor before anything else is pulled: from here on a restart does not
-        # fire this batch again. A crash before this write completes does (the one window).
-        await self._async_save()
-        return len(events)
+    async def _take(self, group: list[Pulled]) -> int:
+        """Fire a group's records in paced chunks, their cursors written first; how many."""
+        recorder = self._pace.recorder is not None
+        devices: dict[int, str | None] = {}
+        for pulled in group:
+            module = pulled.module
+            module_id = module.module_id
+            if pulled.cursor is None:
+                self._known.pop(module_id, None)
+                self._store.cursors.pop(module_id, None)
+                continue
+            self._known[module_id] = module
+            cursor = pulled.cursor
+            if pulled.events:
+                devices[module_id] = async_module_device_id(
+                    self.hass, self.entry, module, create=True
+                )
+                if recorder:
+                    times = [event.timestamp for event in pulled.events]
+                    cursor = cursor.firing(pulled.events[-1].seq, min(times), max(times))
+            self._store.cursors[module_id] = cursor
+        # With a recorder: the intent, everything of the group may be fired from here on.
+        await self._store.async_save()
+        records = [(p.module, event) for p in group for event in p.events]
+        for start in range(0, len(records), FIRE_CHUNK):
+            chunk = records[start : start + FIRE_CHUNK]
+            await self._pace.async_room()
+            if self._pace.recorder is None:
+                await self._async_count_before_firing(chunk, devices)
+            self._fire_records(chunk, devices)
+        for pulled in group:
+            if pulled.events:
+                signal = signal_new_event(self.entry.entry_id, pulled.module.module_id)
+                async_dispatcher_send(self.hass, signal, pulled.events[-1])
+        return len(records)
 
-    @callback
-    def _device_id(self, module: Module, *, create: bool = True) -> str | None:
-        """Device-registry id of the module's device (created early if entities are not up yet)."""
-        registry = dr.async_get(self.hass)
-        identifier = (DOMAIN, module.serial)
-        identifiers = {identifier}
-        by_identifier = getattr(registry, "async_get_device_by_identifier", None)
-        if by_identifier is not None:  # pragma: no cover - HA 2026.8+ (async_get_device deprecated)
-            device: dr.DeviceEntry | None = by_identifier(identifier, self.entry.entry_id)
-        else:
-            device = registry.async_get_device(identifiers=identifiers)
-        if device is None:
-            if not create:
-                return None
-            device = registry.async_get_or_create(
-                config_entry_id=self.entry.entry_id,
-                identifiers=identifiers,
-                manufacturer=MANUFACTURER,
-                model=module.model,
-                name=module.name,
-                serial_number=module.serial,
+    async def _async_count_before_firing(
+        self, chunk: list[tuple[Module, Event]], devices: dict[int, str | None]
+    ) -> None:
+        """Without a recorder nothing tells afterwards what was fired: write the chunk's cursors."""
+        for module, event in chunk:
+            cursor = self._store.cursors[module.module_id]
+            self._store.cursors[module.module_id] = replace(
+                cursor, seq=event.seq, fired=None, oldest=None, newest=None
             )
-        return device.id
+        try:
+            await self._store.async_save()
+        except asyncio.CancelledError:
+            # Unloading: the write goes on (shielded), so the chunk goes out with it.
+            self._fire_records(chunk, devices)
+            raise
 
     @callback
-    def _fire(self, module: Module, device_id: str | None, event: Event) -> None:
-        data = {
-            ATTR_DEVICE_ID: device_id,
-            ATTR_MODULE_ID: module.module_id,
-            ATTR_MODULE_NAME: module.name,
-            ATTR_OUTPUT: None if event.output is None else event.output + 1,
-            ATTR_OUTPUT_NAME: output_name(module, event.output),
-            ATTR_KIND: kind_name(event.kind),
-            ATTR_USER: event.user,
-            ATTR_IS_ON: event.is_on,
-            ATTR_SEQ: event.seq,
-            ATTR_LOST: event.lost,
-        }
-        # The logbook row (if any) goes with it; Home Assistant's own commands keep their context.
-        async_fire_imported(self.hass, data, event, self.own_commands.claim(event))
-        async_dispatcher_send(
-            self.hass, signal_new_event(self.entry.entry_id, module.module_id), event
-        )
+    def _fire_records(
+        self, records: list[tuple[Module, Event]], devices: dict[int, str | None]
+    ) -> None:
+        for module, event in records:
+            self._fire(module, devices.get(module.module_id), [event])
 
-    # --- storage ---------------------------------------------------------------------------------
-
-    async def _async_save(self) -> None:
-        """Write the cursors now and wait for the write, unless they are stored as they are."""
-        data = self._data()
-        if data == self._saved:
+    async def _async_confirm(self, threshold: int) -> None:
+        """Once ``threshold`` fired records wait, let the recorder commit; then they are stored."""
+        waiting = sum(cursor.pending for cursor in self._store.cursors.values())
+        if waiting == 0 or waiting < threshold:
             return
-        await self._store.async_save(data)
-        self._saved = data
+        before = dict(self._store.cursors)
+        if await self._pace.async_stored():
+            for module_id, cursor in before.items():
+                if self._store.cursors.get(module_id) is cursor:
+                    self._store.cursors[module_id] = cursor.stored()
+            await self._store.async_save()
 
     @callback
-    def _schedule_save(self) -> None:
-        self._saved = None  # the next _async_save writes whatever is stored by then
-        self._store.async_delay_save(self._data, SAVE_DELAY)
-
-    @callback
-    def _data(self) -> dict[str, Any]:
-        return {
-            "modules": {
-                str(module_id): {"seq": seq, "serial": self._serials.get(module_id, "")}
-                for module_id, seq in sorted(self._sync.cursors.items())
+    def _fire(self, module: Module, device_id: str | None, events: list[Event]) -> None:
+        """Fire each record on the bus at its module time."""
+        for event in events:
+            data = {
+                ATTR_DEVICE_ID: device_id,
+                ATTR_MODULE_ID: module.module_id,
+                ATTR_MODULE_NAME: module.name,
+                ATTR_OUTPUT: None if event.output is None else event.output + 1,
+                ATTR_OUTPUT_NAME: output_name(module, event.output),
+                ATTR_KIND: kind_name(event.kind),
+                ATTR_USER: event.user,
+                ATTR_IS_ON: event.is_on,
+                ATTR_SEQ: event.seq,
+                ATTR_LOST: event.lost,
             }
-        }
+            # The logbook row (if any) goes with it; Home Assistant's own commands keep their
+            # context.
+            async_fire_imported(self.hass, data, event, self.own_commands.claim(event))

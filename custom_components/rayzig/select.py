@@ -72,6 +72,11 @@ class RayzigPresetSelect(RayzigModuleEntity, SelectEntity):
         output = self.output
         return None if output is None else output.preset.name.lower()
 
+    @property
+    def shown_value(self) -> object:
+        """The preset."""
+        return self.current_option
+
     async def async_select_option(self, option: str) -> None:
         """Store a new preset on the module; the state follows the gateway's answer."""
         preset = PRESET_OPTIONS[option]

@@ -101,3 +101,8 @@ class RayzigSensor(RayzigModuleEntity, SensorEntity):
         """The current value."""
         module = self.module
         return None if module is None else self.entity_description.value_fn(module)
+
+    @property
+    def shown_value(self) -> object:
+        """The value."""
+        return self.native_value

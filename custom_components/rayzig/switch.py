@@ -72,6 +72,11 @@ class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
         output = self.output
         return None if output is None else output.is_on
 
+    @property
+    def shown_value(self) -> object:
+        """On or off."""
+        return self.is_on
+
     async def async_turn_on(self, **kwargs: Any) -> None:
         """Switch the output on; the state follows the gateway's acknowledgement."""
         await self._async_set(on=True)
@@ -91,8 +96,8 @@ class RayzigOutputSwitch(RayzigModuleEntity, SwitchEntity):
                 module_id=self.module_id,
             )
             self.async_set_context(context)
+            # The module's listeners write this switch now, while the action's context is set.
             self.coordinator.async_apply_output(self.module_id, output)
-            self.async_write_ha_state()  # now, while the action's context is set
             if (events := self.coordinator.events) is not None:
                 user = self.coordinator.data.info.user
                 events.own_commands.add(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -256,15 +255,13 @@ async def test_back_off_grows_exponentially_up_to_its_cap(
     _, credentials = await pair(owned)
     # The back-off the client asks for, not wall-clock gaps (which a busy machine stretches).
     delays: list[float] = []
-    real_sleep = asyncio.sleep
+    real_wait = RayzigClient._wait_back_off
 
-    async def recording_sleep(delay: float, result: Any = None) -> Any:
-        task = asyncio.current_task()
-        if task is not None and task.get_name() == "rayzig-client-supervisor":
-            delays.append(delay)
-        return await real_sleep(delay, result)
+    async def recording_wait(self: RayzigClient, delay: float) -> None:
+        delays.append(delay)
+        await real_wait(self, delay)
 
-    monkeypatch.setattr(asyncio, "sleep", recording_sleep)
+    monkeypatch.setattr(RayzigClient, "_wait_back_off", recording_wait)
     client = RayzigClient(
         CountingConnector(owned.port),
         credentials,

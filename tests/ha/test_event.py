@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 from homeassistant.components.event import ATTR_EVENT_TYPE, ATTR_EVENT_TYPES
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.dispatcher import async_dispatcher_send
@@ -17,6 +18,7 @@ from rayzig_core.models import Event, EventKind, ModuleKind
 from rayzig_core.testing.gateway import GatewayThread
 
 from .runtime_helpers import entity_id, loaded_entry, site_modules, wait_for
+from .test_events import flood
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +114,54 @@ async def test_event_entity_for_joined_module_and_stale_id(
         )
         await hass.async_block_till_done()
         assert hass.states.get(event_entity).attributes.get(ATTR_EVENT_TYPE) != "battery_low"
+
+
+async def test_event_entity_restores_its_last_event_stored_while_unavailable(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unloaded while the gateway is away, the entity still shows its last event when back."""
+    module = site_modules(gateway)[0]
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        event_entity = entity_id(hass, "event", f"{module.serial}_event")
+        await wait_for(
+            hass, lambda: hass.states.get(event_entity).attributes.get(ATTR_EVENT_TYPE) is not None
+        )
+        before = hass.states.get(event_entity)
+        gateway.stop()
+        await wait_for(hass, lambda: hass.states.get(event_entity).state == STATE_UNAVAILABLE)
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()
+        gateway.start()
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        after = hass.states.get(event_entity)
+        assert after.state == before.state
+        assert after.attributes[ATTR_EVENT_TYPE] == "power_on"
+        assert after.attributes["seq"] == before.attributes["seq"]
+
+
+async def test_back_fill_writes_the_event_entity_once(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thousands of back-filled records: the entity shows the newest, written once."""
+    module = site_modules(gateway)[0]
+    async with loaded_entry(hass, config_entry, monkeypatch) as entry:
+        event_entity = entity_id(hass, "event", f"{module.serial}_event")
+        importer = entry.runtime_data.events
+        await wait_for(hass, lambda: module.module_id in importer.cursors)
+        flood(gateway, module.module_id, 2_000)
+        writes: list[str] = []
+        hass.bus.async_listen(
+            EVENT_STATE_CHANGED,
+            lambda event: writes.append(event.data["entity_id"]),
+        )
+        assert await importer.async_sync([module.module_id]) == 2_000
+        await hass.async_block_till_done()
+        assert writes.count(event_entity) == 1
+        assert hass.states.get(event_entity).attributes["seq"] == importer.cursors[module.module_id]

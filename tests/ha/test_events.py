@@ -26,8 +26,11 @@ from custom_components.rayzig.const import (
     DOMAIN,
     EVENT_RAYZIG,
 )
+from custom_components.rayzig.event_cursors import ModuleCursor
+from custom_components.rayzig.event_pull import unstored
 from custom_components.rayzig.events import (
     EVENT_KINDS,
+    FIRE_CHUNK,
     RayzigEventImporter,
     kind_name,
     signal_new_event,
@@ -289,27 +292,26 @@ async def test_exactly_once_across_restart(
     assert key not in hass_storage
 
 
-async def test_cursor_saved_right_after_each_batch(
+async def test_cursor_written_before_each_chunk_without_recorder(
     hass: HomeAssistant,
     config_entry: MockConfigEntry,
     client: RayzigClient,
     gateway: GatewayThread,
     hass_storage: dict[str, Any],
 ) -> None:
-    """Each module's batch is fired, then its cursor is written (awaited) before the next pull."""
+    """Without a recorder, each chunk's cursor is written (awaited) before the chunk is fired."""
     config_entry.add_to_hass(hass)
     key = f"{DOMAIN}.{config_entry.entry_id}.events"
     importer = await new_importer(hass, config_entry, client)
     assert await importer.async_sync() == MODULES
-    # Written at once: no delay, no unload needed.
     assert {
         int(m): c["seq"] for m, c in stored_modules(hass_storage, key).items()
     } == dict.fromkeys(range(1, MODULES + 1), 1)
 
-    # What is stored at the moment each record is fired: the module's own batch is not yet
-    # stored while it fires, the batch of the module synced before it already is.
+    # What is stored at the moment each record is fired: its own chunk already. Both modules
+    # are pulled into one group, fired in chunks of FIRE_CHUNK records across them.
     switch(gateway, 1, 2)
-    switch(gateway, 2, 3)
+    flood(gateway, 2, FIRE_CHUNK + 3)
     at_fire: list[tuple[int, int, dict[int, int]]] = []
 
     @callback
@@ -318,26 +320,22 @@ async def test_cursor_saved_right_after_each_batch(
         at_fire.append((event.data["module_id"], event.data["seq"], stored))
 
     hass.bus.async_listen(EVENT_RAYZIG, on_event)
-    assert await importer.async_sync([1, 2]) == 5
-    assert [(module, seq) for module, seq, _ in at_fire] == [
-        (1, 2),
-        (1, 3),
-        (2, 2),
-        (2, 3),
-        (2, 4),
-    ]
-    for module, _, stored in at_fire:
-        assert stored[1] == (1 if module == 1 else 3)
-        assert stored[2] == 1
-    assert stored_modules(hass_storage, key)["2"]["seq"] == 4
+    assert await importer.async_sync([1, 2]) == FIRE_CHUNK + 5
+    fired = [(module, seq) for module, seq, _ in at_fire]
+    assert fired == [(1, 2), (1, 3)] + [(2, seq) for seq in range(2, FIRE_CHUNK + 5)]
+    # The first chunk ends with module 2's record FIRE_CHUNK - 1: two of module 1's came first.
+    for module, seq, stored in at_fire:
+        if module == 1:
+            chunk_end = 3
+        else:
+            chunk_end = FIRE_CHUNK - 1 if seq <= FIRE_CHUNK - 1 else FIRE_CHUNK + 4
+        assert stored[module] == chunk_end, (module, seq, stored[module])
+    assert stored_modules(hass_storage, key)["2"]["seq"] == FIRE_CHUNK + 4
 
     # Nothing new: nothing is written.
-    with patch.object(importer._store, "async_save", wraps=importer._store.async_save) as save:
+    with patch.object(importer._store._store, "async_save") as save:
         assert await importer.async_sync() == 0
         save.assert_not_called()
-        switch(gateway, 3, 1)
-        assert await importer.async_sync() == 1
-        save.assert_called_once()
     await importer.async_stop()
 
 
@@ -345,50 +343,43 @@ class Crash(BaseException):
     """Home Assistant dying (power cut) at a chosen moment."""
 
 
-async def test_crash_repeats_only_the_unsaved_batch(
+@pytest.mark.parametrize("crash_at", ["cursor_write", "after_firing"])
+async def test_crash_without_recorder_fires_nothing_twice(
     hass: HomeAssistant,
     config_entry: MockConfigEntry,
     client: RayzigClient,
     gateway: GatewayThread,
-    hass_storage: dict[str, Any],
+    crash_at: str,
 ) -> None:
-    """A crash after a batch is fired but before its cursor is written repeats that batch only."""
+    """Without a recorder: a chunk whose cursor write was cut short fires at the next start;
+    one that was fired is never fired again."""
     config_entry.add_to_hass(hass)
     importer = await new_importer(hass, config_entry, client)
     await importer.async_sync()
     switch(gateway, 1, 2)
     switch(gateway, 2, 3)
     seen = capture(hass)
-    save = importer._store.async_save
-    saves = 0
+    records = [(1, 2), (1, 3), (2, 2), (2, 3), (2, 4)]
 
-    async def crash_on_second_save(data: dict[str, Any]) -> None:
-        nonlocal saves
-        saves += 1
-        if saves == 2:
-            raise Crash
-        await save(data)
+    async def crash(*_: Any) -> None:
+        raise Crash
 
-    with (
-        patch.object(importer._store, "async_save", crash_on_second_save),
-        pytest.raises(Crash),
-    ):
+    target = (
+        patch.object(importer._store._store, "async_save", crash)
+        if crash_at == "cursor_write"
+        else patch.object(importer, "_async_confirm", crash)
+    )
+    with target, pytest.raises(Crash):
         await importer.async_sync([1, 2])
-    # Module 1's batch was fired and stored; module 2's was fired, then the crash.
-    assert [(e.data["module_id"], e.data["seq"]) for e in seen] == [
-        (1, 2),
-        (1, 3),
-        (2, 2),
-        (2, 3),
-        (2, 4),
-    ]
+    fired = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert fired == ([] if crash_at == "cursor_write" else records)
 
-    # The next start (a new importer on what was stored) fires module 2's batch once more, and
-    # nothing of module 1.
+    # The next start (a new importer on what was stored) fires what had not been fired, once.
     seen.clear()
     importer = await new_importer(hass, config_entry, client)
-    assert await importer.async_sync([1, 2]) == 3
-    assert [(e.data["module_id"], e.data["seq"]) for e in seen] == [(2, 2), (2, 3), (2, 4)]
+    await importer.async_sync([1, 2])
+    again = [(e.data["module_id"], e.data["seq"]) for e in seen]
+    assert again == ([] if crash_at == "after_firing" else records)
     await importer.async_stop()
 
 
@@ -526,7 +517,9 @@ async def test_replaced_and_removed_modules(
     assert not [e for e in seen if e.data["kind"] == "gap"]
     await importer.async_stop()
     stored = hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"]["data"]["modules"]
-    assert stored["8"] == {"seq": 21, "serial": "RZ9999999"}
+    assert stored["8"]["seq"] == 21
+    assert stored["8"]["serial"] == "RZ9999999"
+    assert stored["8"]["fired"] is None  # no recorder: nothing is pending
     importer = await new_importer(hass, config_entry, client)
 
     # The coordinator still lists a module the gateway no longer knows: its cursor goes.
@@ -687,3 +680,100 @@ async def test_module_leaving_fires_left(
         importer._async_module_left(4242)
         await hass.async_block_till_done()
         assert len([e for e in seen if e.data["kind"] == "left"]) == 1
+
+
+def test_unstored_drops_what_the_database_holds() -> None:
+    """In a range a crash left fired, only records never stored remain; gaps are recounted."""
+
+    def record(seq: int, kind: EventKind = EventKind.COMMAND, lost: int = 0) -> Event:
+        return Event(1, seq, 1_700_000_000.0 + seq, kind, 0, "automation", True, lost=lost)
+
+    cursor = ModuleCursor(5, "RZ1", fired=12, oldest=0.0, newest=1.0)
+    # Records 6..10 were overwritten since; 6 and 7 had been stored, 11 too.
+    pulled = [record(10, EventKind.GAP, lost=5), record(11), record(12), record(13)]
+    kept = unstored(pulled, cursor, {6, 7, 11})
+    assert [(e.seq, e.kind, e.lost) for e in kept] == [
+        (10, EventKind.GAP, 3),
+        (12, EventKind.COMMAND, 0),
+        (13, EventKind.COMMAND, 0),
+    ]
+    # A gap whose records were all stored is no gap at all.
+    assert unstored(pulled[:2], cursor, {6, 7, 8, 9, 10, 11}) == []
+
+
+async def test_fired_range_left_without_recorder_counts_as_fired(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    """A range left fired by a run with a recorder, now without one: nothing is repeated."""
+    config_entry.add_to_hass(hass)
+    serial = gateway.call(lambda gw: gw.site.module(1).serial)
+    key = f"{DOMAIN}.{config_entry.entry_id}.events"
+    hass_storage[key] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": key,
+        "data": {
+            "modules": {"1": {"seq": 0, "serial": serial, "fired": 1, "oldest": 1.0, "newest": 1.0}}
+        },
+    }
+    seen = capture(hass)
+    importer = await new_importer(hass, config_entry, client)
+    switch(gateway, 1, 1)
+    assert await importer.async_sync([1]) == 1
+    assert [e.data["seq"] for e in seen] == [2]
+    assert importer._store.cursors[1] == ModuleCursor(2, serial)
+    await importer.async_stop()
+
+
+async def test_unload_during_a_cursor_write(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    """Unloading while a chunk's cursor is written: the write finishes first, the chunk fires."""
+    config_entry.add_to_hass(hass)
+    importer = await new_importer(hass, config_entry, client)
+    await importer.async_sync([1])
+    switch(gateway, 1, 2)
+    seen = capture(hass)
+    store = importer._store._store
+    write = store._async_write_data
+    writes: list[int] = []
+    started = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def slow_write(path: str, data: dict[str, Any]) -> None:
+        writes.append(data["data"]["modules"]["1"]["seq"])
+        if len(writes) == 1:
+            started.set()
+            await gate.wait()  # the disk is slow
+        await write(path, data)
+
+    with patch.object(store, "_async_write_data", slow_write):
+        importer.async_schedule_sync(1)
+        sync = importer._task
+        assert sync is not None
+        await started.wait()
+        stop = asyncio.create_task(importer.async_stop())
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # The sync was cancelled, its chunk fired; the final write waits for the first.
+        assert sync.done()
+        assert [e.data["seq"] for e in seen] == [2, 3]
+        assert writes == [3]
+        assert not stop.done()
+        gate.set()
+        await stop
+    assert (
+        hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"]["data"]["modules"]["1"]["seq"] == 3
+    )
+    seen.clear()
+    importer = await new_importer(hass, config_entry, client)
+    assert await importer.async_sync([1]) == 0
+    await importer.async_stop()

@@ -1,0 +1,198 @@
+"""Event import at the recorder's pace: chunks wait while its queue is long.
+
+The real recorder cannot be made slow on purpose, so a stand-in takes its place in
+``hass.data``: its queue grows by one per ``rayzig_event`` (as the recorder's does) and drains only
+when the test says so. Time is Home Assistant's test clock (``async_fire_time_changed``); the test
+waits for the importer to look at the queue, never for time to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from homeassistant.core import Event as HaEvent
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.recorder import DATA_INSTANCE
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+
+from custom_components.rayzig.const import DOMAIN, EVENT_RAYZIG
+from custom_components.rayzig.event_recorder import BACKLOG_BOUND, PACE_INTERVAL
+from custom_components.rayzig.events import CONFIRM_AT_END, FIRE_CHUNK, RayzigEventImporter
+from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpConnector
+
+from .test_events import capture, flood
+
+LIMIT = 60.0
+"""Only a safety net against a hanging test: every wait below ends on an event."""
+
+
+class SlowRecorder:
+    """Stands in for the recorder: a queue that grows with each event and drains on request."""
+
+    recording = True
+    exclude_event_types: frozenset[str] = frozenset()
+
+    def __init__(self, hass: HomeAssistant) -> None:
+        self.queue = 0
+        self.commits = 0
+        self.looked = asyncio.Event()
+        """Set whenever the importer reads the queue's length while it is above the bound."""
+        self.async_db_ready: asyncio.Future[bool] = hass.loop.create_future()
+        self.async_db_ready.set_result(True)
+        hass.bus.async_listen(EVENT_RAYZIG, self._on_event)
+
+    @callback
+    def _on_event(self, event: HaEvent[dict[str, Any]]) -> None:
+        self.queue += 1
+
+    @property
+    def backlog(self) -> int:
+        if self.queue > BACKLOG_BOUND:
+            self.looked.set()
+        return self.queue
+
+    async def async_block_till_done(self) -> None:
+        """Everything given so far is written and committed."""
+        self.queue = 0
+        self.commits += 1
+
+
+@pytest.fixture
+async def client(
+    gateway: GatewayThread, credentials: ClientCredentials
+) -> AsyncIterator[RayzigClient]:
+    """A connected client of the gateway, closed after the test."""
+    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
+    await client.connect()
+    yield client
+    await client.close()
+
+
+async def looked_again(hass: HomeAssistant, recorder: SlowRecorder) -> None:
+    """Let Home Assistant's clock pass one pacing interval; wait until the queue was read."""
+    recorder.looked.clear()
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=PACE_INTERVAL * 2))
+    async with asyncio.timeout(LIMIT):
+        await recorder.looked.wait()
+
+
+async def test_chunks_wait_while_the_recorder_queue_is_long(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+    hass_storage: dict[str, Any],
+) -> None:
+    config_entry.add_to_hass(hass)
+    recorder = SlowRecorder(hass)
+    hass.data[DATA_INSTANCE] = recorder  # type: ignore[assignment]
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    await importer.async_sync([1])
+    recorder.queue = 0
+    records = 10 * FIRE_CHUNK
+    flood(gateway, 1, records)
+    seen = capture(hass)
+
+    sync = asyncio.create_task(importer.async_sync([1]))
+    async with asyncio.timeout(LIMIT):
+        await recorder.looked.wait()
+    # Chunks went out while the queue held at most the bound; the next one waits.
+    fired = (BACKLOG_BOUND // FIRE_CHUNK + 1) * FIRE_CHUNK
+    assert len(seen) == fired
+    assert recorder.queue == fired
+    # The whole pull may be fired from here on: that range is on disk before any was fired
+    # (with the first sync's record, which the recorder has not been asked to commit yet).
+    stored = hass_storage[f"{DOMAIN}.{config_entry.entry_id}.events"]["data"]["modules"]["1"]
+    assert (stored["seq"], stored["fired"]) == (0, 1 + records)
+
+    # Time passes, the queue stays long: still nothing.
+    await looked_again(hass, recorder)
+    await looked_again(hass, recorder)
+    assert len(seen) == fired
+    assert not sync.done()
+
+    # The recorder catches up: the rest follows, each record once.
+    recorder.queue = 0
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=PACE_INTERVAL * 2))
+    async with asyncio.timeout(LIMIT):
+        assert await sync == records
+    assert [e.data["seq"] for e in seen] == list(range(2, 2 + records))
+    # Once the sync is done, the recorder is asked to commit what it holds: the cursor says
+    # they are stored.
+    assert records >= CONFIRM_AT_END
+    assert recorder.commits == 1
+    assert importer._store.cursors[1].fired is None
+    assert importer._store.cursors[1].seq == 1 + records
+    assert importer._pace.held == 1
+    await importer.async_stop()
+
+
+async def test_no_pacing_for_a_recorder_that_excludes_rayzig_events(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    config_entry.add_to_hass(hass)
+    recorder = SlowRecorder(hass)
+    recorder.exclude_event_types = frozenset({EVENT_RAYZIG})
+    recorder.queue = 10 * BACKLOG_BOUND
+    hass.data[DATA_INSTANCE] = recorder  # type: ignore[assignment]
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    await importer.async_sync([2])
+    flood(gateway, 2, 3 * FIRE_CHUNK)
+    assert await importer.async_sync([2]) == 3 * FIRE_CHUNK
+    assert importer._pace.held == 0
+    assert importer._store.cursors[2].fired is None
+    await importer.async_stop()
+
+
+async def test_a_recorder_without_database_cannot_confirm(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """A recorder whose database failed to start stores nothing: fired ranges stay fired."""
+    config_entry.add_to_hass(hass)
+    recorder = SlowRecorder(hass)
+    recorder.async_db_ready = hass.loop.create_future()
+    recorder.async_db_ready.set_result(False)
+    hass.data[DATA_INSTANCE] = recorder  # type: ignore[assignment]
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    flood(gateway, 4, CONFIRM_AT_END)
+    await importer.async_sync([4])
+    assert importer._store.cursors[4].fired == importer.cursors[4]
+    assert recorder.commits == 0
+    await importer.async_stop()
+
+    # The next start cannot look anything up: the range counts as fired, nothing is repeated.
+    seen = capture(hass)
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    assert await importer.async_sync([4]) == 0
+    assert seen == []
+    assert importer._store.cursors[4].fired is None
+    await importer.async_stop()
+
+
+def test_options_state_the_database_cost() -> None:
+    """The import window's description says what a large window costs, in every language."""
+    component = Path(__file__).resolve().parents[2] / "custom_components" / "rayzig"
+    for name in ("strings.json", "translations/en.json", "translations/de.json"):
+        strings = json.loads((component / name).read_text(encoding="utf-8"))
+        text = strings["options"]["step"]["init"]["data_description"]["event_import_window"]
+        assert "400" in text, name
+        assert "3,3 MB" in text or "3.3 MB" in text, name
