@@ -162,7 +162,7 @@ def _report(runs: list[SizeRun], workload: Workload, seconds: float) -> BenchRes
         summaries[label] = {k: Summary.of(r.latencies) for k, r in run.kinds.items()}
         details.append(
             f"site {label}: {run.shape.modules} modules, {run.switches} switches, "
-            f"{run.entities} Rayzig entities; entry set up in {run.setup_seconds:.2f} s"
+            f"{run.entities} enabled Rayzig entities; entry set up in {run.setup_seconds:.2f} s"
         )
         for kind in KINDS:
             record = run.kinds[kind]

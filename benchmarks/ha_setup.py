@@ -165,7 +165,8 @@ def _report(runs: list[SetupRun], seconds: float) -> BenchResult:
     rows: list[Row] = []
     details = [
         "each size in a fresh process; setup = config_entries.async_add until it returned; "
-        "settled = until Home Assistant had nothing queued; RSS after a full collection",
+        "settled = until Home Assistant had nothing queued; RSS after a full collection; "
+        "entities = enabled ones (the link-quality sensors are disabled by default)",
         "     site | modules | outputs | entities | setup s | settled s | ms/entity | "
         "RSS started | growth | kept after unload",
     ]

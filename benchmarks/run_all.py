@@ -1,12 +1,13 @@
-"""Run every benchmark and rewrite the results sections of docs/PERFORMANCE.md.
+"""Run the benchmarks of a group and rewrite its results section of docs/PERFORMANCE.md.
 
 ``.venv/bin/python benchmarks/run_all.py`` (or ``-m benchmarks.run_all``) runs them in turn, prints
-each one's figures and RATIO, then replaces what lies between the results markers of each group in
+each one's figures and RATIO, then replaces what lies between the group's results markers in
 docs/PERFORMANCE.md with a table of this run and the machine it ran on. There are two groups: the
-I2C bus benchmarks (``bus``) and the Home Assistant-level ones (``ha``, which need Home Assistant
-installed and are imported only when they run). ``--group NAME`` runs one group (and rewrites only
-its section); ``--quick`` runs the Home Assistant ones on smaller workloads; ``--no-write`` leaves
-the document alone; ``--only NAME`` runs some of them. Quick runs and ``--only`` never rewrite it.
+I2C bus benchmarks (``bus``, the default, about a minute) and the Home Assistant-level ones (``ha``,
+which need Home Assistant installed and are imported only when they run; far longer). ``--group``
+picks ``bus``, ``ha`` or ``all``; ``--quick`` runs the Home Assistant ones on smaller workloads;
+``--no-write`` leaves the document alone; ``--only NAME`` runs some of them. Quick runs and
+``--only`` never rewrite it.
 """
 
 from __future__ import annotations
@@ -123,14 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; rewrite docs/PERFORMANCE.md unless told not to."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=[*BENCHMARKS, *HA_BENCHMARKS])
-    parser.add_argument("--group", choices=sorted(GROUPS), help="run one group only")
+    parser.add_argument(
+        "--group", choices=[*GROUPS, "all"], default="bus", help="which benchmarks (bus)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smaller Home Assistant workloads (no rewrite)"
     )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite the document")
     parser.add_argument("--document", type=Path, default=DOCUMENT)
     args = parser.parse_args(argv)
-    groups = [GROUPS[args.group]] if args.group else list(GROUPS.values())
+    groups = list(GROUPS.values()) if args.group == "all" or args.only else [GROUPS[args.group]]
     names = args.only or [name for group in groups for name in group.names]
     started = time.perf_counter()
     written: list[tuple[Group, list[BenchResult], dict[str, str], dict[str, str]]] = []

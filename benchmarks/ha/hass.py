@@ -178,9 +178,12 @@ def rayzig_entry(
 
 
 def entities_of(hass: HomeAssistant, entry: ConfigEntry, domain: str | None = None) -> list[str]:
-    """Entity ids of ``entry`` (of one ``domain`` if given), sorted."""
+    """Enabled entity ids of ``entry`` (of one ``domain`` if given), sorted.
+
+    Entities disabled by default (the link-quality sensors) are registered but have no state.
+    """
     return sorted(
         item.entity_id
         for item in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
-        if domain is None or item.domain == domain
+        if item.disabled_by is None and (domain is None or item.domain == domain)
     )
