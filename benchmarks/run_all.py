@@ -1,20 +1,24 @@
-"""Run every benchmark and rewrite the results section of docs/PERFORMANCE.md.
+"""Run the benchmarks of a group and rewrite its results section of docs/PERFORMANCE.md.
 
 ``.venv/bin/python benchmarks/run_all.py`` (or ``-m benchmarks.run_all``) runs them in turn, prints
-each one's figures and RATIO, then replaces what lies between the results markers of
-docs/PERFORMANCE.md with a table of this run and the machine it ran on. ``--no-write`` leaves the
-document alone; ``--only NAME`` runs some of them (the document is then not rewritten);
-``--soak-commands N`` runs the soak with N commands per leg instead of its full 10,000 (about a
-minute on the development machine).
+each one's figures and RATIO, then replaces what lies between the group's results markers in
+docs/PERFORMANCE.md with a table of this run and the machine it ran on. There are two groups: the
+I2C bus benchmarks (``bus``, the default, about a minute) and the Home Assistant-level ones (``ha``,
+which need Home Assistant installed and are imported only when they run; far longer). ``--group``
+picks ``bus``, ``ha`` or ``all``; ``--quick`` runs the Home Assistant ones on smaller workloads;
+``--no-write`` leaves the document alone; ``--only NAME`` runs some of them; ``--soak-commands N``
+runs the soak with N commands per leg instead of its full 10,000 (about a minute on the development
+machine). Quick runs and ``--only`` never rewrite it.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import importlib
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -33,6 +37,8 @@ from benchmarks.common import BenchResult, machine_info
 
 BEGIN = "<!-- results:begin (written by benchmarks/run_all.py) -->"
 END = "<!-- results:end -->"
+HA_BEGIN = "<!-- ha-results:begin (written by benchmarks/run_all.py) -->"
+HA_END = "<!-- ha-results:end -->"
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "PERFORMANCE.md"
 
 BENCHMARKS: dict[str, Callable[[], BenchResult]] = {
@@ -44,17 +50,54 @@ BENCHMARKS: dict[str, Callable[[], BenchResult]] = {
     idle_sockets.NAME: idle_sockets.run,
     attack_flood.NAME: attack_flood.run,
 }
+"""The I2C bus benchmarks (group ``bus``)."""
+HA_BENCHMARKS = ("ha_setup", "ha_command", "ha_import", "ha_recovery")
+"""The Home Assistant-level benchmarks (group ``ha``): modules ``benchmarks.<name>`` with
+``run(workload)`` and the workloads ``FULL`` and ``QUICK``; imported when they run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Benchmarks whose results share one section of the document."""
+
+    names: tuple[str, ...]
+    begin: str
+    end: str
+
+
+GROUPS = {
+    "bus": Group(tuple(BENCHMARKS), BEGIN, END),
+    "ha": Group(HA_BENCHMARKS, HA_BEGIN, HA_END),
+}
+
+
+def run_one(name: str, *, quick: bool = False, soak_commands: int | None = None) -> BenchResult:
+    """Run one benchmark by name (a Home Assistant one on its quick workload if asked)."""
+    if name == soak.NAME and soak_commands is not None:
+        return soak.run(soak_commands)
+    if name in BENCHMARKS:
+        return BENCHMARKS[name]()
+    module = importlib.import_module(f"benchmarks.{name}")
+    result: BenchResult = module.run(module.QUICK if quick else module.FULL)
+    return result
 
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def render(results: list[BenchResult], before: dict[str, str], after: dict[str, str]) -> str:
-    """The Markdown that goes between the markers."""
+def render(
+    results: list[BenchResult],
+    before: dict[str, str],
+    after: dict[str, str],
+    *,
+    begin: str = BEGIN,
+    end: str = END,
+) -> str:
+    """The Markdown that goes between the markers ``begin`` and ``end``."""
     total = sum(result.seconds for result in results)
     lines = [
-        BEGIN,
+        begin,
         "",
         f"Run of {before['date']} on **{before['cpu']}**, {before['cores']} cores, "
         f"{before['python']}, {before['os']}; load average (1, 5, 15 min) "
@@ -77,24 +120,30 @@ def render(results: list[BenchResult], before: dict[str, str], after: dict[str, 
         lines += ["```text", f"== {result.title} ({result.name}) =="]
         lines += [f"  {line}" for line in result.details]
         lines += ["```", ""]
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-def rewrite(document: Path, section: str) -> None:
-    """Replace the text between the markers of ``document`` with ``section``."""
+def rewrite(document: Path, section: str, *, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the text from marker ``begin`` to marker ``end`` of ``document`` with ``section``."""
     text = document.read_text(encoding="utf-8")
-    start = text.find(BEGIN)
-    stop = text.find(END)
+    start = text.find(begin)
+    stop = text.find(end)
     if start < 0 or stop < start:
         raise SystemExit(f"{document}: results markers not found")
-    document.write_text(text[:start] + section + text[stop + len(END) :], encoding="utf-8")
+    document.write_text(text[:start] + section + text[stop + len(end) :], encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; rewrite docs/PERFORMANCE.md unless told not to."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument("--only", action="append", choices=[*BENCHMARKS, *HA_BENCHMARKS])
+    parser.add_argument(
+        "--group", choices=[*GROUPS, "all"], default="bus", help="which benchmarks (bus)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller Home Assistant workloads (no rewrite)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite the document")
     parser.add_argument("--document", type=Path, default=DOCUMENT)
     parser.add_argument(
@@ -105,23 +154,31 @@ def main(argv: list[str] | None = None) -> int:
         help=f"commands per leg of the soak (default the full {soak.FULL_COMMANDS})",
     )
     args = parser.parse_args(argv)
-    names = args.only or list(BENCHMARKS)
-    before = machine_info()
-    print(f"machine: {before}")
+    groups = list(GROUPS.values()) if args.group == "all" or args.only else [GROUPS[args.group]]
+    names = args.only or [name for group in groups for name in group.names]
     started = time.perf_counter()
-    results: list[BenchResult] = []
-    for name in names:
-        bench = BENCHMARKS[name]
-        if name == soak.NAME:
-            bench = functools.partial(soak.run, args.soak_commands)
-        result = bench()
-        result.print()
-        results.append(result)
-    after = machine_info()
-    print(f"all benchmarks: {time.perf_counter() - started:.0f} s; load after: {after['load']}")
-    if args.only or args.no_write:
+    written: list[tuple[Group, list[BenchResult], dict[str, str], dict[str, str]]] = []
+    for group in groups:
+        wanted = [name for name in group.names if name in names]
+        if not wanted:
+            continue
+        before = machine_info()
+        print(f"machine: {before}")
+        results: list[BenchResult] = []
+        for name in wanted:
+            result = run_one(name, quick=args.quick, soak_commands=args.soak_commands)
+            result.print()
+            results.append(result)
+        written.append((group, results, before, machine_info()))
+    print(
+        f"all benchmarks: {time.perf_counter() - started:.0f} s; load after: "
+        f"{machine_info()['load']}"
+    )
+    if args.only or args.no_write or args.quick:
         return 0
-    rewrite(args.document, render(results, before, after))
+    for group, results, before, after in written:
+        section = render(results, before, after, begin=group.begin, end=group.end)
+        rewrite(args.document, section, begin=group.begin, end=group.end)
     print(f"results written to {args.document}")
     return 0
 

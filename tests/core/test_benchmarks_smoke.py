@@ -3,6 +3,8 @@
 The benchmarks (``benchmarks/``, docs/PERFORMANCE.md) are not tests: their figures depend on the
 machine. This only keeps them from rotting: each one runs end to end on a tiny workload and must
 report finite figures and a results table. No assertion looks at a duration or a ratio's value.
+The Home Assistant-level benchmarks need Home Assistant: their smoke run is
+tests/ha/test_benchmarks_smoke.py.
 """
 
 from __future__ import annotations
@@ -111,3 +113,23 @@ def test_run_all_refuses_a_document_without_markers(tmp_path: Path) -> None:
     document.write_text("# nothing to replace\n")
     with pytest.raises(SystemExit):
         run_all.rewrite(document, "x")
+
+
+def test_run_all_rewrites_each_group_in_its_own_section(tmp_path: Path) -> None:
+    document = tmp_path / "PERFORMANCE.md"
+    document.write_text(
+        f"# Head\n\n{run_all.BEGIN}\nold bus\n{run_all.END}\n\n## Home Assistant\n\n"
+        f"{run_all.HA_BEGIN}\nold ha\n{run_all.HA_END}\n\n## Tail\n"
+    )
+    results = [handshake.run(iterations=2, warmup=0)]
+    info = machine_info()
+    group = run_all.GROUPS["ha"]
+    section = run_all.render(results, info, info, begin=group.begin, end=group.end)
+    run_all.rewrite(document, section, begin=group.begin, end=group.end)
+    text = document.read_text()
+    assert "old bus" in text
+    assert "old ha" not in text
+    assert text.index(run_all.HA_BEGIN) > text.index("## Home Assistant")
+    assert text.endswith(f"{run_all.HA_END}\n\n## Tail\n")
+    assert set(run_all.GROUPS) == {"bus", "ha"}
+    assert set(run_all.GROUPS["bus"].names) == set(run_all.BENCHMARKS)
