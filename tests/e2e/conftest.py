@@ -1,8 +1,9 @@
 """Fixtures of the end-to-end test: the real demo stack on loopback and Debian's Chromium.
 
-* ``virtual_gateway``: ``rayzig virtual-gateway --port 0 --simulate 2 --advertise --json`` with its
-  state in the test's temporary directory; its JSON banner gives the port, serial, fingerprint, the
-  one-time default password and its zeroconf name (announced on loopback, as in the demo).
+* ``virtual_gateway``: ``rayzig virtual-gateway --port 0 --simulate 2 --prefill-events 2000
+  --advertise --json`` with its state in the test's temporary directory (a new site with about ten
+  days of event logs, as scripts/demo makes one); its JSON banner gives the port, serial,
+  fingerprint, the one-time default password and its zeroconf name (announced on loopback).
 * ``home_assistant``: ``hass --config <copy of config/configuration.yaml> --skip-pip`` with the
   repository on PYTHONPATH (custom_components/rayzig loaded in place), on a free loopback port,
   with the empty automations.yaml, scenes.yaml and scripts.yaml that scripts/demo creates.
@@ -41,6 +42,8 @@ from .helpers import (
 )
 
 BIN = Path(sys.executable).parent
+PREFILL_EVENTS = 2000
+"""Past records per module of a new demo site, as scripts/demo gives them (about ten days)."""
 HA_START_TIMEOUT = 240.0
 """Seconds for Home Assistant to serve /manifest.json (about 15 s here; slower on 2 busy cores)."""
 
@@ -115,6 +118,8 @@ def virtual_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Gateway]:
             str(state / "gateway.json"),
             "--simulate",
             "2",
+            "--prefill-events",
+            str(PREFILL_EVENTS),
             "--advertise",
             "--json",
         ],
