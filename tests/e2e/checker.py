@@ -60,6 +60,17 @@ class GatewayChecker:
     def module(self, module_id: int) -> Module:
         return next(module for module in self.modules() if module.module_id == module_id)
 
+    def firmware_version(self, part: str) -> str:
+        """The installed version of a firmware part (``rayzig``, ``tft``, ...)."""
+
+        async def versions() -> str:
+            async with self._client() as client:
+                await client.connect()
+                found = await client.firmware_versions()
+                return next(v.version for v in found if v.part.name.lower() == part)
+
+        return run_async(versions)
+
     def set_output(self, module_id: int, index: int, on: bool) -> int:
         """Switch an output as the checker; returns the module's newest event number after it."""
 

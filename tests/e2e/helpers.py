@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import pytest
 from playwright.sync_api import Locator, Page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,6 +199,8 @@ class Steps:
         self.saved: list[Path] = []
         self.notes: list[str] = []
         """Lines for artifacts/e2e/summary.txt: each step's outcome and time, and test notes."""
+        self.skipped: list[str] = []
+        """Steps that called ``pytest.skip`` (the test goes on): "NN name: reason"."""
         self._current: str | None = None
 
     def _path(self, name: str, suffix: str = "") -> Path:
@@ -223,6 +226,10 @@ class Steps:
         start = time.monotonic()
         try:
             yield
+        except pytest.skip.Exception as skip:  # this step only: the test goes on
+            self.skipped.append(f"{self.number:02d} {name}: {skip.msg}")
+            self.notes.append(f"{self.number:02d} {name}: skipped ({skip.msg})")
+            return
         except BaseException as err:
             path = self.screenshot(self._path(name, "-FAILED"))
             where = f"screenshot {path.relative_to(ROOT)}" if path else "no screenshot"
