@@ -194,5 +194,5 @@ def test_options_state_the_database_cost() -> None:
     for name in ("strings.json", "translations/en.json", "translations/de.json"):
         strings = json.loads((component / name).read_text(encoding="utf-8"))
         text = strings["options"]["step"]["init"]["data_description"]["event_import_window"]
-        assert "400" in text, name
-        assert "3,3 MB" in text or "3.3 MB" in text, name
+        assert "700" in text, name
+        assert "5,7 MB" in text or "5.7 MB" in text, name
