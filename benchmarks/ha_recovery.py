@@ -1,7 +1,10 @@
 """Home Assistant benchmark: how soon entities are available again after a gateway outage.
 
-Home Assistant runs the Rayzig integration with library defaults (the client's reconnect
-back-off starts at 0.5 s and doubles up to 60 s, ±20 % jitter). For each outage length the
+Home Assistant runs the Rayzig integration as it is set up (the client's reconnect back-off
+starts at ``RECONNECT_BACKOFF_INITIAL`` and doubles up to the integration's cap,
+``RECONNECT_BACKOFF_MAX``, ±20 % jitter; while it waits, a probe every ``PROBE_INTERVAL`` ends the
+wait as soon as the gateway answers; ``custom_components/rayzig/recovery.py``). For each outage
+length the
 virtual gateway (a child process) stops, which ends the session and closes its port; once every
 Rayzig entity is unavailable it stays away for the rest of the outage, then starts again on the
 same port from its saved state. Measured, on the one monotonic clock of both processes, from the
@@ -28,6 +31,11 @@ from benchmarks.ha import cli
 from benchmarks.ha.gateway_process import GatewayProcess, SiteShape
 from benchmarks.ha.hass import entities_of, home_assistant, rayzig_entry
 from benchmarks.ha.hass import run as run_hass
+from custom_components.rayzig.recovery import (
+    PROBE_INTERVAL,
+    RECONNECT_BACKOFF_INITIAL,
+    RECONNECT_BACKOFF_MAX,
+)
 
 NAME = "ha_recovery"
 TITLE = "Home Assistant: entities available again after a gateway outage"
@@ -159,8 +167,10 @@ async def _measure(workload: Workload) -> tuple[int, list[Outage]]:
 def _report(workload: Workload, watched: int, outages: list[Outage], seconds: float) -> BenchResult:
     label = workload.shape.label
     details = [
-        f"site {label}: {watched} Rayzig entities watched; client back-off from 0.5 s doubling "
-        "to 60 s (library defaults); times on the monotonic clock of both processes",
+        f"site {label}: {watched} Rayzig entities watched; client back-off from "
+        f"{RECONNECT_BACKOFF_INITIAL:g} s doubling to {RECONNECT_BACKOFF_MAX:g} s (the "
+        f"integration's cap), a probe every {PROBE_INTERVAL:g} s while it waits; times on the "
+        "monotonic clock of both processes",
         "  outage s | noticed s | gateway away s | first back s | all back s (after it answers)",
     ]
     details += [

@@ -7,11 +7,16 @@
   the same work) and every ``state_changed`` event (the writes that changed the state or its
   attributes).
 * :func:`rss` reads this process's resident set size from ``/proc`` after a full collection.
+* :class:`LoopSpans` times every callback the event loop runs while active (``Handle._run`` is
+  wrapped: two clock reads per callback) and keeps those that held the loop longer than a bound:
+  while one runs, nothing else on the loop (a command, a state write) can. It also times the
+  garbage collector's full (generation 2) collections meanwhile, which stop every thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.events
 import gc
 import os
 import time
@@ -133,3 +138,85 @@ class StateWrites:
                 return
             await asyncio.sleep(QUIET - quiet_for)
             await self._hass.async_block_till_done()
+
+
+LONG_SPAN = 0.005
+"""A callback that holds the event loop longer than this (seconds) counts as loop-blocking."""
+
+
+class LoopSpans:
+    """Callbacks that held the event loop longer than :data:`LONG_SPAN` while active (a context).
+
+    Each is named by its task's coroutine (or its callback), so the report says whose work it was.
+    """
+
+    def __init__(self) -> None:
+        self.long: list[tuple[float, str]] = []
+        """(seconds, owner) of every callback that ran longer than :data:`LONG_SPAN`."""
+        self._original: Callable[[asyncio.events.Handle], None] | None = None
+        self.full_collections: list[float] = []
+        """Seconds each full garbage collection took."""
+        self._collecting = 0.0
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        else:
+            self.full_collections.append(time.perf_counter() - self._collecting)
+
+    def __enter__(self) -> LoopSpans:
+        gc.callbacks.append(self._on_collection)
+        original = asyncio.events.Handle._run  # the instrument
+        long = self.long
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            started = time.perf_counter()
+            original(handle)
+            elapsed = time.perf_counter() - started
+            if elapsed > LONG_SPAN:
+                long.append((elapsed, _owner(handle)))
+
+        self._original = original
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._original is not None:
+            asyncio.events.Handle._run = self._original  # type: ignore[method-assign,assignment]
+            self._original = None
+        if self._on_collection in gc.callbacks:
+            gc.callbacks.remove(self._on_collection)
+
+    def summary(self) -> str:
+        """``3 over 5 ms, longest 12.3 ms (RayzigEventImporter._run_pending); ...``."""
+        if self.long:
+            seconds, owner = max(self.long)
+            spans = (
+                f"{len(self.long)} over {LONG_SPAN * 1e3:.0f} ms, longest {seconds * 1e3:.1f} ms "
+                f"({owner})"
+            )
+        else:
+            spans = f"none over {LONG_SPAN * 1e3:.0f} ms"
+        collections = self.full_collections
+        if not collections:
+            return f"{spans}; no full garbage collection"
+        return (
+            f"{spans}; {len(collections)} full garbage collections, the longest "
+            f"{max(collections) * 1e3:.1f} ms"
+        )
+
+
+def _owner(handle: asyncio.events.Handle) -> str:
+    """The coroutine of the task a callback steps, else the callback's own name."""
+    callback_ = getattr(handle, "_callback", None)
+    owner = getattr(callback_, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return str(getattr(owner.get_coro(), "__qualname__", owner.get_name()))
+    return str(getattr(callback_, "__qualname__", type(callback_).__name__))

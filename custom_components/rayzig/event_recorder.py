@@ -10,6 +10,7 @@ recorder's database which records a crash may have left fired but not stored. Wi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime
@@ -66,7 +67,12 @@ class RecorderPace:
         return instance
 
     async def async_room(self) -> None:
-        """Wait while the recorder's queue holds more than :data:`BACKLOG_BOUND` items."""
+        """Wait while the recorder's queue holds more than :data:`BACKLOG_BOUND` items.
+
+        Gives the loop a turn even when there is room, so that a back-fill never holds it for
+        more than one chunk (a command or a state write waits for one chunk at most).
+        """
+        await asyncio.sleep(0)
         waited = False
         while (recorder := self.recorder) is not None and recorder.backlog > BACKLOG_BOUND:
             if not waited:

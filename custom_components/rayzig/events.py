@@ -69,8 +69,9 @@ _LOGGER = logging.getLogger(__name__)
 
 ATTR_MODULE_NAME = "module_name"
 ATTR_OUTPUT_NAME = "output_name"
-FIRE_CHUNK = 200
-"""Records fired in one go; the recorder's queue (or, without one, the loop) gets a turn after."""
+FIRE_CHUNK = 100
+"""Records fired in one go (a few ms of loop time); the loop gets a turn after each chunk, and
+the next waits while the recorder's queue is long."""
 CONFIRM_AT = 20_000
 """Fired records not yet known to be stored after which a back-fill waits, between two groups,
 for the recorder to commit them (this bounds what a start after a crash looks up)."""
@@ -312,8 +313,14 @@ class RayzigEventImporter:
     def _fire_records(
         self, records: list[tuple[Module, Event]], devices: dict[int, str | None]
     ) -> None:
+        """Fire a chunk's records; each module's constant data is prepared once per chunk."""
+        prepared: dict[int, tuple[dict[str, object], dict[int, str | None]]] = {}
         for module, event in records:
-            self._fire(module, devices.get(module.module_id), [event])
+            if (module_data := prepared.get(module.module_id)) is None:
+                module_data = prepared[module.module_id] = _module_data(
+                    module, devices.get(module.module_id)
+                )
+            self._fire_one(module_data, event)
 
     async def _async_confirm(self, threshold: int) -> None:
         """Once ``threshold`` fired records wait, let the recorder commit; then they are stored."""
@@ -330,19 +337,41 @@ class RayzigEventImporter:
     @callback
     def _fire(self, module: Module, device_id: str | None, events: list[Event]) -> None:
         """Fire each record on the bus at its module time."""
+        module_data = _module_data(module, device_id)
         for event in events:
-            data = {
-                ATTR_DEVICE_ID: device_id,
-                ATTR_MODULE_ID: module.module_id,
-                ATTR_MODULE_NAME: module.name,
-                ATTR_OUTPUT: None if event.output is None else event.output + 1,
-                ATTR_OUTPUT_NAME: output_name(module, event.output),
-                ATTR_KIND: kind_name(event.kind),
-                ATTR_USER: event.user,
-                ATTR_IS_ON: event.is_on,
-                ATTR_SEQ: event.seq,
-                ATTR_LOST: event.lost,
-            }
-            # The logbook row (if any) goes with it; Home Assistant's own commands keep their
-            # context.
-            async_fire_imported(self.hass, data, event, self.own_commands.claim(event))
+            self._fire_one(module_data, event)
+
+    @callback
+    def _fire_one(
+        self, module_data: tuple[dict[str, object], dict[int, str | None]], event: Event
+    ) -> None:
+        """Fire one record (its module's data prepared by :func:`_module_data`)."""
+        common, output_names = module_data
+        output = event.output
+        data = {
+            **common,
+            ATTR_OUTPUT: None if output is None else output + 1,
+            ATTR_OUTPUT_NAME: None if output is None else output_names.get(output),
+            ATTR_KIND: _KIND_NAMES[event.kind],
+            ATTR_USER: event.user,
+            ATTR_IS_ON: event.is_on,
+            ATTR_SEQ: event.seq,
+            ATTR_LOST: event.lost,
+        }
+        # The logbook row (if any) goes with it; Home Assistant's own commands keep their context.
+        async_fire_imported(self.hass, data, event, self.own_commands.claim(event))
+
+
+_KIND_NAMES: dict[EventKind, str] = {kind: kind_name(kind) for kind in EventKind}
+
+
+def _module_data(
+    module: Module, device_id: str | None
+) -> tuple[dict[str, object], dict[int, str | None]]:
+    """What every record of ``module`` carries (first in its data), and its outputs' names."""
+    common: dict[str, object] = {
+        ATTR_DEVICE_ID: device_id,
+        ATTR_MODULE_ID: module.module_id,
+        ATTR_MODULE_NAME: module.name,
+    }
+    return common, {output.index: output_name(module, output.index) for output in module.outputs}

@@ -18,8 +18,7 @@ row tells:
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,26 +58,42 @@ class OwnCommands:
 
     def __init__(self) -> None:
         """Start with no command sent."""
-        self._sent: deque[OwnCommand] = deque(maxlen=OWN_COMMANDS_KEPT)
+        self._sent: deque[OwnCommand] = deque()
+        self._keys: Counter[tuple[int, int | None, bool | None, str | None]] = Counter()
+        """How many noted commands each (module, output, state, user) has: a record that
+        matches none (nearly every record of a back-fill) is told apart without a scan."""
 
     def add(self, command: OwnCommand) -> None:
         """Note an acknowledged command; its record follows in the module's event log."""
+        if len(self._sent) >= OWN_COMMANDS_KEPT:
+            self._forget(self._sent.popleft())
         self._sent.append(command)
+        self._keys[_key(command)] += 1
 
     def claim(self, event: Event) -> OwnCommand | None:
         """Return (and forget) the oldest noted command that ``event`` records, if any."""
         if event.kind is not EventKind.COMMAND:
             return None
+        key = (event.module_id, event.output, event.is_on, event.user)
+        if key not in self._keys:
+            return None
         for command in self._sent:
-            if (command.module_id, command.output, command.is_on, command.user) == (
-                event.module_id,
-                event.output,
-                event.is_on,
-                event.user,
-            ):
+            if _key(command) == key:
                 self._sent.remove(command)
+                self._forget(command)
                 return command
-        return None
+        return None  # pragma: no cover - the counter names only commands in the deque
+
+    def _forget(self, command: OwnCommand) -> None:
+        key = _key(command)
+        self._keys[key] -= 1
+        if self._keys[key] <= 0:
+            del self._keys[key]
+
+
+def _key(command: OwnCommand) -> tuple[int, int | None, bool | None, str | None]:
+    """What a record of ``command`` has in common with it."""
+    return (command.module_id, command.output, command.is_on, command.user)
 
 
 def has_logbook_row(event: Event, *, own: bool) -> bool:
@@ -90,16 +105,20 @@ def has_logbook_row(event: Event, *, own: bool) -> bool:
 
 @callback
 def async_fire_imported(
-    hass: HomeAssistant, data: Mapping[str, Any], event: Event, own: OwnCommand | None
+    hass: HomeAssistant, data: dict[str, Any], event: Event, own: OwnCommand | None
 ) -> None:
     """Fire ``rayzig_event`` with ``data`` for ``event``, and its logbook row where it has one.
+
+    ``data`` becomes the ``rayzig_event``'s own (the caller builds it for this record); the row
+    gets a copy.
 
     Both carry the module's time and one context (the command's for Home Assistant's own), so an
     automation that a record triggers shows in the logbook as triggered by that record's row.
     """
     context = own.context if own is not None else Context()
-    hass.bus.async_fire(EVENT_RAYZIG, dict(data), time_fired=event.timestamp, context=context)
+    bus = hass.bus
+    bus.async_fire(EVENT_RAYZIG, data, time_fired=event.timestamp, context=context)
     if has_logbook_row(event, own=own is not None):
-        hass.bus.async_fire(
+        bus.async_fire(
             EVENT_RAYZIG_LOGBOOK, dict(data), time_fired=event.timestamp, context=context
         )

@@ -61,7 +61,19 @@ def test_home_assistant_benchmarks_run(tmp_path: Path) -> None:
     # The demo switch and the input_boolean write exactly one state per command, and it changes.
     assert command.count("per command: 1.0 state writes by 1.0 entities, 1.0 changed") == 4
     imported = {row["metric"].split(": ", 1)[1] for row in results["ha_import"]["rows"]}
-    assert {"onto the bus", "missing from the database", "repeated (bus, database)"} <= imported
+    assert {
+        "onto the bus, paced to the recorder",
+        "bus-side cost, unpaced (loop time firing)",
+        "loop-blocking spans during the import",
+        "missing from the database",
+        "repeated (bus, database)",
+    } <= imported
+    # Our side of a command is reported apart from the round trip to the gateway process.
+    assert "client only" in command
+    assert any(
+        "Home Assistant side of a Rayzig command" in row["metric"]
+        for row in results["ha_command"]["rows"]
+    )
     recovery = results["ha_recovery"]["rows"]
     assert [row["metric"].rsplit(": ", 1)[0].split(": ", 1)[1] for row in recovery] == [
         "outage of 0 s",

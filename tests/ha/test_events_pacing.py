@@ -99,7 +99,7 @@ async def test_chunks_wait_while_the_recorder_queue_is_long(
     await importer.async_load()
     await importer.async_sync([1])
     recorder.queue = 0
-    records = 10 * FIRE_CHUNK
+    records = 2 * BACKLOG_BOUND  # the queue passes the bound part way through
     flood(gateway, 1, records)
     seen = capture(hass)
 
@@ -196,3 +196,42 @@ def test_options_state_the_database_cost() -> None:
         text = strings["options"]["step"]["init"]["data_description"]["event_import_window"]
         assert "700" in text, name
         assert "5,7 MB" in text or "5.7 MB" in text, name
+
+
+async def test_the_loop_gets_a_turn_after_every_chunk(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """With room in the recorder's queue, a back-fill still holds the loop for one chunk at most.
+
+    Whatever is scheduled while a chunk is fired (a command's answer, a state write) runs
+    before the next chunk.
+    """
+    config_entry.add_to_hass(hass)
+    recorder = SlowRecorder(hass)
+    hass.data[DATA_INSTANCE] = recorder  # type: ignore[assignment]
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    await importer.async_sync([3])
+    records = 3 * FIRE_CHUNK
+    assert records < BACKLOG_BOUND  # never held for the recorder: only the chunking yields
+    flood(gateway, 3, records)
+    seen = capture(hass)
+    fired_before_turns: list[int] = []
+
+    @callback
+    def on_event(event: HaEvent[dict[str, Any]]) -> None:
+        if len(seen) % FIRE_CHUNK == 1:  # a chunk's first record: ask for a turn of the loop
+            hass.loop.call_soon(lambda: fired_before_turns.append(len(seen)))
+
+    unsubscribe = hass.bus.async_listen(EVENT_RAYZIG, on_event)
+    try:
+        assert await importer.async_sync([3]) == records
+    finally:
+        unsubscribe()
+    await hass.async_block_till_done()
+    assert fired_before_turns == [FIRE_CHUNK, 2 * FIRE_CHUNK, 3 * FIRE_CHUNK]
+    assert importer._pace.held == 0
+    await importer.async_stop()

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from custom_components.rayzig.const import EVENT_RAYZIG
-from custom_components.rayzig.events import FIRE_CHUNK, RayzigEventImporter
+from custom_components.rayzig.events import CONFIRM_AT_END, FIRE_CHUNK, RayzigEventImporter
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
@@ -36,8 +36,9 @@ from rayzig_core.transport.tcp import TcpConnector
 from .test_events import capture, flood
 
 MODULE = 3
-RECORDS = 5 * FIRE_CHUNK
-"""Records flooded into the module's log before the crashing sync (five chunks)."""
+RECORDS = max(5 * FIRE_CHUNK, CONFIRM_AT_END)
+"""Records flooded into the module's log before the crashing sync: several chunks, and enough
+that the end of the sync has the recorder commit them (the cursor is then confirmed)."""
 
 
 @pytest.fixture(autouse=True)

@@ -443,3 +443,20 @@ def test_own_commands_are_claimed_once_oldest_first() -> None:
     assert sum(own.claim(record(EventKind.COMMAND)) is not None for _ in range(100)) == (
         OWN_COMMANDS_KEPT
     )
+
+
+def test_own_commands_keep_the_newest_and_forget_the_dropped() -> None:
+    """Past :data:`OWN_COMMANDS_KEPT` commands the oldest is dropped: its record is not claimed."""
+    own = OwnCommands()
+    oldest = OwnCommand(7, 0, True, OWNER, Context())
+    own.add(oldest)
+    for n in range(OWN_COMMANDS_KEPT):
+        own.add(OwnCommand(8, n % 4, bool(n % 2), OWNER, Context()))
+    assert own.claim(RecordedEvent(7, 1, 0.0, EventKind.COMMAND, 0, OWNER, True)) is None
+    # The kept ones are still claimed, each once.
+    claimed = own.claim(RecordedEvent(8, 2, 0.0, EventKind.COMMAND, 1, OWNER, True))
+    assert claimed is not None
+    assert (claimed.module_id, claimed.output, claimed.is_on) == (8, 1, True)
+    own.add(oldest)
+    assert own.claim(RecordedEvent(7, 3, 0.0, EventKind.COMMAND, 0, OWNER, True)) is oldest
+    assert own.claim(RecordedEvent(7, 4, 0.0, EventKind.COMMAND, 0, OWNER, True)) is None
