@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 from rayzig_core.errors import HandshakeError, ProtocolError, SessionClosedError
 from rayzig_core.models import UserLevel, UserLimitation
 from rayzig_core.protocol import messages as m
-from rayzig_core.protocol.session import SecureChannel
+from rayzig_core.protocol.session import IK, SecureChannel
 from rayzig_core.virtual_gateway.device.answers import INTERNAL, MAX_PLAINTEXT
 from rayzig_core.virtual_gateway.device.limitation import visible_notice
 from rayzig_core.virtual_gateway.device.state import ClientRecord
@@ -149,6 +149,12 @@ class GatewayConnection:
             self._channel = self._handshake.channel()
             self.peer_key = self._channel.remote_static
             self.client = self._gateway.accounts.client_by_key(self.peer_key)
+            hello = self._handshake.gateway_hello
+            if self._handshake.pattern == IK and hello is not None and not hello.client_enrolled:
+                # §3.2: message 2 told the client its key is not enrolled (it must pair again);
+                # the session ends here, so it can never look authenticated to a bridge.
+                _LOGGER.info("Closing an IK session whose client key is not enrolled")
+                self.close()
 
     def notify(self, notice: m.Notification) -> None:
         """Push a notification on this link, if its session is up and its account sees it."""
