@@ -45,6 +45,7 @@ from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway import FactorySecrets, GatewayConnection, VirtualGateway
 from rayzig_core.virtual_gateway.credentials import normalize_recovery_secret
+from rayzig_core.virtual_gateway.device.connection import FrameSender
 from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, SCRYPT_N, RawSession
 
 RECOVERED_PASSWORD = "amber kestrel counts the ferry lights"
@@ -209,15 +210,13 @@ class GatewayView:
     def install(self, gateway: VirtualGateway) -> None:
         original = gateway.attach
 
-        def attach(
-            send_frame: Callable[[bytes], None], close: Callable[[], None]
-        ) -> GatewayConnection:
+        def attach(send_frame: FrameSender, close: Callable[[], None]) -> GatewayConnection:
             received: list[bytes] = []
             sent: list[bytes] = []
 
-            def send(frame: bytes) -> None:
+            def send(frame: bytes, *, answer: bool) -> None:
                 sent.append(frame)
-                send_frame(frame)
+                send_frame(frame, answer=answer)
 
             connection = original(send, close)
             handle = connection.frame_received

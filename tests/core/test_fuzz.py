@@ -367,7 +367,10 @@ class Link:
     def __init__(self, gateway: VirtualGateway) -> None:
         self.sent: list[bytes] = []
         self.closes = 0
-        self.connection: GatewayConnection = gateway.attach(self.sent.append, self._closed)
+        self.connection: GatewayConnection = gateway.attach(self._sent, self._closed)
+
+    def _sent(self, frame: bytes, *, answer: bool) -> None:
+        self.sent.append(frame)
 
     def _closed(self) -> None:
         self.closes += 1

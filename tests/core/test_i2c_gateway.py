@@ -215,6 +215,28 @@ async def test_pairing_switching_and_event_sync_over_i2c(tmp_path: Path) -> None
         assert stats.mesh_delay == 0  # no sleeping timing model: no real delay
 
 
+async def test_answers_after_a_password_check_are_flagged_as_answers(tmp_path: Path) -> None:
+    # ChangePassword and Pair are answered once scrypt has run off the loop, after the frame that
+    # asked has been handled: still answers (§11.3), so the host's count of frames awaiting an
+    # answer goes back to 0 and no answer is taken for a notification.
+    with i2c_gateway(tmp_path) as gw:
+        assert gw.factory is not None
+        connector = RecordingConnector()
+        client = make_client(connector)
+        try:
+            identity = await client.identify()
+            await client.change_password(
+                identity.public_key, OWNER, gw.factory.default_password, OWNER_PASSWORD
+            )
+            await client.pair(identity, OWNER, OWNER_PASSWORD)
+        finally:
+            await client.close()
+        totals = connector.link_totals()
+        assert len(connector.transports) == 3
+        assert totals.notifications_received == 0
+        assert totals.frames_received == 5  # message 2 of the 3 handshakes, the 2 answers
+
+
 async def test_two_clients_on_two_channels_at_once(tmp_path: Path) -> None:
     with i2c_gateway(tmp_path) as gw:
         gw.setup_owner(OWNER_PASSWORD)
