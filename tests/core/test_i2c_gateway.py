@@ -477,16 +477,14 @@ async def test_mesh_hop_latency_with_a_sleeping_timing_model(tmp_path: Path) -> 
                     times.append(time.perf_counter() - started)
                 return sorted(times)[2]
 
-            started = time.perf_counter()
-            await client.get_info()  # never reaches a module: not delayed
-            info_time = time.perf_counter() - started
+            await client.get_info()  # never reaches a module: not delayed (not a mesh request)
             near_time, far_time = await round_trip(near), await round_trip(far)
             stats = gw.call(lambda g: gw.i2c_adapter.stats)
         finally:
             await client.close()
+    # Only lower bounds: the responses were really held back; a busy machine only adds time.
     assert near_time >= DEFAULT_HOP_LATENCY
-    assert far_time - near_time >= 3 * DEFAULT_HOP_LATENCY * 0.8
-    assert info_time < near_time
+    assert far_time >= 4 * DEFAULT_HOP_LATENCY
     assert stats.mesh_requests == 10
     assert stats.mesh_hops == 5 * 1 + 5 * 4
     assert stats.mesh_delay == pytest.approx(25 * DEFAULT_HOP_LATENCY)
