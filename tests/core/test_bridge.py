@@ -595,7 +595,7 @@ def run_main_in_thread(argv: list[str]) -> tuple[threading.Thread, list[int]]:
     return thread, result
 
 
-async def wait_until_listening(port: int, within: float = 20.0) -> None:
+async def wait_until_listening(port: int, within: float = HANG_TIMEOUT) -> None:
     deadline = time.monotonic() + within
     while True:
         try:
