@@ -174,8 +174,12 @@ class ResponderHandshake:
         self._static = static_private
         self._hello_for = hello_for
         self._state: HandshakeState | None = None
+        self.pattern: str | None = None
+        """XX or IK, chosen by the client's first frame."""
         self.client_hello: ClientHello | None = None
         self.client_key: bytes | None = None
+        self.gateway_hello: GatewayHello | None = None
+        """The payload of message 2, once sent."""
 
     def receive(self, raw: bytes) -> bytes | None:
         """Consume a client handshake frame; return the reply frame, if any."""
@@ -183,28 +187,31 @@ class ResponderHandshake:
         if self._state is None:
             if frame.kind not in (FrameKind.HELLO_XX, FrameKind.HELLO_IK):
                 raise HandshakeError("session must start with a hello frame")
-            pattern = XX if frame.kind is FrameKind.HELLO_XX else IK
+            self.pattern = XX if frame.kind is FrameKind.HELLO_XX else IK
             self._state = HandshakeState(
-                f"Noise_{pattern}_25519_ChaChaPoly_SHA256",
+                f"Noise_{self.pattern}_25519_ChaChaPoly_SHA256",
                 initiator=False,
                 prologue=PROLOGUE,
                 s=self._static,
             )
             payload = self._state.read_message(frame.data)
-            if pattern == XX:
+            if self.pattern == XX:
                 if payload:
                     raise HandshakeError("XX first message must carry no payload")
-                reply = self._state.write_message(messages.encode_hello(self._hello_for(None)))
-                return Frame(FrameKind.HANDSHAKE, reply).to_bytes()
+                return self._write_hello(None)
             self._take_client_hello(payload)
-            reply = self._state.write_message(
-                messages.encode_hello(self._hello_for(self.client_key))
-            )
-            return Frame(FrameKind.HANDSHAKE, reply).to_bytes()
+            return self._write_hello(self.client_key)
         if frame.kind is not FrameKind.HANDSHAKE or self._state.complete:
             raise HandshakeError("unexpected handshake frame")
         self._take_client_hello(self._state.read_message(frame.data))
         return None
+
+    def _write_hello(self, client_key: bytes | None) -> bytes:
+        """Message 2: the gateway's handshake frame carrying its GatewayHello."""
+        assert self._state is not None
+        self.gateway_hello = self._hello_for(client_key)
+        reply = self._state.write_message(messages.encode_hello(self.gateway_hello))
+        return Frame(FrameKind.HANDSHAKE, reply).to_bytes()
 
     def _take_client_hello(self, payload: bytes) -> None:
         assert self._state is not None

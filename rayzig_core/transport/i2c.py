@@ -81,6 +81,22 @@ MIN_ADDRESS = 0x08
 MAX_ADDRESS = 0x77
 
 
+class WorkerClock:
+    """The worker thread's time: the monotonic clock and a wait that a notify ends early.
+
+    Every pacing decision of the worker (prompt window, back-off, BUSY deadlines) reads this clock,
+    so a test can run the worker on a fake one and check the pacing without measuring real time.
+    """
+
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        return time.monotonic()
+
+    def wait(self, condition: threading.Condition, seconds: float) -> None:
+        """Wait on ``condition`` (held by the caller) for at most ``seconds``."""
+        condition.wait(seconds)
+
+
 def describe(bus: int, address: int, channel: int = 0) -> str:
     """``i2c://<bus>/0x<address>``, with ``#<channel>`` for a channel other than 0."""
     suffix = f"#{channel}" if channel else ""
@@ -113,8 +129,10 @@ class I2CTransport:
         max_retries: int,
         smbus_factory: Callable[[int], SMBusLike] | None,
         loop: asyncio.AbstractEventLoop,
+        clock: WorkerClock | None = None,
     ) -> None:
         self._bus_number = bus
+        self._time = clock or WorkerClock()
         self._address = address
         self._clock_hz = clock_hz
         self._poll_interval = poll_interval
@@ -320,13 +338,14 @@ class I2CTransport:
 
     def _wait(self, seconds: float, *, wake_on_send: bool = False) -> None:
         """Sleep, waking early on close (and on a new frame to send if asked)."""
-        deadline = time.monotonic() + seconds
+        clock = self._time
+        deadline = clock.now() + seconds
         with self._cond:
             while not self._stopping and not (wake_on_send and self._outbox):
-                remaining = deadline - time.monotonic()
+                remaining = deadline - clock.now()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                clock.wait(self._cond, remaining)
 
     def _handshake(self, bus: SMBusLike) -> None:
         """HELLO until the link is up (§11.4); the first probe tells whether anything answers."""
@@ -350,7 +369,7 @@ class I2CTransport:
                     continue
                 last_errno = None
                 if self._link.handle_reply(tx, reply) is Outcome.BUSY:
-                    now = time.monotonic()
+                    now = self._time.now()
                     busy_since = busy_since if busy_since is not None else now
                     if now - busy_since > HELLO_BUSY_TIMEOUT:
                         raise TransportError(
@@ -399,7 +418,7 @@ class I2CTransport:
                 tx = link.next_transaction()
                 if tx.poll:
                     idle_poll = tx.op is Op.STATUS
-                    prompt = idle_poll and awaiting > 0 and time.monotonic() < prompt_until
+                    prompt = idle_poll and awaiting > 0 and self._time.now() < prompt_until
                     prompt_wait = min(PROMPT_POLL, self._poll_interval)
                     wait = prompt_wait if prompt else delay if idle_poll else self._poll_interval
                     self._wait(wait, wake_on_send=idle_poll)
@@ -419,10 +438,10 @@ class I2CTransport:
                 while sent < link.frames_sent:
                     sent += 1
                     awaiting += 1
-                    prompt_until = time.monotonic() + PROMPT_WINDOW
+                    prompt_until = self._time.now() + PROMPT_WINDOW
                     self._post(_resolve, self._waiters.popleft(), None)
                 if outcome is Outcome.BUSY:
-                    now = time.monotonic()
+                    now = self._time.now()
                     busy_since = busy_since if busy_since is not None else now
                     if now - busy_since > BUSY_TIMEOUT:
                         raise TransportError(
@@ -432,7 +451,7 @@ class I2CTransport:
                     continue
                 busy_since = None
                 if outcome is Outcome.IDLE:
-                    if awaiting and time.monotonic() < prompt_until:
+                    if awaiting and self._time.now() < prompt_until:
                         delay = self._poll_interval  # back-off starts when the window ends
                     else:
                         awaiting = 0
@@ -461,7 +480,8 @@ class I2CConnector:
     TCP client its own. ``clock_hz`` is the bus clock the kernel was configured with
     (``dtparam=i2c_arm_baudrate``; user space cannot set it); it only feeds the wire-time estimate
     in the transport's stats. ``smbus_factory`` opens a bus number (default ``smbus2.SMBus``,
-    imported when the first transport opens its bus).
+    imported when the first transport opens its bus). ``clock`` is the worker's time (tests give
+    a fake :class:`WorkerClock`).
     """
 
     def __init__(
@@ -474,6 +494,7 @@ class I2CConnector:
         poll_interval: float = 0.002,
         max_retries: int = 5,
         smbus_factory: Callable[[int], SMBusLike] | None = None,
+        clock: WorkerClock | None = None,
     ) -> None:
         if bus < 0:
             raise ValueError(f"I2C bus number must be >= 0, not {bus}")
@@ -491,6 +512,7 @@ class I2CConnector:
         self.poll_interval = poll_interval
         self.max_retries = max_retries
         self.smbus_factory = smbus_factory
+        self.clock = clock
 
     @property
     def description(self) -> str:
@@ -512,6 +534,7 @@ class I2CConnector:
             max_retries=self.max_retries,
             smbus_factory=self.smbus_factory,
             loop=asyncio.get_running_loop(),
+            clock=self.clock,
         )
         await transport._start()
         return transport

@@ -10,9 +10,9 @@ doing what the gateway firmware does with its I2C slave link:
   (§11.4, §11.9);
 * host→gateway frames are handed to the channel's connection **on the gateway's event loop** (the
   device schedules them with ``call_soon_threadsafe``), in bus order;
-* the connection's frames go back with ``device.push_frame(c, ...)``, every one flagged as a
-  notification but the answer of the request (or handshake message) being handled, which is the
-  first frame the connection sends while handling it (PROTOCOL.md §11.3); when the gateway closes
+* the connection's frames go back with ``device.push_frame(c, ...)``, flagged as notifications
+  unless the connection sends them as answers (to a handshake message or a request, also one
+  answered later, once its password check is done, §6.5), PROTOCOL.md §11.3; when the gateway closes
   the connection, the channel's link ends once its last frames are read (``close_channel``, §11.9);
 * :meth:`I2CGatewayAdapter.reboot` is a gateway reset: ``device.reboot()``, every connection lost.
 
@@ -100,17 +100,7 @@ class I2CGatewayStats:
 class _Link:
     """One channel's session: its connection and its outbound frames in order."""
 
-    __slots__ = (
-        "answered",
-        "channel",
-        "closing",
-        "connection",
-        "delay",
-        "frames",
-        "in_request",
-        "outbox",
-        "timer",
-    )
+    __slots__ = ("channel", "closing", "connection", "delay", "frames", "outbox", "timer")
 
     def __init__(self, channel: int) -> None:
         self.channel = channel
@@ -118,10 +108,8 @@ class _Link:
         self.connection: GatewayConnection | None = None
         self.outbox: deque[tuple[float, bytes, bool]] = deque()
         self.timer: asyncio.TimerHandle | None = None
-        self.in_request = False
-        self.answered = False
-        """The request being handled has had its answer: later frames are notifications."""
         self.delay = 0.0
+        """Seconds the next answer waits for the mesh (set when its request is observed)."""
         self.closing = False
 
     def cancel(self) -> None:
@@ -211,7 +199,8 @@ class I2CGatewayAdapter:
         link = _Link(channel)
         self._links[channel] = link
         link.connection = self.gateway.attach(
-            lambda frame: self._send(link, frame), lambda: self._closed_by_gateway(link)
+            lambda frame, *, answer: self._send(link, frame, answer=answer),
+            lambda: self._closed_by_gateway(link),
         )
         self.stats.connections += 1
 
@@ -225,16 +214,11 @@ class I2CGatewayAdapter:
         if link.frames == 1 and frame[:1] in (b"\x01", b"\x02"):  # HELLO_XX / HELLO_IK (§2.1)
             self.handshakes.append((channel, frame))
         connection = link.connection
-        link.in_request = True
-        link.answered = False
         try:
             connection.frame_received(frame)
         except Exception:
             _LOGGER.exception("Unexpected error on I2C channel %d; closing its session", channel)
             connection.close()
-        finally:
-            link.in_request = False
-            link.delay = 0.0
 
     def _observe(
         self, connection: GatewayConnection, request: m.Request, response: m.Response
@@ -252,16 +236,14 @@ class I2CGatewayAdapter:
 
     # --- gateway → host --------------------------------------------------------------------
 
-    def _send(self, link: _Link, frame: bytes) -> None:
+    def _send(self, link: _Link, frame: bytes, *, answer: bool) -> None:
         if self._links.get(link.channel) is not link or link.closing:
             return  # a session that was replaced or ended: its frames must not reach a new link
-        answer = link.in_request and not link.answered
-        if answer:
-            link.answered = True  # the notifications it caused follow it (device.connection)
-        delay = link.delay if answer else 0.0
+        delay = 0.0
+        if answer:  # the notifications it caused follow it (device.connection)
+            delay, link.delay = link.delay, 0.0  # only the response; later frames queue behind it
         if delay:
             self.stats.mesh_delay += delay
-            link.delay = 0.0  # only the response itself; later frames queue behind it
         link.outbox.append((self._loop.time() + delay, frame, not answer))
         if link.timer is None:  # else the head is waiting for the mesh: this frame waits behind it
             self._pump(link)

@@ -166,7 +166,7 @@ class _LinkProtocol(asyncio.Protocol):
         self._ticket = self._server.gatekeeper.admit(name, lambda reason: transport.abort())
         self._link = self._server.gateway.attach(self._send, transport.close)
 
-    def _send(self, frame: bytes) -> None:
+    def _send(self, frame: bytes, *, answer: bool) -> None:  # TCP needs no answer flag
         transport = self._transport
         if transport is None or transport.is_closing():
             return

@@ -154,8 +154,13 @@ def add_users_sync(gw: GatewayThread, names: list[str]) -> None:
     asyncio.run(run())
 
 
+HANG_TIMEOUT = 60.0
+"""Seconds after which a wait for an event fails the test: it turns a hang into a failure and is
+never an assertion about speed (generous: one busy core shared with others suffices)."""
+
+
 async def wait_for(
-    predicate: Callable[[], bool], within: float = 60.0, what: str = "condition"
+    predicate: Callable[[], bool], within: float = HANG_TIMEOUT, what: str = "condition"
 ) -> None:
     """Poll until ``predicate()`` is true, or fail the test (generous: one busy core suffices)."""
     deadline = time.monotonic() + within

@@ -53,6 +53,7 @@ from rayzig_core.transport.tcp import TcpConnector, TcpTransport
 from rayzig_core.virtual_gateway import VirtualGateway
 from tests.core.conftest import (
     FAST,
+    HANG_TIMEOUT,
     HOST,
     OWNER,
     OWNER_PASSWORD,
@@ -329,6 +330,7 @@ async def test_a_client_vanishing_mid_frame_disturbs_no_one(
     await wait_for(lambda: len(bridge.clients) == 1, what="one client")
     module_id, index = switchable_output(gw)
     try:
+        (steady_link,) = bridge.clients
         for abort in (False, True):
             known = len(tap.links)
             reader, writer = await asyncio.open_connection(HOST, bridge.port)
@@ -339,13 +341,20 @@ async def test_a_client_vanishing_mid_frame_disturbs_no_one(
                 lambda: any(t.frame_started is not None for t in bridge.gatekeeper.tickets),
                 what="the half frame to reach the bridge",
             )
+            (vanishing,) = (c for c in bridge.clients if c is not steady_link)
             if abort:
                 writer.transport.abort()  # RST
             else:
                 writer.close()
-            await wait_for(lambda: len(bridge.clients) == 1, what="the bridge to drop it")
+            await wait_for(
+                lambda: [id(c) for c in bridge.clients] == [id(steady_link)],
+                what="the bridge to drop it",
+            )
             # Nothing of it reached the gateway: a link channel is opened for a whole frame only.
-            assert tap.links[known:] == []
+            # (The tap may still see the HELLO with which the bridge reset the pairing client's
+            # channel, handled later on the gateway's thread: such a link carries no frame.)
+            assert (vanishing.channel, vanishing.frames_up, vanishing.bytes_up) == (0, 0, 0)
+            assert [link for link in tap.links[known:] if link.received] == []
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
             del reader
@@ -512,7 +521,7 @@ async def test_zeroconf_advertises_serial_and_fingerprint_on_loopback(
     )
     browser_zc = AsyncZeroconf(interfaces=[HOST], ip_version=IPVersion.V4Only)
     try:
-        bridge, advert, advertiser = await asyncio.wait_for(ready, 20)
+        bridge, advert, advertiser = await asyncio.wait_for(ready, HANG_TIMEOUT)
         assert advertiser is not None
         found: asyncio.Queue[str] = asyncio.Queue()
 
@@ -526,12 +535,14 @@ async def test_zeroconf_advertises_serial_and_fingerprint_on_loopback(
         try:
             # Other bridges on this host (other test runs) may announce on loopback too: wait
             # for this one's name among whatever is found.
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(HANG_TIMEOUT):
                 while (name := await found.get()) != advertiser.name:
                     pass
         finally:
             await browser.async_cancel()
-        info = await browser_zc.async_get_service_info(SERVICE_TYPE, name, timeout=5000)
+        info = await browser_zc.async_get_service_info(
+            SERVICE_TYPE, name, timeout=int(HANG_TIMEOUT * 1000)
+        )
         assert info is not None
         properties = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
         assert properties == {
@@ -584,7 +595,7 @@ def run_main_in_thread(argv: list[str]) -> tuple[threading.Thread, list[int]]:
     return thread, result
 
 
-async def wait_until_listening(port: int, within: float = 20.0) -> None:
+async def wait_until_listening(port: int, within: float = HANG_TIMEOUT) -> None:
     deadline = time.monotonic() + within
     while True:
         try:

@@ -45,7 +45,16 @@ from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
 from rayzig_core.virtual_gateway import FactorySecrets, GatewayConnection, VirtualGateway
 from rayzig_core.virtual_gateway.credentials import normalize_recovery_secret
-from tests.core.conftest import HOST, OWNER, OWNER_PASSWORD, PASSWORDS, SCRYPT_N, RawSession
+from rayzig_core.virtual_gateway.device.connection import FrameSender
+from tests.core.conftest import (
+    HANG_TIMEOUT,
+    HOST,
+    OWNER,
+    OWNER_PASSWORD,
+    PASSWORDS,
+    SCRYPT_N,
+    RawSession,
+)
 
 RECOVERED_PASSWORD = "amber kestrel counts the ferry lights"
 """The System password set through the recovery secret."""
@@ -209,15 +218,13 @@ class GatewayView:
     def install(self, gateway: VirtualGateway) -> None:
         original = gateway.attach
 
-        def attach(
-            send_frame: Callable[[bytes], None], close: Callable[[], None]
-        ) -> GatewayConnection:
+        def attach(send_frame: FrameSender, close: Callable[[], None]) -> GatewayConnection:
             received: list[bytes] = []
             sent: list[bytes] = []
 
-            def send(frame: bytes) -> None:
+            def send(frame: bytes, *, answer: bool) -> None:
                 sent.append(frame)
-                send_frame(frame)
+                send_frame(frame, answer=answer)
 
             connection = original(send, close)
             handle = connection.frame_received
@@ -311,10 +318,12 @@ class Recorder:
                     writer.write_eof()
 
     async def settled(self) -> None:
-        """Wait until every recorded connection has ended in both directions."""
-        async with asyncio.timeout(10):
-            for link in self.links:
-                await link.done.wait()
+        """Wait until every recorded connection has ended in both directions (or fail on a hang)."""
+        for number, link in enumerate(self.links):
+            try:
+                await asyncio.wait_for(link.done.wait(), HANG_TIMEOUT)
+            except TimeoutError:
+                pytest.fail(f"recorded link {number} never ended")
 
     async def close(self) -> None:
         if self._server is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 import pytest
 
@@ -72,13 +71,10 @@ def test_fresh_salt_each_time() -> None:
 
 
 def test_default_cost_verifier() -> None:
-    started = time.perf_counter()
     verifier = make_verifier(PASSWORD)
-    elapsed = time.perf_counter() - started
     assert (verifier.n, verifier.r, verifier.p) == (2**15, 8, 1)
     assert check_verifier(verifier, PASSWORD)
     assert not check_verifier(verifier, "wrong horse battery staple")
-    assert elapsed < 10.0
 
 
 def test_verifier_json_round_trip() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from rayzig_core.client import RayzigClient, error_from_response
 from rayzig_core.errors import (
+    ClientRevokedError,
     DecodeError,
     FirmwareIntegrityError,
     GatewayBusyError,
@@ -31,6 +32,7 @@ from rayzig_core.errors import (
 from rayzig_core.eventlog import EventLogSync
 from rayzig_core.firmware import FirmwareManifest, build_manifest
 from rayzig_core.models import (
+    ConnectionState,
     Event,
     EventKind,
     FirmwarePart,
@@ -59,6 +61,7 @@ from rayzig_core.virtual_gateway.device.replay import (
 from rayzig_core.virtual_gateway.site.limits import MAX_MODULE_ID
 from rayzig_core.virtual_gateway.site.site import SiteState
 from tests.core.conftest import (
+    FAST,
     HOST,
     LEVELS,
     OWNER,
@@ -216,6 +219,51 @@ async def test_gateway_refuses_an_ik_handshake_of_another_protocol_version(
         await transport.close()
     # The same key with the right version is still welcome.
     session = await RawSession.keyed(owned.port, credentials)
+    try:
+        assert session.hello.client_enrolled is True
+        assert await session.request(1, m.Ping()) == m.Ok()
+    finally:
+        await session.close()
+
+
+# --- an unenrolled IK session ends after message 2 (§3.2) --------------------------------------
+
+
+async def test_gateway_closes_an_ik_session_whose_key_is_not_enrolled_after_message_2(
+    owned: GatewayThread,
+) -> None:
+    _, credentials = await pair(owned)
+    stranger = InitiatorHandshake(
+        static_private=generate_keypair()[0],
+        client_name="knows the public key",
+        gateway_key=credentials.gateway_public_key,
+    )
+    transport = await TcpConnector(HOST, owned.port, timeout=5.0).connect()
+    try:
+        await transport.send(stranger.start())
+        assert stranger.receive(await asyncio.wait_for(transport.receive(), 5)) is None
+        assert stranger.complete
+        assert stranger.gateway_hello is not None
+        assert stranger.gateway_hello.client_enrolled is False
+        # No Ping, no answer: the link ends (a bridge never sees a TRANSPORT frame from it).
+        await transport.send(stranger.channel().seal(1, m.Ping()))
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(transport.receive(), 5)
+    finally:
+        await transport.close()
+    # A revoked client is told to pair again and does not retry; an enrolled key is still welcome.
+    revoked = await connected(owned, credentials)
+    await revoked.revoke_client(0)
+    await revoked.close()
+    client = RayzigClient(connector(owned), credentials, **FAST)
+    try:
+        with pytest.raises(ClientRevokedError, match="pair again"):
+            await client.connect()
+        assert client.state is ConnectionState.AUTH_FAILED
+    finally:
+        await client.close()
+    _, again = await pair(owned)
+    session = await RawSession.keyed(owned.port, again)
     try:
         assert session.hello.client_enrolled is True
         assert await session.request(1, m.Ping()) == m.Ok()

@@ -12,12 +12,12 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from rayzig_core.errors import HandshakeError, ProtocolError, SessionClosedError
 from rayzig_core.models import UserLevel, UserLimitation
 from rayzig_core.protocol import messages as m
-from rayzig_core.protocol.session import SecureChannel
+from rayzig_core.protocol.session import IK, SecureChannel
 from rayzig_core.virtual_gateway.device.answers import INTERNAL, MAX_PLAINTEXT
 from rayzig_core.virtual_gateway.device.limitation import visible_notice
 from rayzig_core.virtual_gateway.device.state import ClientRecord
@@ -31,13 +31,25 @@ MAX_WAITING_FRAMES: Final = 64
 """Frames a link may send while its request waits for an answer; one more closes the link."""
 
 
+class FrameSender(Protocol):
+    """Sends one frame on a link; ``answer`` tells an answer from a notification.
+
+    An answer is the reply to a handshake message or to a request, whenever it is ready (a password
+    check finishes off the loop, §6.5); a notification is unsolicited. The I2C link flags the two
+    apart (PROTOCOL.md §11.3), TCP does not need to.
+    """
+
+    def __call__(self, frame: bytes, *, answer: bool) -> None:
+        """Send ``frame``."""
+
+
 class GatewayConnection:
     """One link to the gateway: handshake, then the secure channel (PROTOCOL.md §3)."""
 
     def __init__(
         self,
         gateway: VirtualGateway,
-        send_frame: Callable[[bytes], None],
+        send_frame: FrameSender,
         close: Callable[[], None],
     ) -> None:
         self._gateway = gateway
@@ -130,7 +142,7 @@ class GatewayConnection:
             )
             plaintext = m.encode(request_id, INTERNAL)
         try:
-            self._send_frame(self._channel.seal_encoded(plaintext))
+            self._send_frame(self._channel.seal_encoded(plaintext), answer=True)
         except (ProtocolError, SessionClosedError):
             self.close()
             return
@@ -144,11 +156,17 @@ class GatewayConnection:
     def _handshake_step(self, raw: bytes) -> None:
         reply = self._handshake.receive(raw)
         if reply is not None:
-            self._send_frame(reply)
+            self._send_frame(reply, answer=True)
         if self._handshake.complete:
             self._channel = self._handshake.channel()
             self.peer_key = self._channel.remote_static
             self.client = self._gateway.accounts.client_by_key(self.peer_key)
+            hello = self._handshake.gateway_hello
+            if self._handshake.pattern == IK and hello is not None and not hello.client_enrolled:
+                # §3.2: message 2 told the client its key is not enrolled (it must pair again);
+                # the session ends here, so it can never look authenticated to a bridge.
+                _LOGGER.info("Closing an IK session whose client key is not enrolled")
+                self.close()
 
     def notify(self, notice: m.Notification) -> None:
         """Push a notification on this link, if its session is up and its account sees it."""
@@ -161,7 +179,7 @@ class GatewayConnection:
                 return
             notice = shown
         try:
-            self._send_frame(self._channel.seal(0, notice))
+            self._send_frame(self._channel.seal(0, notice), answer=False)
         except (ProtocolError, SessionClosedError):
             self.close()
 

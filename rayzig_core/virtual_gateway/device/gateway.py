@@ -2,12 +2,13 @@
 
 Transport-agnostic and synchronous: a transport (TCP server, fake I2C device) calls
 :meth:`VirtualGateway.attach` per link and feeds frames in; replies and notifications leave through
-the ``send_frame`` callable it passed. Everything PROTOCOL.md asks of a gateway is enforced by the
-pieces tied together here: handshakes (§3, :mod:`.connection`), pairing, passwords and throttling
-(§6, :mod:`.auth`), the budget and the worker of password checks (§6.5, :mod:`.check_budget`,
-:mod:`.password_work`), the permission matrix (§7, :mod:`.handlers`), requests from intake to
-answer (:mod:`.requests`) with the replay cache that makes retried commands act once (§5.3,
-:mod:`.replay`), firmware installs (§10) and persistence (§12, :mod:`.state`).
+the ``send_frame`` callable it passed, which is told which frames are answers. Everything
+PROTOCOL.md asks of a gateway is enforced by the pieces tied together here: handshakes (§3,
+:mod:`.connection`), pairing, passwords and throttling (§6, :mod:`.auth`), the budget and the
+worker of password checks (§6.5, :mod:`.check_budget`, :mod:`.password_work`), the permission
+matrix (§7, :mod:`.handlers`), requests from intake to answer (:mod:`.requests`) with the replay
+cache that makes retried commands act once (§5.3, :mod:`.replay`), firmware installs (§10) and
+persistence (§12, :mod:`.state`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from rayzig_core.virtual_gateway import credentials
 from rayzig_core.virtual_gateway.device.accounts import FACTORY_USER, Accounts, name_key
 from rayzig_core.virtual_gateway.device.auth import THROTTLED_ANSWER_DELAY
 from rayzig_core.virtual_gateway.device.check_budget import CheckBudget
-from rayzig_core.virtual_gateway.device.connection import GatewayConnection
+from rayzig_core.virtual_gateway.device.connection import FrameSender, GatewayConnection
 from rayzig_core.virtual_gateway.device.identity import DEFAULT_FIRMWARE, HARDWARE, MODEL
 from rayzig_core.virtual_gateway.device.password_work import PasswordWorker
 from rayzig_core.virtual_gateway.device.replay import ReplayCache, Reply
@@ -314,9 +315,7 @@ class VirtualGateway:
 
     # --- links -----------------------------------------------------------------------------
 
-    def attach(
-        self, send_frame: Callable[[bytes], None], close: Callable[[], None]
-    ) -> GatewayConnection:
+    def attach(self, send_frame: FrameSender, close: Callable[[], None]) -> GatewayConnection:
         """Start serving one link; the transport feeds frames to the returned connection."""
         connection = GatewayConnection(self, send_frame, close)
         self._connections.add(connection)
