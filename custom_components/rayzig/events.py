@@ -191,7 +191,9 @@ class RayzigEventImporter:
             await self._store.async_save()
 
     async def async_remove(self) -> None:
-        """Delete the stored cursors (the config entry was removed)."""
+        """Delete the stored cursors and the outputs' statistics (the config entry was removed)."""
+        await self._store.async_load()
+        await self.runtime.async_clear()
         await self._store.async_remove()
 
     # --- syncing ---------------------------------------------------------------------------------

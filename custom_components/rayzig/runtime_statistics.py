@@ -174,6 +174,18 @@ class RuntimeStatistics:
         self.rows_imported += count
         return count
 
+    async def async_clear(self) -> None:
+        """Delete the outputs' long-term statistics (the config entry was removed)."""
+        statistics = [
+            statistic_id(state.serial, index, key)
+            for state in self._store.runtime.values()
+            for index in range(len(state.outputs))
+            for key in (ON_TIME, SWITCHING_CYCLES)
+        ]
+        recorder = await self._async_recorder()
+        if statistics and recorder is not None:
+            recorder.async_clear_statistics(statistics)
+
     async def _async_recorder(self) -> Recorder | None:
         """The recorder, once its database is ready; None without one."""
         recorder: Recorder | None = self.hass.data.get(DATA_INSTANCE)

@@ -19,6 +19,9 @@ from homeassistant.components.recorder import Recorder, get_instance
 from homeassistant.components.recorder.statistics import statistics_during_period
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.components.recorder.common import (
+    async_wait_recording_done,
+)
 
 from custom_components.rayzig.const import DOMAIN
 from custom_components.rayzig.events import RayzigEventImporter
@@ -220,6 +223,11 @@ async def test_back_fill_across_a_gap_and_an_entry_restart(
         assert metadata["source"] == DOMAIN
         assert metadata["unit_of_measurement"] == "h"
         assert metadata["has_sum"]
+
+    # Removing the entry deletes its statistics with its stored totals.
+    assert await hass.config_entries.async_remove(config_entry.entry_id)
+    await async_wait_recording_done(hass)
+    assert await hourly(hass, statistic_id(module.serial, 0, "on_time")) == []
 
 
 def _metadata(hass: HomeAssistant, statistic: str) -> dict[str, Any]:
