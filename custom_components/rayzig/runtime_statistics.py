@@ -98,8 +98,8 @@ class RuntimeStatistics:
     def begin(self, pulled: Pulled, previous: ModuleCursor | None) -> None:
         """Get ready for a pull's records: a module under a new serial or log starts afresh.
 
-        ``previous`` is the module's cursor before this pull: a pull that starts before it
-        follows a log that began again (PROTOCOL.md §8.2).
+        ``previous`` is the module's cursor before this pull: a pull that starts afresh before
+        what was handed over follows a log that began again (PROTOCOL.md §8.2).
         """
         module, cursor = pulled.module, pulled.cursor
         if cursor is None:
@@ -110,7 +110,7 @@ class RuntimeStatistics:
         if state is None or state.serial != module.serial:
             self._store.runtime[module_id] = ModuleRuntime(module.serial)
             self._store.runtime_changed.add(module_id)
-        elif previous is not None and cursor.seq < previous.seq:
+        elif previous is not None and cursor.fired is None and cursor.seq < previous.imported:
             state.restart_log(cursor.seq)
             self._store.runtime_changed.add(module_id)
 
