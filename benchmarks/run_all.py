@@ -51,7 +51,7 @@ BENCHMARKS: dict[str, Callable[[], BenchResult]] = {
     attack_flood.NAME: attack_flood.run,
 }
 """The I2C bus benchmarks (group ``bus``)."""
-HA_BENCHMARKS = ("ha_setup", "ha_command", "ha_import", "ha_recovery")
+HA_BENCHMARKS = ("ha_setup", "ha_command", "ha_import", "ha_recovery", "ha_statistics")
 """The Home Assistant-level benchmarks (group ``ha``): modules ``benchmarks.<name>`` with
 ``run(workload)`` and the workloads ``FULL`` and ``QUICK``; imported when they run."""
 

@@ -91,6 +91,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     # event-log import from a caller-persisted cursor (PROTOCOL.md §8.2)
     "rayzig_core.eventlog": ("EventLogSync",),
+    # outputs' on-time and switching cycles folded from event logs (PROTOCOL.md §8.3)
+    "rayzig_core.runtime_stats": ("HOUR_SECONDS", "HourRow", "ModuleRuntime", "OutputRuntime"),
     # dataclasses to and from JSON-compatible values, for a caller's own store
     "rayzig_core.storage": ("JsonCodec",),
     # user levels' permissions (PROTOCOL.md §7)
@@ -120,6 +122,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
+    "HOUR_SECONDS",
     "LIMITABLE_LEVELS",
     "MAX_EVENTS_PER_MODULE",
     "PERMISSIONS",
@@ -158,6 +161,7 @@ __all__ = [
     "GatewayKeyChangedError",
     "GatewayUser",
     "HandshakeError",
+    "HourRow",
     "I2CConnector",
     "InvalidCredentialsError",
     "InvalidRequestError",
@@ -166,11 +170,13 @@ __all__ = [
     "ModuleJoined",
     "ModuleKind",
     "ModuleLeft",
+    "ModuleRuntime",
     "NotFoundError",
     "Notification",
     "Output",
     "OutputChanged",
     "OutputRef",
+    "OutputRuntime",
     "OutsideLimitationError",
     "PasswordChangeRequiredError",
     "PasswordRejectedError",
@@ -289,6 +295,7 @@ if TYPE_CHECKING:
         OutputChanged,
         TelemetryChanged,
     )
+    from rayzig_core.runtime_stats import HOUR_SECONDS, HourRow, ModuleRuntime, OutputRuntime
     from rayzig_core.storage import JsonCodec
     from rayzig_core.transport.base import Connector, Transport
     from rayzig_core.transport.i2c import I2CConnector

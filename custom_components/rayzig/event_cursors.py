@@ -5,6 +5,9 @@ when nothing records events), and, while some are not known to be stored yet, ``
 last record that may have been fired, with the time range of those in between. ``fired`` is
 written *before* the records are fired, so after a crash the importer knows exactly which
 records to look up in the database instead of firing them again blindly.
+
+The outputs' runtime statistics (:mod:`.runtime_statistics`) are stored in the same file and
+written with the same atomic write, so that they never disagree with the cursors after a crash.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.storage import Store
 
-from rayzig_core import JsonCodec
+from rayzig_core import JsonCodec, ModuleRuntime
 
 from .const import DOMAIN, STORAGE_VERSION
 
@@ -66,6 +69,7 @@ class ModuleCursor:
 
 
 _CODEC = JsonCodec(ModuleCursor)
+_RUNTIME_CODEC = JsonCodec(ModuleRuntime)
 
 
 class CursorStore:
@@ -82,6 +86,11 @@ class CursorStore:
         """The data as last written (None: not known to be stored)."""
         self._encoded: dict[int, tuple[ModuleCursor, Any]] = {}
         """Each module's cursor as last encoded: a save encodes only the cursors that changed."""
+        self.runtime: dict[int, ModuleRuntime] = {}
+        """Module id → its outputs' runtime statistics (saved with the cursors)."""
+        self.runtime_changed: set[int] = set()
+        """Modules whose runtime statistics changed since they were last encoded."""
+        self._runtime_encoded: dict[int, Any] = {}
 
     async def async_load(self) -> None:
         """Read the cursors; a damaged one is dropped with a warning (its module starts afresh)."""
@@ -91,6 +100,11 @@ class CursorStore:
                 self.cursors[int(key)] = _CODEC.decode(value)
             except (TypeError, ValueError):
                 _LOGGER.warning("Ignoring a damaged event-log cursor for module %s", key)
+        for key, value in dict(stored.get("runtime", {})).items():
+            try:
+                self.runtime[int(key)] = _RUNTIME_CODEC.decode(value)
+            except (TypeError, ValueError):
+                _LOGGER.warning("Ignoring damaged runtime statistics for module %s", key)
         self._saved = stored
 
     async def async_save(self) -> None:
@@ -105,9 +119,11 @@ class CursorStore:
 
     @callback
     def async_drop(self, module_id: int) -> None:
-        """Forget a module's cursor; written shortly after."""
+        """Forget a module's cursor and runtime statistics; written shortly after."""
         self._encoded.pop(module_id, None)
-        if self.cursors.pop(module_id, None) is None:
+        self._runtime_encoded.pop(module_id, None)
+        had_runtime = self.runtime.pop(module_id, None) is not None
+        if self.cursors.pop(module_id, None) is None and not had_runtime:
             return
         self._saved = None  # the next async_save writes whatever is current by then
         self._store.async_delay_save(self._data, DROP_DELAY)
@@ -124,4 +140,10 @@ class CursorStore:
             if cached is None or cached[0] is not cursor:
                 cached = self._encoded[module_id] = (cursor, _CODEC.encode(cursor))
             modules[str(module_id)] = cached[1]
-        return {"modules": modules}
+        runtime: dict[str, Any] = {}
+        for module_id, state in sorted(self.runtime.items()):
+            if module_id in self.runtime_changed or module_id not in self._runtime_encoded:
+                self._runtime_encoded[module_id] = _RUNTIME_CODEC.encode(state)
+            runtime[str(module_id)] = self._runtime_encoded[module_id]
+        self.runtime_changed.clear()
+        return {"modules": modules, "runtime": runtime}

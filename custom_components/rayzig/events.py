@@ -64,6 +64,7 @@ from .event_cursors import CursorStore
 from .event_pull import LogPuller, Pulled
 from .event_recorder import RecorderPace
 from .logbook_entries import OwnCommands, async_fire_imported
+from .runtime_statistics import RuntimeStatistics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class RayzigEventImporter:
         self._pace = RecorderPace(hass)
         window = int(entry.options.get(CONF_EVENT_IMPORT_WINDOW, DEFAULT_EVENT_IMPORT_WINDOW))
         self._puller = LogPuller(client, self._store, self._pace, window)
+        self.runtime = RuntimeStatistics(hass, entry.entry_id, self._store)
+        """The outputs' on-time and switching cycles, folded from the same records."""
         self._lock = asyncio.Lock()
         self._pending: set[int] = set()
         self._pending_all = False
@@ -163,6 +166,7 @@ class RayzigEventImporter:
         module = self._known.pop(module_id, None)
         cursor = self._store.cursors.get(module_id)
         self._store.async_drop(module_id)
+        self.runtime.async_drop(module_id)
         if module is None:
             return
         # No log record tells when: the gateway's notification is the moment it left.
@@ -188,7 +192,9 @@ class RayzigEventImporter:
             await self._store.async_save()
 
     async def async_remove(self) -> None:
-        """Delete the stored cursors (the config entry was removed)."""
+        """Delete the stored cursors and the outputs' statistics (the config entry was removed)."""
+        await self._store.async_load()
+        await self.runtime.async_clear()
         await self._store.async_remove()
 
     # --- syncing ---------------------------------------------------------------------------------
@@ -244,6 +250,7 @@ class RayzigEventImporter:
                         await ahead
                 self.imported += total
             await self._async_confirm(CONFIRM_AT_END)
+            await self.runtime.async_import()
             return total
 
     async def _modules(self, wanted: set[int] | None) -> dict[int, Module]:
@@ -269,6 +276,7 @@ class RayzigEventImporter:
                 self._store.cursors.pop(module_id, None)
                 continue
             self._known[module_id] = module
+            self.runtime.begin(pulled, self._store.cursors.get(module_id))
             cursor = pulled.cursor
             if pulled.events:
                 devices[module_id] = async_module_device_id(
@@ -278,9 +286,12 @@ class RayzigEventImporter:
                     times = [event.timestamp for event in pulled.events]
                     cursor = cursor.firing(pulled.events[-1].seq, min(times), max(times))
             self._store.cursors[module_id] = cursor
+        records = [(p.module, event) for p in group for event in p.events]
+        if recorder:
+            # Runtime totals are folded before the cursors that cover the records are written.
+            self.runtime.fold(records)
         # With a recorder: the intent, everything of the group may be fired from here on.
         await self._store.async_save()
-        records = [(p.module, event) for p in group for event in p.events]
         for start in range(0, len(records), FIRE_CHUNK):
             chunk = records[start : start + FIRE_CHUNK]
             await self._pace.async_room()
@@ -291,6 +302,7 @@ class RayzigEventImporter:
             if pulled.events:
                 signal = signal_new_event(self.entry.entry_id, pulled.module.module_id)
                 async_dispatcher_send(self.hass, signal, pulled.events[-1])
+        self.runtime.async_dispatch()
         return len(records)
 
     async def _async_count_before_firing(
@@ -302,6 +314,7 @@ class RayzigEventImporter:
             self._store.cursors[module.module_id] = replace(
                 cursor, seq=event.seq, fired=None, oldest=None, newest=None
             )
+        self.runtime.fold(chunk)
         try:
             await self._store.async_save()
         except asyncio.CancelledError:

@@ -1,4 +1,4 @@
-"""Sensors: battery level, link quality and event-log fill of each module."""
+"""Sensors: battery level, link quality and event-log fill of each module; outputs' runtime."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from rayzig_core import MAX_EVENTS_PER_MODULE, Module
 from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry
 from .entity import RayzigModuleEntity, async_add_module_entities
+from .sensor_runtime import runtime_sensors
 
 PARALLEL_UPDATES = 0
 """Read-only: values come from the coordinator."""
@@ -69,14 +70,16 @@ async def async_setup_entry(
     entry: RayzigConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the sensors every module has, now and when modules join."""
+    """Add the sensors every module (and output) has, now and when modules join."""
+    statistics = entry.runtime_data.events.runtime
 
-    def entities(coordinator: RayzigCoordinator, module: Module) -> Iterable[RayzigSensor]:
-        return (
+    def entities(coordinator: RayzigCoordinator, module: Module) -> Iterable[SensorEntity]:
+        yield from (
             RayzigSensor(coordinator, module, description)
             for description in SENSORS
             if description.exists_fn(module)
         )
+        yield from runtime_sensors(coordinator, module, statistics)
 
     async_add_module_entities(entry, async_add_entities, entities)
 

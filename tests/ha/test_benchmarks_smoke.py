@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-NAMES = ("ha_setup", "ha_command", "ha_import", "ha_recovery")
+NAMES = ("ha_setup", "ha_command", "ha_import", "ha_recovery", "ha_statistics")
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 

@@ -158,11 +158,14 @@ async def test_a_command_writes_its_switch_once(
         counts = writes.take()
         assert counts[switch] == 1, counts
         # Besides the switch, only what really changed in the same module: the event entity
-        # shows the command's record, the event-log fill may have moved.
+        # shows the command's record, the event-log fill may have moved, and the output's own
+        # runtime sensors count the switching (no other output's).
         concerned = {
             switch,
             entity_of(hass, "event", f"{module.serial}_event"),
             entity_of(hass, "sensor", f"{module.serial}_event_log_fill"),
+            entity_of(hass, "sensor", f"{module.serial}_on_time_{output.index}"),
+            entity_of(hass, "sensor", f"{module.serial}_switching_cycles_{output.index}"),
         }
         assert set(counts) <= concerned, counts
         assert all(count == 1 for count in counts.values()), counts
