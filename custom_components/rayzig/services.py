@@ -15,7 +15,6 @@ chosen in ``set_user_limitation`` lifts the limitation.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, Final
 
 import voluptuous as vol
@@ -35,16 +34,15 @@ from rayzig_core import (
     Permission,
     PolicyViolation,
     RayzigError,
-    RayzigInternalError,
     RestorePreset,
     UserLevel,
     UserLimitation,
-    check_password,
     permission_to_manage,
 )
 
 from .const import DOMAIN
 from .data import RayzigConfigEntry
+from .passwords import generate_password
 
 SERVICE_ADD_USER: Final = "add_user"
 SERVICE_DELETE_USER: Final = "delete_user"
@@ -63,14 +61,6 @@ ATTR_MODULES: Final = "modules"
 ATTR_OUTPUTS: Final = "outputs"
 ATTR_READ_ONLY: Final = "read_only"
 ATTR_LIMITED: Final = "limited"
-
-PASSWORD_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet
-"""Lower-case letters and digits without look-alikes (i/l/1, o/0): easy to read out and type."""
-PASSWORD_GROUPS: Final = 5
-PASSWORD_GROUP_LENGTH: Final = 5
-"""25 random characters (about 124 bits) in five dash-separated groups: 29 characters in all."""
-PASSWORD_ATTEMPTS: Final = 100
-"""Fresh draws before giving up on passing the policy (one draw practically always passes)."""
 
 LEVELS: Final[dict[str, UserLevel]] = {
     "user": UserLevel.USER,
@@ -202,22 +192,6 @@ async def _reasons(hass: HomeAssistant, codes: tuple[str, ...]) -> str:
         key = f"component.{DOMAIN}.exceptions.password_{violation.value}.message"
         reasons.append(texts.get(key) or violation.message)
     return " ".join(reasons)
-
-
-def generate_password(user_name: str, serial: str) -> str:
-    """Return a random initial password that passes the password policy for this user.
-
-    Checked with rayzig_core's policy (the one the gateway applies); runs zxcvbn, so call it in
-    the executor.
-    """
-    for _ in range(PASSWORD_ATTEMPTS):
-        password = "-".join(
-            "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_GROUP_LENGTH))
-            for _ in range(PASSWORD_GROUPS)
-        )
-        if not check_password(password, user_name=user_name, serial=serial):
-            return password
-    raise RayzigInternalError("no generated password passed the password policy")
 
 
 async def _handover_message(hass: HomeAssistant, name: str) -> str:
