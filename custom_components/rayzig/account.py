@@ -24,7 +24,6 @@ from homeassistant.core import HomeAssistant
 from rayzig_core import (
     ClientCredentials,
     GatewayIdentity,
-    GatewayKeyChangedError,
     RayzigClient,
     RayzigError,
     UserLevel,
@@ -135,8 +134,6 @@ async def async_revoke_key(connection: Mapping[str, Any], credentials: ClientCre
         ) as client:
             await client.connect()
             await client.revoke_client(0)
-    except GatewayKeyChangedError:
-        raise
     except RayzigError as err:
         _LOGGER.warning(
             "Could not revoke the gateway key of %s (client %s): %s; revoke it on the gateway "

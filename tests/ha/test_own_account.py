@@ -22,14 +22,14 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.rayzig import account, passwords
+from custom_components.rayzig import account, config_flow_credentials, passwords, repair_own_account
 from custom_components.rayzig.account import CONF_DEDICATED_ACCOUNT
 from custom_components.rayzig.const import CONF_CREDENTIALS, DOMAIN
 from custom_components.rayzig.diagnostics import async_get_config_entry_diagnostics
 from custom_components.rayzig.repair_own_account import own_account_issue_id
 from custom_components.rayzig.repairs import async_create_fix_flow
 from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.errors import PermissionDeniedError
+from rayzig_core.errors import ConnectionFailedError, GatewayKeyChangedError, PermissionDeniedError
 from rayzig_core.models import UserLevel
 from rayzig_core.protocol import messages as m
 from rayzig_core.testing.gateway import GatewayThread
@@ -352,3 +352,108 @@ def test_strings_name_the_new_steps() -> None:
     strings = (component / "strings.json").read_text(encoding="utf-8")
     for key in ("own_account", "install_firmware", "too_many_users", "firmware_needs_system"):
         assert key in strings
+
+
+# --- failures on the way ----------------------------------------------------------------------
+
+
+async def test_a_failed_pairing_deletes_the_new_account_again(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    credentials: ClientCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pairing under the new account fails (the link drops): no orphan account is left."""
+
+    class DroppingClient(RayzigClient):
+        async def pair(self, gateway: Any, user: str, password: str) -> ClientCredentials:
+            if user.startswith(PREFIX):
+                raise ConnectionFailedError("link lost")
+            return await super().pair(gateway, user, password)
+
+    monkeypatch.setattr(account, "RayzigClient", DroppingClient)
+    entry = entry_for(gateway, credentials)
+    connection = {k: v for k, v in entry.data.items() if k != CONF_CREDENTIALS}
+    with pytest.raises(ConnectionFailedError):
+        await account.async_take_own_account(
+            hass, connection, account.identity_of(credentials), credentials
+        )
+    assert accounts(gateway) == {OWNER: UserLevel.SYSTEM}
+
+
+async def test_a_key_that_cannot_be_revoked_is_reported(
+    gateway: GatewayThread, credentials: ClientCredentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = entry_for(gateway, credentials)
+    connection = {k: v for k, v in entry.data.items() if k != CONF_CREDENTIALS}
+    gateway.stop()
+    assert not await account.async_revoke_key(connection, credentials)
+    assert f"rayzig clients revoke {credentials.client_id}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (GatewayKeyChangedError("AAAA", "BBBB"), {"reason": "fingerprint_changed"}),
+        (ConnectionFailedError("link lost"), {"errors": {"base": "cannot_connect"}}),
+    ],
+)
+async def test_flow_failures_while_taking_the_account(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    expected: dict[str, Any],
+) -> None:
+    """The gateway key changes or the link drops after the sign-in: the flow says so."""
+
+    async def fail(*args: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(config_flow_credentials, "async_take_own_account", fail)
+    keys = keys_of(gateway, OWNER)
+    result = await flow_entry(hass, gateway, OWNER_PASSWORD)
+    for key, value in expected.items():
+        assert result[key] == value
+    assert keys_of(gateway, OWNER) == keys  # the sign-in's key is revoked all the same
+
+
+async def test_repair_refuses_a_changed_gateway_key(
+    hass: HomeAssistant, gateway: GatewayThread, config_entry: MockConfigEntry
+) -> None:
+    config_entry.add_to_hass(hass)
+
+    async def fail(*args: Any) -> Any:
+        raise GatewayKeyChangedError("AAAA", "BBBB")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(repair_own_account, "async_take_own_account", fail)
+        flow = await async_create_fix_flow(
+            hass, own_account_issue_id(config_entry.entry_id), {"entry_id": config_entry.entry_id}
+        )
+        flow.hass = hass
+        result = await flow.async_step_confirm({})
+    assert result["reason"] == "gateway_key_changed"
+
+
+async def test_removal_on_a_revision_1_gateway_revokes_the_key_and_says_so(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    credentials: ClientCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gateway that will not let an account delete itself: the key goes, the log says the rest."""
+    entry = await own_entry(gateway, credentials)
+    own = ClientCredentials.from_dict(entry.data[CONF_CREDENTIALS])
+
+    async def refused(self: RayzigClient, name: str) -> None:
+        raise PermissionDeniedError(6, "The Administrator level cannot delete users")
+
+    async with loaded_entry(hass, entry, monkeypatch):
+        monkeypatch.setattr(RayzigClient, "delete_user", refused)
+        assert await hass.config_entries.async_remove(entry.entry_id)
+        await hass.async_block_till_done()
+    assert not keys_of(gateway, own.user)
+    assert own.user in accounts(gateway)
+    assert f"rayzig users delete {own.user}" in caplog.text

@@ -7,6 +7,7 @@ Real update server, real virtual gateway.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.rayzig.firmware import RayzigFirmwareCoordinator
 from rayzig_core.client import ClientCredentials
 from rayzig_core.firmware import generate_signing_key
 from rayzig_core.models import FirmwarePart, FirmwareVersion, UserLevel
@@ -143,3 +145,36 @@ async def test_install_needs_an_update_server_and_a_loaded_entry(
         assert result["reason"] == "no_update_server"
     result = await open_install(hass, entry)  # unloaded
     assert result["reason"] == "no_update_server"
+
+
+async def test_the_flow_shows_progress_while_the_install_runs(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    credentials: ClientCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+    update_server: UpdateServer,  # noqa: F811 - the fixture imported above
+) -> None:
+    """Asked again before the install ends (a page reload), the flow still shows its progress."""
+    publish(gateway, update_server.directory, update_server.private, version="2.5.0")
+    gate = asyncio.Event()
+    real_install = RayzigFirmwareCoordinator.async_install
+
+    async def held(self: RayzigFirmwareCoordinator, *args: Any) -> None:
+        await gate.wait()
+        await real_install(self, *args)
+
+    monkeypatch.setattr(RayzigFirmwareCoordinator, "async_install", held)
+    entry = await own_entry_with_server(gateway, credentials, update_server, update_server.public)
+    async with loaded_entry(hass, entry, monkeypatch):
+        result = await open_install(hass, entry)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {"part": "RAYZIG", "username": OWNER, "password": OWNER_PASSWORD}
+        )
+        assert result["type"] is FlowResultType.SHOW_PROGRESS
+        again = await hass.config_entries.options.async_configure(result["flow_id"])
+        assert again["type"] is FlowResultType.SHOW_PROGRESS
+        assert again["description_placeholders"] == {"part": "Rayzig"}
+        gate.set()
+        await hass.async_block_till_done()
+        result = await hass.config_entries.options.async_configure(result["flow_id"])
+        assert result["reason"] == "firmware_installed"
