@@ -14,7 +14,15 @@ import voluptuous as vol
 from homeassistant.components.repairs import RepairsFlow
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.data_entry_flow import FlowResult
+
+try:  # HA 2026 types repair flows' results apart; HA 2025.4 has only FlowResult
+    from homeassistant.components.repairs import (  # type: ignore[attr-defined, unused-ignore]
+        RepairsFlowResult,
+    )
+except ImportError:  # HA 2025.4, the tested version
+    from homeassistant.data_entry_flow import (  # type: ignore[assignment, unused-ignore]
+        FlowResult as RepairsFlowResult,
+    )
 from homeassistant.helpers import issue_registry as ir
 
 from rayzig_core import ClientCredentials, GatewayKeyChangedError, RayzigError
@@ -66,11 +74,13 @@ class OwnAccountRepairFlow(RepairsFlow):
         """Remember which entry moves."""
         self._entry_id = entry_id
 
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> FlowResult:
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> RepairsFlowResult:
         """Start at the confirmation."""
         return await self.async_step_confirm()
 
-    async def async_step_confirm(self, user_input: dict[str, Any] | None = None) -> FlowResult:
+    async def async_step_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> RepairsFlowResult:
         """Explain the move; on submit, create the account, pair, swap the key, revoke the old."""
         entry: ConfigEntry | None = self.hass.config_entries.async_get_entry(self._entry_id)
         if entry is None:
