@@ -60,8 +60,10 @@ class RayzigOptionsFlow(SystemSteps):
         # it then uses the stored options.
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """A menu: the settings, or a firmware install with a System user's password."""
-        return self.async_show_menu(step_id="init", menu_options=["settings", "install_firmware"])
+        """A menu: the settings, or what needs a System password (firmware, Administrator)."""
+        return self.async_show_menu(
+            step_id="init", menu_options=["settings", "install_firmware", "add_administrator"]
+        )
 
     async def async_step_settings(
         self, user_input: dict[str, Any] | None = None

@@ -1,4 +1,4 @@
-"""Options-flow steps that need a System user: a firmware install, typed-in credentials each time.
+"""Options-flow steps that need a System user: firmware install, Administrator account.
 
 Home Assistant's own key is an Administrator's (:mod:`.account`): it may not install firmware or
 manage Administrator and System accounts (PROTOCOL.md §7.2). For those the user types a System
@@ -22,16 +22,26 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from rayzig_core import ClientCredentials, FirmwareError, FirmwarePart, RayzigError
+from rayzig_core import (
+    ClientCredentials,
+    FirmwareError,
+    FirmwarePart,
+    InvalidRequestError,
+    PasswordRejectedError,
+    RayzigError,
+    UserLevel,
+)
 
 from .account import NotSystemUserError, async_system_session, identity_of
 from .config_flow_base import CONF_PASSWORD, CONF_USERNAME, DEFAULT_USER, TEXT_SELECTOR, error_key
 from .const import CONF_CONNECTION, CONF_CREDENTIALS
 from .data import RayzigData
 from .firmware import RayzigFirmwareCoordinator, is_newer
+from .passwords import generate_password
 from .repairs import FIRMWARE_PART_NAMES
 
 CONF_PART = "part"
+CONF_NAME = "name"
 
 _PASSWORD_SELECTOR = TextSelector(
     TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="current-password")
@@ -39,7 +49,7 @@ _PASSWORD_SELECTOR = TextSelector(
 
 
 class SystemSteps(OptionsFlow):
-    """``install_firmware``: a System user's credentials and the part, then the install."""
+    """``install_firmware`` and ``add_administrator``, each with a System user's credentials."""
 
     _install: asyncio.Task[None] | None = None
     _install_error: str | None = None
@@ -148,3 +158,40 @@ class SystemSteps(OptionsFlow):
                 "version": installed.version if installed is not None else "?",
             },
         )
+
+    async def async_step_add_administrator(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Create an Administrator account with a generated initial password, shown once here."""
+        errors: dict[str, str] = {}
+        entry = self.config_entry
+        if user_input is not None:
+            name = str(user_input[CONF_NAME]).strip()
+            identity = identity_of(ClientCredentials.from_dict(entry.data[CONF_CREDENTIALS]))
+            initial = await self.hass.async_add_executor_job(
+                generate_password, name, identity.serial
+            )
+            user, password = str(user_input[CONF_USERNAME]).strip(), str(user_input[CONF_PASSWORD])
+            try:
+                async with async_system_session(entry.data, identity, user, password) as client:
+                    await client.add_user(name, UserLevel.ADMINISTRATOR, initial)
+            except NotSystemUserError:
+                errors["base"] = "not_system_user"
+            except (InvalidRequestError, PasswordRejectedError):
+                errors[CONF_NAME] = "name_refused"
+            except RayzigError as err:
+                errors["base"] = error_key(err, str(entry.data[CONF_CONNECTION]))
+            else:
+                # Shown once, never stored: flow results are not recorded (as add_user's response).
+                return self.async_abort(
+                    reason="administrator_added",
+                    description_placeholders={"name": name, "password": initial},
+                )
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_NAME): TEXT_SELECTOR,
+                vol.Required(CONF_USERNAME, default=DEFAULT_USER): TEXT_SELECTOR,
+                vol.Required(CONF_PASSWORD): _PASSWORD_SELECTOR,
+            }
+        )
+        return self.async_show_form(step_id="add_administrator", data_schema=schema, errors=errors)

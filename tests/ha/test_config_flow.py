@@ -861,7 +861,7 @@ async def open_settings(hass: HomeAssistant, entry_id: str) -> Any:
     """Options: the menu, then its settings form."""
     result = await hass.config_entries.options.async_init(entry_id)
     assert result["type"] is FlowResultType.MENU
-    assert result["menu_options"] == ["settings", "install_firmware"]
+    assert result["menu_options"] == ["settings", "install_firmware", "add_administrator"]
     return await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": "settings"}
     )

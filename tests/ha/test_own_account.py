@@ -457,3 +457,60 @@ async def test_removal_on_a_revision_1_gateway_revokes_the_key_and_says_so(
     assert not keys_of(gateway, own.user)
     assert own.user in accounts(gateway)
     assert f"rayzig users delete {own.user}" in caplog.text
+
+
+# --- an Administrator account with a System user's password ---------------------------------------
+
+
+async def open_add_administrator(hass: HomeAssistant, entry: MockConfigEntry) -> Any:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "add_administrator"}
+    )
+
+
+async def test_add_an_administrator_with_system_credentials_stores_nothing(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    credentials: ClientCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await pair_user(gateway, "adam", UserLevel.ADMINISTRATOR, "copper-lantern-whistles-71-rain")
+    entry = await own_entry(gateway, credentials)
+    async with loaded_entry(hass, entry, monkeypatch):
+        data, options = dict(entry.data), dict(entry.options)
+        installer_keys = keys_of(gateway, OWNER)
+        result = await open_add_administrator(hass, entry)
+        assert result["step_id"] == "add_administrator"
+
+        def submit(name: str, user: str, password: str) -> Any:
+            return hass.config_entries.options.async_configure(
+                result["flow_id"], {"name": name, "username": user, "password": password}
+            )
+
+        result = await submit("alice", OWNER, "not-the-password-at-all")
+        assert result["errors"] == {"base": "invalid_auth"}
+        result = await submit("alice", "adam", "copper-lantern-whistles-71-rain")
+        assert result["errors"] == {"base": "not_system_user"}
+        result = await submit(OWNER, OWNER, OWNER_PASSWORD)
+        assert result["errors"] == {"name": "name_refused"}
+        assert "alice" not in accounts(gateway)
+        result = await submit(" alice ", OWNER, OWNER_PASSWORD)
+        assert result["type"] is FlowResultType.ABORT
+        assert result["reason"] == "administrator_added"
+        initial = result["description_placeholders"]["password"]
+        assert result["description_placeholders"]["name"] == "alice"
+        assert accounts(gateway)["alice"] is UserLevel.ADMINISTRATOR
+        # The initial password works; nothing stayed in Home Assistant or on the gateway.
+        client = RayzigClient(TcpConnector("127.0.0.1", gateway.port))
+        try:
+            paired = await client.pair(await client.identify(), "alice", initial)
+        finally:
+            await client.close()
+        assert paired.level is UserLevel.ADMINISTRATOR
+        assert dict(entry.data) == data
+        assert dict(entry.options) == options
+        assert keys_of(gateway, OWNER) == installer_keys
+    for secret in (OWNER_PASSWORD, initial):
+        assert secret not in caplog.text
