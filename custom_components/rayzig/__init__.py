@@ -229,7 +229,7 @@ async def _async_delete_own_account(client: RayzigClient, user: str) -> bool:
     except PermissionDeniedError:
         _LOGGER.warning(
             "The gateway does not let %s delete itself (a revision-1 gateway): delete it there "
-            "(`rayzig users delete %s`)",
+            "as a System user (`rayzig users delete %s`)",
             user,
             user,
         )
