@@ -37,6 +37,7 @@ from rayzig_core import (
     RestorePreset,
     UserLevel,
     UserLimitation,
+    allowed,
     permission_to_manage,
 )
 
@@ -245,14 +246,23 @@ async def _async_add_user(call: ServiceCall) -> ServiceResponse:
 
 
 async def _async_delete_user(call: ServiceCall) -> None:
+    """Delete a gateway account; a refusal names the level it needs (System for Administrators)."""
     entry = _loaded_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
     coordinator = entry.runtime_data.coordinator
     name: str = call.data[ATTR_NAME]
     if name == coordinator.data.info.user:
         raise _validation_error("cannot_delete_own_user", user=name)
-    await coordinator.async_command(
-        coordinator.client.delete_user(name), permission=Permission.MANAGE_USERS
-    )
+    permission = Permission.MANAGE_USERS
+    if allowed(coordinator.data.info.level, Permission.MANAGE_USERS):
+        # The account's level decides the permission (PROTOCOL.md §7.3): look it up to say so.
+        try:
+            users = await coordinator.client.list_users()
+        except RayzigError as err:
+            raise coordinator.translate_error(err, permission=permission) from err
+        levels = {user.name: user.level for user in users}
+        if name in levels:
+            permission = permission_to_manage(levels[name])
+    await coordinator.async_command(coordinator.client.delete_user(name), permission=permission)
 
 
 async def _async_set_user_limitation(call: ServiceCall) -> None:

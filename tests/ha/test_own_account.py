@@ -514,3 +514,32 @@ async def test_add_an_administrator_with_system_credentials_stores_nothing(
         assert keys_of(gateway, OWNER) == installer_keys
     for secret in (OWNER_PASSWORD, initial):
         assert secret not in caplog.text
+
+
+async def test_deleting_an_administrator_from_home_assistant_needs_system(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    credentials: ClientCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await pair_user(gateway, "adam", UserLevel.ADMINISTRATOR, "copper-lantern-whistles-71-rain")
+    entry = await own_entry(gateway, credentials)
+    async with loaded_entry(hass, entry, monkeypatch):
+        with pytest.raises(HomeAssistantError) as raised:
+            await hass.services.async_call(
+                DOMAIN,
+                "delete_user",
+                {"config_entry_id": entry.entry_id, "name": "adam"},
+                blocking=True,
+            )
+        assert raised.value.translation_key == "permission_needs_system"
+        assert "adam" in accounts(gateway)
+        gateway.stop()
+        with pytest.raises(HomeAssistantError) as raised:
+            await hass.services.async_call(
+                DOMAIN,
+                "delete_user",
+                {"config_entry_id": entry.entry_id, "name": "adam"},
+                blocking=True,
+            )
+        assert raised.value.translation_key == "not_connected"
