@@ -37,7 +37,11 @@ class AccountRequests:
         await self._call(m.AddUser(name, level, password), m.Ok)
 
     async def delete_user(self, name: str) -> None:
-        """Delete a user; its enrolled clients lose access at once."""
+        """Delete a user; its enrolled clients lose access at once.
+
+        Deleting this client's own account (User, Administrator or System) needs no permission
+        (PROTOCOL.md §7.3, revision 2); the gateway then ends this session too.
+        """
         await self._call(m.DeleteUser(name), m.Ok)
 
     async def list_clients(self) -> tuple[EnrolledClient, ...]:

@@ -24,10 +24,12 @@ from rayzig_core import (
     ClientCredentials,
     ClientRevokedError,
     GatewayKeyChangedError,
+    PermissionDeniedError,
     RayzigClient,
     RayzigError,
 )
 
+from .account import CONF_DEDICATED_ACCOUNT
 from .connection import I2CUnavailableError, create_connector
 from .const import (
     CONF_CREDENTIALS,
@@ -42,6 +44,7 @@ from .data import RayzigConfigEntry, RayzigData
 from .events import RayzigEventImporter
 from .firmware import RayzigFirmwareCoordinator
 from .recovery import RECONNECT_BACKOFF_INITIAL, RECONNECT_BACKOFF_MAX, ReconnectProbe
+from .repair_own_account import async_update_own_account_issue
 from .repairs import (
     async_clear_gateway_key_changed,
     async_delete_entry_issues,
@@ -117,6 +120,8 @@ async def _async_connect(hass: HomeAssistant, entry: RayzigConfigEntry) -> Rayzi
             raise _setup_exception(hass, entry, err) from err
         raise
     async_clear_gateway_key_changed(hass, entry)
+    assert client.credentials is not None
+    async_update_own_account_issue(hass, entry, client.credentials)
     return client
 
 
@@ -217,6 +222,21 @@ async def async_unload_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> b
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 
+async def _async_delete_own_account(client: RayzigClient, user: str) -> bool:
+    """Delete the client's own account (its keys go with it); False if the gateway refuses."""
+    try:
+        await client.delete_user(user)
+    except PermissionDeniedError:
+        _LOGGER.warning(
+            "The gateway does not let %s delete itself (a revision-1 gateway): delete it there "
+            "as a System user (`rayzig users delete %s`)",
+            user,
+            user,
+        )
+        return False
+    return True
+
+
 async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: RayzigConfigEntry, device: dr.DeviceEntry
 ) -> bool:
@@ -263,21 +283,32 @@ async def async_remove_entry(hass: HomeAssistant, entry: RayzigConfigEntry) -> N
     credentials = client.credentials
     assert credentials is not None
     try:
-        if not await _async_revoke(client, entry.title):
+        if not await _async_revoke(client, entry):
             async_raise_revoke_client(hass, entry, credentials.client_id, credentials.user)
     finally:
         await client.close()
     await RayzigEventImporter(hass, entry, client).async_remove()
 
 
-async def _async_revoke(client: RayzigClient, title: str) -> bool:
-    """Revoke the client's own key, saying so in the log; False if the gateway was not reached."""
+async def _async_revoke(client: RayzigClient, entry: RayzigConfigEntry) -> bool:
+    """Delete Home Assistant's own account with its key, or revoke the key of another account.
+
+    Says so in the log; False if the gateway was not reached. A gateway of revision 1 refuses an
+    Administrator's deletion of its own account (PROTOCOL.md §7.3): the key is revoked instead.
+    """
     credentials = client.credentials
     assert credentials is not None
+    title = entry.title
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT.total_seconds()):
             await client.connect()
-            await client.revoke_client(0)
+            if not entry.data.get(CONF_DEDICATED_ACCOUNT):
+                await client.revoke_client(0)
+            elif await _async_delete_own_account(client, credentials.user):
+                _LOGGER.info("Deleted Home Assistant's account %s on %s", credentials.user, title)
+                return True
+            else:
+                await client.revoke_client(0)
     except ClientRevokedError:
         _LOGGER.info(
             "Home Assistant's client key (client %s) was already revoked on %s",

@@ -25,9 +25,17 @@ from rayzig_core import (
     PasswordRejectedError,
     PolicyViolation,
     RayzigClient,
+    RayzigError,
     check_password,
 )
 
+from .account import (
+    CONF_DEDICATED_ACCOUNT,
+    AccountsFullError,
+    async_revoke_key,
+    async_take_own_account,
+    needs_own_account,
+)
 from .config_flow_base import (
     CLIENT_NAME,
     CONF_PASSWORD,
@@ -135,7 +143,7 @@ class CredentialsSteps(RayzigFlowBase):
             self._password = password
             self._paired = credentials
             return await self.async_step_new_password()
-        return self._async_finish(credentials)
+        return await self._async_finish(credentials)
 
     # --- new password --------------------------------------------------------------------
 
@@ -229,20 +237,43 @@ class CredentialsSteps(RayzigFlowBase):
         # The gateway has left factory state: the identity's flag no longer applies.
         self._identity = dataclasses.replace(identity, factory_state=False)
         if self._paired is not None:
-            return self._async_finish(self._paired)
+            return await self._async_finish(self._paired)
         # The new password is set: pairing with it is an ordinary credentials attempt.
         return await self._async_pair(self._auth_step, self._user, new)
 
-    def _async_finish(self, credentials: ClientCredentials) -> ConfigFlowResult:
-        """Store the client key and pinned gateway key (never the password)."""
+    async def _async_finish(self, signer: ClientCredentials) -> ConfigFlowResult:
+        """Store Home Assistant's own key (never a System key, never a password).
+
+        A System user's sign-in creates Home Assistant's own Administrator account and pairs
+        under it (:mod:`.account`); the key the sign-in enrolled is revoked again.
+        """
         self._password = None
         self._paired = None
-        if self.source == SOURCE_REAUTH:
-            return self.async_update_reload_and_abort(
-                self._get_reauth_entry(), data_updates={CONF_CREDENTIALS: credentials.to_dict()}
+        identity = self._identity
+        assert identity is not None
+        replaces = None
+        if self.source == SOURCE_REAUTH and self._get_reauth_entry().data.get(
+            CONF_DEDICATED_ACCOUNT
+        ):
+            replaces = ClientCredentials.from_dict(
+                self._get_reauth_entry().data[CONF_CREDENTIALS]
+            ).user
+        try:
+            key = await async_take_own_account(
+                self.hass, self._connection, identity, signer, replaces
             )
-        assert self._identity is not None
+        except AccountsFullError:
+            return self._show_credentials_form(self._auth_step, {"base": "too_many_users"})
+        except GatewayKeyChangedError:
+            return self._abort_key_changed()
+        except RayzigError as err:
+            return self._show_credentials_form(self._auth_step, *self._form_error(err))
+        finally:
+            if needs_own_account(signer.level):
+                await async_revoke_key(self._connection, signer)
+        data = {CONF_CREDENTIALS: key.credentials.to_dict(), CONF_DEDICATED_ACCOUNT: key.dedicated}
+        if self.source == SOURCE_REAUTH:
+            return self.async_update_reload_and_abort(self._get_reauth_entry(), data_updates=data)
         return self.async_create_entry(
-            title=f"Rayzig {self._identity.serial}",
-            data={**self._connection, CONF_CREDENTIALS: credentials.to_dict()},
+            title=f"Rayzig {identity.serial}", data={**self._connection, **data}
         )

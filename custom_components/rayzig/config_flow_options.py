@@ -7,11 +7,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import voluptuous as vol
-from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.core import callback
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig, TextSelectorType
 
 from .config_flow_base import TEXT_SELECTOR, number_selector
+from .config_flow_system import SystemSteps
 from .const import (
     CONF_EVENT_IMPORT_WINDOW,
     CONF_LOW_BATTERY_THRESHOLD,
@@ -29,8 +30,11 @@ MAX_POLL_INTERVAL = 3600
 SIGNING_KEY_HEX_LENGTH = 64
 
 
-class RayzigOptionsFlow(OptionsFlow):
-    """Event import window, battery threshold, poll interval and the firmware update server.
+class RayzigOptionsFlow(SystemSteps):
+    """Settings, and the operations that need a System user's password (``install_firmware``).
+
+    Settings: event import window, battery threshold, poll interval, the firmware update server.
+    The System operations are in :mod:`.config_flow_system`.
 
     Saved options take effect at once: the entry is reloaded when they changed. Home Assistant
     2025.4 has no ``OptionsFlowWithReload``, and an update listener must not be combined with
@@ -56,6 +60,14 @@ class RayzigOptionsFlow(OptionsFlow):
         # it then uses the stored options.
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """A menu: the settings, or what needs a System password (firmware, Administrator)."""
+        return self.async_show_menu(
+            step_id="init", menu_options=["settings", "install_firmware", "add_administrator"]
+        )
+
+    async def async_step_settings(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
         """One form for every option."""
         errors: dict[str, str] = {}
         current: Mapping[str, Any] = self.config_entry.options
@@ -108,4 +120,4 @@ class RayzigOptionsFlow(OptionsFlow):
                 ): TEXT_SELECTOR,
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema, errors=errors)
+        return self.async_show_form(step_id="settings", data_schema=schema, errors=errors)

@@ -12,6 +12,7 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult
 
+from .account import CONF_DEDICATED_ACCOUNT
 from .config_flow_base import CONF_PASSWORD, CONF_USERNAME, DEFAULT_USER, pinned_key
 from .config_flow_credentials import CredentialsSteps
 from .const import CONF_CREDENTIALS
@@ -36,7 +37,11 @@ class ReauthSteps(CredentialsSteps):
         self._connection = {
             key: value for key, value in entry_data.items() if key != CONF_CREDENTIALS
         }
-        self._user = str(entry_data[CONF_CREDENTIALS].get("user") or DEFAULT_USER)
+        # Nobody knows the password of Home Assistant's own account: a System user signs in.
+        stored = entry_data[CONF_CREDENTIALS].get("user")
+        self._user = (
+            DEFAULT_USER if entry_data.get(CONF_DEDICATED_ACCOUNT) else str(stored or DEFAULT_USER)
+        )
         return await self.async_step_reauth_confirm()
 
     async def async_step_reauth_confirm(

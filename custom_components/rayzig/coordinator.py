@@ -340,8 +340,10 @@ class RayzigCoordinator(DataUpdateCoordinator[RayzigSiteData]):
             placeholders["user"] = self.data.info.user
         elif isinstance(err, PermissionDeniedError):
             info = self.data.info
-            needed = LEVEL_NAMES[required_level(permission)] if permission is not None else "higher"
-            key = "permission_denied"
+            required = required_level(permission) if permission is not None else None
+            needed = LEVEL_NAMES[required] if required is not None else "higher"
+            # Home Assistant's own account holds no System right on purpose (.account).
+            key = "permission_needs_system" if required is UserLevel.SYSTEM else "permission_denied"
             placeholders = {
                 "user": info.user,
                 "level": LEVEL_NAMES[info.level],

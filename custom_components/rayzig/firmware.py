@@ -255,15 +255,23 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
 
     # --- install ---------------------------------------------------------------------------------
 
-    async def async_install(self, part: FirmwarePart, progress: Callable[[int], None]) -> None:
+    async def async_install(
+        self,
+        part: FirmwarePart,
+        progress: Callable[[int], None],
+        client: RayzigClient | None = None,
+    ) -> None:
         """Install the newest catalogue image of ``part``; ``progress`` gets whole percents.
 
-        Raises PermissionDeniedError without contacting anything if this client's user is below
-        System level; otherwise the update server's and gateway's errors (RayzigError subclasses:
-        FirmwareSignatureError, FirmwareIntegrityError, FirmwareRollbackError, link errors)
-        propagate, and the running firmware stays as it was.
+        ``client`` is a System user's session opened for this one install (Home Assistant's own
+        key is an Administrator's, :mod:`.account`). Raises PermissionDeniedError without
+        contacting anything if the installing user is below System level; otherwise the update
+        server's and gateway's errors (RayzigError subclasses: FirmwareSignatureError,
+        FirmwareIntegrityError, FirmwareRollbackError, link errors) propagate, and the running
+        firmware stays as it was.
         """
-        if not self.can_install:
+        installer = client or self.client
+        if client is None and not self.can_install:
             raise PermissionDeniedError(
                 int(ErrorCode.PERMISSION_DENIED),
                 "Installing firmware needs a gateway user of System level.",
@@ -281,4 +289,4 @@ class RayzigFirmwareCoordinator(DataUpdateCoordinator[FirmwareCatalogue]):
         def report(held: int, size: int) -> None:
             progress(held * 100 // size)
 
-        await install_firmware(self.client, entry, image, report)
+        await install_firmware(installer, entry, image, report)

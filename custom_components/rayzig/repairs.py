@@ -1,4 +1,8 @@
-"""Repair issues of the Rayzig integration (none is fixable from Home Assistant alone).
+"""Repair issues of the Rayzig integration.
+
+``own_account`` (fixable, :mod:`.repair_own_account`): the entry holds a System user's key; its
+fix flow moves it to Home Assistant's own Administrator account. The others are not fixable from
+Home Assistant alone.
 
 ``gateway_key_changed``: the gateway presented another key than the pinned one; the user must check
 the fingerprint on its label and add it again. ``weak_password``: the gateway still holds a password
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from homeassistant.components.repairs import RepairsFlow
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
@@ -209,3 +214,13 @@ def async_delete_entry_issues(hass: HomeAssistant, entry: ConfigEntry) -> None:
             and not identifier.startswith(ISSUE_REVOKE_CLIENT)
         ):
             ir.async_delete_issue(hass, DOMAIN, identifier)
+
+
+async def async_create_fix_flow(
+    hass: HomeAssistant, issue_id: str, data: dict[str, str | int | float | None] | None
+) -> RepairsFlow:
+    """The fix flow of a fixable issue: only ``own_account`` is one."""
+    # Imported here: the flow needs rayzig's account helpers, which import services.
+    from .repair_own_account import ATTR_ENTRY_ID, OwnAccountRepairFlow  # noqa: PLC0415
+
+    return OwnAccountRepairFlow(str((data or {})[ATTR_ENTRY_ID]))

@@ -15,7 +15,6 @@ chosen in ``set_user_limitation`` lifts the limitation.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, Final
 
 import voluptuous as vol
@@ -35,16 +34,16 @@ from rayzig_core import (
     Permission,
     PolicyViolation,
     RayzigError,
-    RayzigInternalError,
     RestorePreset,
     UserLevel,
     UserLimitation,
-    check_password,
+    allowed,
     permission_to_manage,
 )
 
 from .const import DOMAIN
 from .data import RayzigConfigEntry
+from .passwords import generate_password
 
 SERVICE_ADD_USER: Final = "add_user"
 SERVICE_DELETE_USER: Final = "delete_user"
@@ -63,14 +62,6 @@ ATTR_MODULES: Final = "modules"
 ATTR_OUTPUTS: Final = "outputs"
 ATTR_READ_ONLY: Final = "read_only"
 ATTR_LIMITED: Final = "limited"
-
-PASSWORD_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 - an alphabet
-"""Lower-case letters and digits without look-alikes (i/l/1, o/0): easy to read out and type."""
-PASSWORD_GROUPS: Final = 5
-PASSWORD_GROUP_LENGTH: Final = 5
-"""25 random characters (about 124 bits) in five dash-separated groups: 29 characters in all."""
-PASSWORD_ATTEMPTS: Final = 100
-"""Fresh draws before giving up on passing the policy (one draw practically always passes)."""
 
 LEVELS: Final[dict[str, UserLevel]] = {
     "user": UserLevel.USER,
@@ -204,22 +195,6 @@ async def _reasons(hass: HomeAssistant, codes: tuple[str, ...]) -> str:
     return " ".join(reasons)
 
 
-def generate_password(user_name: str, serial: str) -> str:
-    """Return a random initial password that passes the password policy for this user.
-
-    Checked with rayzig_core's policy (the one the gateway applies); runs zxcvbn, so call it in
-    the executor.
-    """
-    for _ in range(PASSWORD_ATTEMPTS):
-        password = "-".join(
-            "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_GROUP_LENGTH))
-            for _ in range(PASSWORD_GROUPS)
-        )
-        if not check_password(password, user_name=user_name, serial=serial):
-            return password
-    raise RayzigInternalError("no generated password passed the password policy")
-
-
 async def _handover_message(hass: HomeAssistant, name: str) -> str:
     """What to do with the initial password, in Home Assistant's language (English fallback).
 
@@ -271,14 +246,23 @@ async def _async_add_user(call: ServiceCall) -> ServiceResponse:
 
 
 async def _async_delete_user(call: ServiceCall) -> None:
+    """Delete a gateway account; a refusal names the level it needs (System for Administrators)."""
     entry = _loaded_entry(call.hass, call.data[ATTR_CONFIG_ENTRY_ID])
     coordinator = entry.runtime_data.coordinator
     name: str = call.data[ATTR_NAME]
     if name == coordinator.data.info.user:
         raise _validation_error("cannot_delete_own_user", user=name)
-    await coordinator.async_command(
-        coordinator.client.delete_user(name), permission=Permission.MANAGE_USERS
-    )
+    permission = Permission.MANAGE_USERS
+    if allowed(coordinator.data.info.level, Permission.MANAGE_USERS):
+        # The account's level decides the permission (PROTOCOL.md §7.3): look it up to say so.
+        try:
+            users = await coordinator.client.list_users()
+        except RayzigError as err:
+            raise coordinator.translate_error(err, permission=permission) from err
+        levels = {user.name: user.level for user in users}
+        if name in levels:
+            permission = permission_to_manage(levels[name])
+    await coordinator.async_command(coordinator.client.delete_user(name), permission=permission)
 
 
 async def _async_set_user_limitation(call: ServiceCall) -> None:

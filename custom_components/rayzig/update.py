@@ -29,7 +29,6 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from rayzig_core import (
     CatalogueEntry,
-    ErrorCode,
     FirmwareAdvisory,
     FirmwareError,
     FirmwareIntegrityError,
@@ -37,7 +36,6 @@ from rayzig_core import (
     FirmwareRollbackError,
     FirmwareSignatureError,
     Permission,
-    PermissionDeniedError,
     RayzigError,
     install_disruption,
 )
@@ -224,10 +222,16 @@ class RayzigFirmwareUpdate(CoordinatorEntity[RayzigFirmwareCoordinator], UpdateE
         return "\n\n".join(parts)
 
     async def async_install(self, version: str | None, backup: bool, **kwargs: Any) -> None:
-        """Install the newest release; refused below System level before anything is contacted."""
+        """Install the newest release; refused below System level before anything is contacted.
+
+        Home Assistant's own account is an Administrator's: the error says where to install
+        with a System user's password instead (the options flow, :mod:`.config_flow_system`).
+        """
         if not self.coordinator.can_install:
-            raise self._error(
-                PermissionDeniedError(int(ErrorCode.PERMISSION_DENIED), "firmware needs System")
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="firmware_needs_system",
+                translation_placeholders={"user": self.site.data.info.user},
             )
         entry = self._entry
         if entry is None:

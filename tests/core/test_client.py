@@ -334,6 +334,35 @@ async def test_system_user_deleting_itself_gets_its_answer(owned: GatewayThread)
         await client.close()
 
 
+@pytest.mark.parametrize(
+    ("name", "level"), [("adam", UserLevel.ADMINISTRATOR), ("ursula", UserLevel.USER)]
+)
+async def test_any_account_may_delete_itself(
+    owned: GatewayThread, name: str, level: UserLevel
+) -> None:
+    """PROTOCOL.md §7.3 (revision 2): an enrolled session deletes its own account, keys and all."""
+    _, owner_credentials = await pair(owned)
+    async with await connected(owned, owner_credentials) as owner:
+        await owner.add_user(name, level, PASSWORDS[name])
+    _, credentials = await pair(owned, name, PASSWORDS[name])
+    client = await connected(owned, credentials)
+    try:
+        await asyncio.wait_for(client.delete_user(name), 3)
+        assert owned.call(lambda g: sorted(g.users)) == [OWNER]
+        assert not owned.call(lambda g: [c for c in g.clients.values() if c.user == name])
+        await wait_for(lambda: client.state is ConnectionState.AUTH_FAILED, what="AUTH_FAILED")
+    finally:
+        await client.close()
+
+
+async def test_the_last_system_account_cannot_delete_itself(owned: GatewayThread) -> None:
+    _, owner_credentials = await pair(owned)
+    async with await connected(owned, owner_credentials) as owner:
+        with pytest.raises(InvalidRequestError, match="last System user"):
+            await owner.delete_user(OWNER)
+    assert OWNER in owned.call(lambda g: list(g.users))
+
+
 async def test_close_fails_requests_waiting_for_a_connection(owned: GatewayThread) -> None:
     _, credentials = await pair(owned)
     # A deadline far beyond the test's: the request can only end early, by close().

@@ -39,7 +39,7 @@ from custom_components.rayzig.const import (
     DOMAIN,
 )
 from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.models import ConnectionState
+from rayzig_core.models import ConnectionState, UserLevel
 from rayzig_core.password_policy import PolicyViolation
 from rayzig_core.testing.fake_i2c import FakeI2CBus, FakeI2CDevice
 from rayzig_core.testing.gateway import GatewayThread
@@ -139,14 +139,18 @@ async def set_password(
     )
 
 
-async def assert_credentials_work(port: int, data: dict[str, Any]) -> None:
-    """The stored keys open a keyed session: the entry is usable without any password."""
+async def assert_credentials_work(port: int, data: dict[str, Any], user: str | None = None) -> None:
+    """The stored keys open a keyed session as ``user`` (default: Home Assistant's own account)."""
     client = RayzigClient(
         TcpConnector("127.0.0.1", port), ClientCredentials.from_dict(data[CONF_CREDENTIALS])
     )
     try:
         info = await client.connect()
-        assert info.user == OWNER
+        if user is not None:
+            assert info.user == user
+            return
+        assert info.user.startswith("home-assistant-")
+        assert info.level is UserLevel.ADMINISTRATOR
     finally:
         await client.close()
 
@@ -219,7 +223,9 @@ async def test_factory_gateway_happy_path(
     assert data[CONF_PORT] == gateway_factory.port
     credentials = ClientCredentials.from_dict(data[CONF_CREDENTIALS])
     assert credentials.gateway_fingerprint == placeholders["fingerprint"]
-    assert credentials.user == OWNER
+    assert credentials.user.startswith("home-assistant-")
+    assert credentials.level is UserLevel.ADMINISTRATOR
+    assert data["dedicated_account"] is True
     for secret in (NEW_PASSWORD, default):
         assert secret not in str(entry.data)
         assert secret not in str(entry.options)
@@ -430,14 +436,14 @@ async def test_i2c_happy_path(hass: HomeAssistant, i2c_gateway: GatewayThread) -
     await assert_credentials_work_over_i2c(dict(data))
 
 
-async def assert_credentials_work_over_i2c(data: dict[str, Any]) -> None:
+async def assert_credentials_work_over_i2c(data: dict[str, Any], user: str | None = None) -> None:
     """The entry's own connector (a real I2CConnector on the fake bus) opens a keyed session."""
     connector = connection.create_connector(data)
     assert isinstance(connector, I2CConnector)
     client = RayzigClient(connector, ClientCredentials.from_dict(data[CONF_CREDENTIALS]))
     try:
         info = await client.connect()
-        assert info.user == OWNER
+        assert info.user == user if user else info.user.startswith("home-assistant-")
     finally:
         await client.close()
 
@@ -725,7 +731,7 @@ async def test_reconfigure_to_new_port(
     assert result["reason"] == "reconfigure_successful"
     assert config_entry.data[CONF_PORT] == gateway.port
     assert config_entry.data[CONF_CREDENTIALS] == credentials
-    await assert_credentials_work(gateway.port, dict(config_entry.data))
+    await assert_credentials_work(gateway.port, dict(config_entry.data), OWNER)
 
 
 async def test_reconfigure_to_i2c_prefills(hass: HomeAssistant, i2c_gateway: GatewayThread) -> None:
@@ -752,7 +758,7 @@ async def test_reconfigure_to_i2c_prefills(hass: HomeAssistant, i2c_gateway: Gat
     assert result["reason"] == "reconfigure_successful"
     assert entry.data[CONF_I2C_BUS] == I2C_BUS
     assert entry.data[CONF_I2C_ADDRESS] == 0x42
-    await assert_credentials_work_over_i2c(dict(entry.data))
+    await assert_credentials_work_over_i2c(dict(entry.data), OWNER)
 
 
 async def test_reconfigure_bridge_to_i2c(hass: HomeAssistant, i2c_gateway: GatewayThread) -> None:
@@ -783,7 +789,7 @@ async def test_reconfigure_bridge_to_i2c(hass: HomeAssistant, i2c_gateway: Gatew
         CONF_I2C_ADDRESS: 0x42,
         CONF_CREDENTIALS: credentials,
     }
-    await assert_credentials_work_over_i2c(dict(config_entry.data))
+    await assert_credentials_work_over_i2c(dict(config_entry.data), OWNER)
 
 
 async def test_reconfigure_other_gateway_aborts(
@@ -835,7 +841,7 @@ async def test_reconfigure_same_gateway_from_state_copy(
         result = await configure(hass, result, {"next_step_id": "bridge"})
         result = await configure(hass, result, {CONF_HOST: "127.0.0.1", CONF_PORT: copy.port})
         assert result["reason"] == "reconfigure_successful"
-        await assert_credentials_work(copy.port, dict(config_entry.data))
+        await assert_credentials_work(copy.port, dict(config_entry.data), OWNER)
     finally:
         copy.stop()
 
@@ -851,11 +857,21 @@ async def test_reconfigure_damaged_credentials(hass: HomeAssistant) -> None:
 KEY = "ab" * 32
 
 
+async def open_settings(hass: HomeAssistant, entry_id: str) -> Any:
+    """Options: the menu, then its settings form."""
+    result = await hass.config_entries.options.async_init(entry_id)
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["settings", "install_firmware", "add_administrator"]
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "settings"}
+    )
+
+
 async def test_options_defaults_and_save(hass: HomeAssistant) -> None:
     entry = MockConfigEntry(domain=DOMAIN, unique_id="RZ-OPT", data={})
     entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["step_id"] == "init"
+    result = await open_settings(hass, entry.entry_id)
+    assert result["step_id"] == "settings"
     assert defaults(result, {}) == {
         CONF_EVENT_IMPORT_WINDOW: 100,
         CONF_LOW_BATTERY_THRESHOLD: 0,
@@ -881,7 +897,7 @@ async def test_options_defaults_and_save(hass: HomeAssistant) -> None:
     }
 
     # The form shows the saved values; clearing the update server removes it.
-    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await open_settings(hass, entry.entry_id)
     assert defaults(result, {})[CONF_POLL_INTERVAL] == 30
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
@@ -913,7 +929,7 @@ async def test_options_take_effect_at_once(
         before = entry.runtime_data
         assert before.coordinator.update_interval == timedelta(seconds=300)
 
-        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await open_settings(hass, entry.entry_id)
         with reloads as schedule_reload:
             result = await hass.config_entries.options.async_configure(
                 result["flow_id"], {**options, CONF_POLL_INTERVAL: 45}
@@ -930,7 +946,7 @@ async def test_options_take_effect_at_once(
         assert before.client.state is ConnectionState.CLOSED
 
         # The same options again: nothing to apply, no reload.
-        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await open_settings(hass, entry.entry_id)
         assert defaults(result, {})[CONF_POLL_INTERVAL] == 45
         with reloads as schedule_reload:
             result = await hass.config_entries.options.async_configure(
@@ -949,7 +965,7 @@ async def test_options_stored_when_entry_cannot_reload(hass: HomeAssistant) -> N
         domain=DOMAIN, unique_id="RZ-OPT", data={}, state=ConfigEntryState.FAILED_UNLOAD
     )
     entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await open_settings(hass, entry.entry_id)
     with patch.object(hass.config_entries, "async_schedule_reload") as schedule_reload:
         result = await hass.config_entries.options.async_configure(
             result["flow_id"],
@@ -990,7 +1006,7 @@ async def test_options_update_server_validated(
 ) -> None:
     entry = MockConfigEntry(domain=DOMAIN, unique_id="RZ-OPT", data={})
     entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await open_settings(hass, entry.entry_id)
     base = {CONF_EVENT_IMPORT_WINDOW: 10, CONF_LOW_BATTERY_THRESHOLD: 5, CONF_POLL_INTERVAL: 60}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {**base, **update}
@@ -1014,7 +1030,7 @@ async def test_options_update_server_validated(
 async def test_options_ranges(hass: HomeAssistant, bad: dict[str, int]) -> None:
     entry = MockConfigEntry(domain=DOMAIN, unique_id="RZ-OPT", data={})
     entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await open_settings(hass, entry.entry_id)
     base = {CONF_EVENT_IMPORT_WINDOW: 10, CONF_LOW_BATTERY_THRESHOLD: 5, CONF_POLL_INTERVAL: 60}
     with pytest.raises(InvalidData):
         await hass.config_entries.options.async_configure(result["flow_id"], {**base, **bad})

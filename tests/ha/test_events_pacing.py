@@ -193,7 +193,7 @@ def test_options_state_the_database_cost() -> None:
     component = Path(__file__).resolve().parents[2] / "custom_components" / "rayzig"
     for name in ("strings.json", "translations/en.json", "translations/de.json"):
         strings = json.loads((component / name).read_text(encoding="utf-8"))
-        text = strings["options"]["step"]["init"]["data_description"]["event_import_window"]
+        text = strings["options"]["step"]["settings"]["data_description"]["event_import_window"]
         assert "700" in text, name
         assert "5,7 MB" in text or "5.7 MB" in text, name
 

@@ -12,7 +12,7 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.rayzig import services
+from custom_components.rayzig import passwords, services
 from custom_components.rayzig.const import DOMAIN
 from custom_components.rayzig.services import _reasons
 from rayzig_core.client import RayzigClient
@@ -124,27 +124,27 @@ async def test_add_user_message_fallback(hass: HomeAssistant) -> None:
 
 def test_generated_passwords_pass_the_policy() -> None:
     """Random, 29 characters in five groups, accepted by the policy for that user and serial."""
-    passwords = {services.generate_password("guest", "RG1-0D8F4956") for _ in range(50)}
-    assert len(passwords) == 50
-    for password in passwords:
+    drawn = {passwords.generate_password("guest", "RG1-0D8F4956") for _ in range(50)}
+    assert len(drawn) == 50
+    for password in drawn:
         groups = password.split("-")
         assert [len(group) for group in groups] == [5] * 5
-        assert set("".join(groups)) <= set(services.PASSWORD_ALPHABET)
+        assert set("".join(groups)) <= set(passwords.PASSWORD_ALPHABET)
         assert check_password(password, user_name="guest", serial="RG1-0D8F4956") == ()
 
 
 def test_generated_password_drawn_again_until_it_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """A draw the policy refuses (here: it holds the user name) is replaced by a fresh one."""
     draws = iter("guest" * 5 + "k7m2q" + "x9p4r" + "h3t8w" + "c6v2n" + "y5b9s")
-    monkeypatch.setattr(services.secrets, "choice", lambda alphabet: next(draws))
-    assert services.generate_password("guest", "") == "k7m2q-x9p4r-h3t8w-c6v2n-y5b9s"
+    monkeypatch.setattr(passwords.secrets, "choice", lambda alphabet: next(draws))
+    assert passwords.generate_password("guest", "") == "k7m2q-x9p4r-h3t8w-c6v2n-y5b9s"
 
 
 def test_generated_password_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """A policy no draw can pass is a bug, not a user error."""
-    monkeypatch.setattr(services.secrets, "choice", lambda alphabet: "a")
+    monkeypatch.setattr(passwords.secrets, "choice", lambda alphabet: "a")
     with pytest.raises(RayzigInternalError):
-        services.generate_password("guest", "")
+        passwords.generate_password("guest", "")
 
 
 async def test_add_user_generated_password_refused_by_gateway(
@@ -178,8 +178,8 @@ async def test_add_user_refusals(
             await _add_user(
                 hass, {"config_entry_id": entry.entry_id, "name": "other", "level": "administrator"}
             )
-        assert raised.value.translation_key == "permission_denied"
-        assert "needs the System level" in str(raised.value)
+        assert raised.value.translation_key == "permission_needs_system"
+        assert "deliberately holds no System rights" in str(raised.value)
         with pytest.raises(HomeAssistantError) as raised:
             await _call(
                 hass, "delete_user", {"config_entry_id": entry.entry_id, "name": "installer"}

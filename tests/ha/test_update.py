@@ -362,12 +362,9 @@ async def test_user_level_refused_before_contacting_anything(
         assert state.state == STATE_ON
         with pytest.raises(HomeAssistantError) as caught:
             await install(hass, entity_id)
-        assert caught.value.translation_key == "permission_denied"
-        assert caught.value.translation_placeholders == {
-            "user": VIEWER,
-            "level": "User",
-            "required": "System",
-        }
+        assert caught.value.translation_key == "firmware_needs_system"
+        assert caught.value.translation_placeholders == {"user": VIEWER}
+        assert "Configure > Install firmware" in str(caught.value)
         assert installed_on_gateway(gateway, FirmwarePart.RAYZIG).version == "2.4.1"
 
 

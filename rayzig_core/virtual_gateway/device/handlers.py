@@ -305,10 +305,16 @@ def _add_user(gateway: VirtualGateway, caller: Caller, request: m.AddUser) -> m.
 
 
 def _delete_user(gateway: VirtualGateway, caller: Caller, request: m.DeleteUser) -> m.Response:
-    """Delete an account the caller's level may manage, never the last System user."""
+    """Delete an account the caller's level may manage, or its own; never the last System user.
+
+    A User, Administrator or System session may delete its own account (§7.3, revision 2): a
+    client that ends its use of a dedicated account takes the account with it. The Utility
+    account stays the owner's to withdraw (§7.1).
+    """
     auth.check_user_name(request.name)
     level = caller.level
-    if not any(allowed(level, p) for p in _ACCOUNT_MANAGEMENT):
+    own = request.name == caller.account.name and level is not UserLevel.UTILITY
+    if not own and not any(allowed(level, p) for p in _ACCOUNT_MANAGEMENT):
         # Before the look-up: a level that may delete no account learns nothing of names.
         raise RequestRefused(
             m.ErrorCode.PERMISSION_DENIED,
@@ -319,7 +325,7 @@ def _delete_user(gateway: VirtualGateway, caller: Caller, request: m.DeleteUser)
     account = users.get(request.name)
     if account is None:
         raise RequestRefused(m.ErrorCode.NOT_FOUND, f"No user named {request.name!r}.")
-    if not allowed(level, permission_to_manage(account.level)):
+    if not own and not allowed(level, permission_to_manage(account.level)):
         raise RequestRefused(
             m.ErrorCode.PERMISSION_DENIED,
             f"The {level.name.title()} level cannot delete a {account.level.name.title()} user.",
