@@ -23,8 +23,10 @@ record, and writes the state of the module's event entity once per record. Measu
   importer sends it): what the same records cost the recorder the way the import hands them over;
 * the recorder's peak queue, and the time it spent above 65,000 (past that its 5-minute check stops
   recording when less than 256 MB of memory is free);
-* after a forced commit: records fired but **missing** from the database, and records fired (or
-  stored) **more than once**;
+* once the commands' own records (one per command below) have all been fired, and after a forced
+  commit: records fired but **missing** from the database, and records fired (or stored) **more
+  than once**; and how long after the last command its records were all fired (the importer takes
+  new records after the back-fill it is busy with);
 * **command latency** of one Rayzig switch during the import (back to back, 20 ms apart), while the
   recorder drains its queue (1 s apart, at most 60: each adds to the queue) and when idle after.
 
@@ -154,6 +156,8 @@ class ImportRun:
     """``state_changed`` events from the end of setup until the last back-fill record."""
     fired: int = 0
     """Distinct records fired (the commands' own records included)."""
+    commands_caught_up: float = 0.0
+    """Seconds from the last command until every command's record had been fired."""
     stored: int = 0
     missing: int = 0
     repeated_bus: int = 0
@@ -226,6 +230,7 @@ class FiredEvents:
         self.state_changes = 0
         """``state_changed`` events so far (of any entity)."""
         self._newest = newest
+        self._fired = asyncio.Event()
         self._unsubscribe = [
             hass.bus.async_listen(EVENT_RAYZIG, self._on_event),
             hass.bus.async_listen(EVENT_STATE_CHANGED, self._on_state_changed),
@@ -245,9 +250,22 @@ class FiredEvents:
         if not self.first.is_set():
             self.template = dict(event.data)
             self.first.set()
+        self._fired.set()
+
+    async def commands(self, module_id: int, count: int) -> None:
+        """Wait until the records of ``count`` commands to ``module_id`` have all been fired.
+
+        Each command logs one record after the module's newest at the start; the importer fires
+        them once it is done with what it was importing when they came.
+        """
+        first = self._newest.get(module_id, 0) + 1
+        wanted = {(module_id, seq) for seq in range(first, first + count)}
+        while not wanted <= self.counts.keys():
+            self._fired.clear()
+            await self._fired.wait()
 
     def close(self) -> None:
-        """Stop counting."""
+        """Stop counting (before the final commit: every record counted is then in it)."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
 
@@ -377,9 +395,15 @@ async def _measure(backfill: Backfill, workload: Workload) -> ImportRun:
                 await hass.async_block_till_done()
                 await asyncio.sleep(IDLE_PAUSE)
                 run.idle.append(await toggle(hass, switch))
-            await asyncio.sleep(IDLE_PAUSE)
-            await flush(hass)
+            # The commands' records follow the back-fill and its final commit (which may take
+            # seconds): wait for them, stop counting, and only then have the recorder commit.
+            commands = len(run.during_import) + len(run.during_drain) + len(run.idle)
+            last_command = time.perf_counter()
+            async with asyncio.timeout(LIMIT):
+                await fired.commands(int(fired.template[ATTR_MODULE_ID]), commands)
+            run.commands_caught_up = time.perf_counter() - last_command
             fired.close()
+            await flush(hass)
             stored = await stored_events(hass, home.database, EVENT_RAYZIG)
             run.fired = len(fired.counts)
             run.stored = sum(stored.values())
@@ -451,7 +475,8 @@ def _report(runs: list[ImportRun], seconds: float) -> BenchResult:
             f"{run.bytes_per_event:.0f} database bytes per stored record (its event and its "
             "event entity's state)",
             f"  command latency: during the import {_ms(run.during_import)}; while the recorder "
-            f"drains {_ms(run.during_drain)}; idle {_ms(run.idle)}",
+            f"drains {_ms(run.during_drain)}; idle {_ms(run.idle)}; the commands' records all "
+            f"fired {run.commands_caught_up:.2f} s after the last",
         ]
         rows += [
             Row(
