@@ -1,29 +1,24 @@
 """The advisory repair in a real browser: a publisher's advisory shows in Settings → Repairs.
 
 The test plays the publisher with the installer CLI, as docs/USER-GUIDE.md's "Try it with the
-virtual gateway" does: ``rayzig keygen``, ``rayzig advisory-publish`` into a catalogue directory,
-``rayzig update-server`` serving it on loopback. In the browser it sets the update server and its
-signing key in the Rayzig entry's options, finds the repair, opens it and reads it; then the
-publisher withdraws the advisory, the entry is reloaded from its menu (the next catalogue fetch),
-and the repair is gone.
+virtual gateway" does: ``rayzig advisory-publish`` into a catalogue directory (signed with the key
+the gateway trusts, made by ``rayzig keygen`` in conftest.py), ``rayzig update-server`` serving it
+on loopback. In the browser it sets the update server and its signing key under the Rayzig entry's
+Configure → Settings, finds the repair, opens it and reads it; then the publisher withdraws the
+advisory, the entry is reloaded from its menu (the next catalogue fetch), and the repair is gone.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from playwright.sync_api import Locator, Page, Response, expect
 
 from .checker import GatewayChecker
-from .conftest import Gateway, HomeAssistant
-from .helpers import ManagedProcess, Steps, publish, ui_strings, wait_for_json_line
+from .conftest import Gateway, HomeAssistant, PublisherKey
+from .helpers import BIN, ManagedProcess, Steps, publish, rayzig, ui_strings, wait_for_json_line
 
-BIN = Path(sys.executable).parent
 UI_MS = 30_000
 FLOW_MS = 60_000
 
@@ -36,25 +31,12 @@ PART_NAME = "Rayzig"
 """How the integration names the part (repairs.py FIRMWARE_PART_NAMES)."""
 
 
-def rayzig(*args: str) -> dict[str, Any]:
-    """Run the installer CLI with ``--json``; its result. Fails the test with its stderr."""
-    done = subprocess.run(
-        [str(BIN / "rayzig"), *args, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"rayzig {args[0]} failed ({done.returncode}): {done.stderr}"
-    return dict(json.loads(done.stdout.splitlines()[-1]))
-
-
 @dataclass
 class Publisher:
     """The firmware publisher: a signing key, a catalogue directory and its update server."""
 
     workdir: Path
-    public_key: str = ""
+    key: PublisherKey
     url: str = ""
     server: ManagedProcess | None = field(default=None, repr=False)
 
@@ -62,13 +44,8 @@ class Publisher:
     def catalogue(self) -> Path:
         return self.workdir / "updates"
 
-    @property
-    def key_file(self) -> Path:
-        return self.workdir / "signing.json"
-
     def start(self) -> Publisher:
         self.catalogue.mkdir(parents=True, exist_ok=True)  # an empty catalogue to start with
-        self.public_key = str(rayzig("keygen", "--out", str(self.key_file))["public_key"])
         self.server = ManagedProcess(
             "update server",
             [str(BIN / "rayzig"), "update-server", str(self.catalogue), "--port", "0", "--json"],
@@ -85,7 +62,7 @@ class Publisher:
             "advisory-publish",
             str(self.catalogue),
             "--signing-key-file",
-            str(self.key_file),
+            str(self.key.file),
             "--id",
             ADVISORY_ID,
             "--part",
@@ -105,13 +82,32 @@ class Publisher:
     def withdraw_advisory(self) -> None:
         rayzig("advisory-withdraw", str(self.catalogue), ADVISORY_ID)
 
+    def publish_firmware(self, part: str, version: str, security_version: int) -> None:
+        """Sign a release of ``part`` marked as a security fix (any bytes stand in for an image)."""
+        image = self.workdir / f"{part}-{version}.bin"
+        image.write_bytes(f"{part} {version} e2e image\n".encode() * 1000)
+        rayzig(
+            "firmware-publish",
+            str(self.catalogue),
+            str(image),
+            "--signing-key-file",
+            str(self.key.file),
+            "--part",
+            part,
+            "--version",
+            version,
+            "--security-version",
+            str(security_version),
+            "--security-fix",
+        )
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop(timeout=20)
             assert not self.server.running(), "the update server survived its stop"
 
 
-def _open_integration(page: Page, home_assistant: HomeAssistant) -> None:
+def open_integration(page: Page, home_assistant: HomeAssistant) -> None:
     """Settings → Devices & services → Rayzig: the integration's page with its entry."""
     page.goto(f"{home_assistant.url}/config/integrations/dashboard")
     page.locator("ha-integration-card").filter(has_text="Rayzig").first.click()
@@ -125,13 +121,24 @@ def _repairs(page: Page, home_assistant: HomeAssistant) -> None:
     page.wait_for_url("**/config/repairs**", timeout=UI_MS)
 
 
-def _set_update_server(page: Page, publisher: Publisher) -> None:
-    """The entry's options: the update server and its signing key (applied at once)."""
-    labels = ui_strings()["options"]["step"]["init"]["data"]
+def open_options(page: Page, choice: str) -> None:
+    """The entry's Configure menu, then ``choice`` (a menu option's id: ``settings``, ...)."""
+    menu = ui_strings()["options"]["step"]["init"]
     page.get_by_role("button", name="Configure").first.click()
-    expect(page.get_by_text("Rayzig options", exact=True)).to_be_visible(timeout=FLOW_MS)
+    expect(page.get_by_text(menu["title"], exact=True)).to_be_visible(timeout=FLOW_MS)
+    # Scoped to the dialog's menu: the sidebar has a "Settings" too.
+    page.locator("step-flow-menu").get_by_text(menu["menu_options"][choice], exact=True).click()
+
+
+def _set_update_server(page: Page, publisher: Publisher) -> None:
+    """Configure → Settings: the update server and its signing key (applied at once)."""
+    labels = ui_strings()["options"]["step"]["settings"]["data"]
+    open_options(page, "settings")
+    expect(page.get_by_label(labels["update_server_url"], exact=True)).to_be_visible(
+        timeout=FLOW_MS
+    )
     page.get_by_label(labels["update_server_url"], exact=True).fill(publisher.url)
-    page.get_by_label(labels["update_signing_key"], exact=True).fill(publisher.public_key)
+    page.get_by_label(labels["update_signing_key"], exact=True).fill(publisher.key.public)
     page.get_by_role("button", name="Submit").click()
     finish = page.get_by_role("button", name="Finish")
     # Home Assistant closes the dialog, or says the options were saved (then: Finish).
@@ -142,7 +149,7 @@ def _set_update_server(page: Page, publisher: Publisher) -> None:
         finish.click()
 
 
-def _reload_entry(page: Page) -> None:
+def reload_entry(page: Page) -> None:
     """The entry's menu (⋮) → Reload: the integration fetches the catalogue again."""
     page.locator("ha-config-entry-row, ha-integration-list-item, ha-md-list-item").filter(
         has=page.get_by_role("button", name="Configure")
@@ -156,6 +163,11 @@ def _reload_entry(page: Page) -> None:
     with page.expect_response(is_reload, timeout=FLOW_MS) as reloaded:
         page.get_by_role("menuitem", name="Reload").click()
     assert reloaded.value.ok, f"reloading the entry failed: HTTP {reloaded.value.status}"
+    # Home Assistant then says "The integration was reloaded" in a dialog over the page.
+    ok = page.locator("dialog-box").get_by_role("button", name="OK")
+    expect(ok).to_be_visible(timeout=UI_MS)
+    ok.click()
+    expect(ok).to_be_hidden(timeout=UI_MS)
 
 
 def advisory_repair(  # noqa: PLR0917 - the test's fixtures, handed on as they are
@@ -164,7 +176,7 @@ def advisory_repair(  # noqa: PLR0917 - the test's fixtures, handed on as they a
     gateway: Gateway,
     checker: GatewayChecker,
     steps: Steps,
-    workdir: Path,
+    publisher: Publisher,
 ) -> None:
     """Publish an advisory for the installed Rayzig firmware; its repair appears, then clears."""
     installed = checker.firmware_version(PART)
@@ -172,41 +184,38 @@ def advisory_repair(  # noqa: PLR0917 - the test's fixtures, handed on as they a
     title_text = issue["title"].format(
         part=PART_NAME, title=f"Rayzig {gateway.serial}", advisory=ADVISORY_ID
     )
-    publisher = Publisher(workdir).start()
-    try:
-        with steps.step("advisory-published"):
-            publisher.publish_advisory(installed)
-            steps.note(f"advisory {ADVISORY_ID} ({SEVERITY}) for Rayzig firmware {installed}")
-            _open_integration(page, home_assistant)
-            _set_update_server(page, publisher)
+    with steps.step("advisory-published"):
+        publisher.publish_advisory(installed)
+        steps.note(f"advisory {ADVISORY_ID} ({SEVERITY}) for Rayzig firmware {installed}")
+        open_integration(page, home_assistant)
+        _set_update_server(page, publisher)
 
-        with steps.step("advisory-repair"):
-            _repairs(page, home_assistant)
-            title: Locator = page.get_by_text(title_text, exact=True)
-            expect(title).to_be_visible(timeout=FLOW_MS)
-            title.click()
-            dialog = page.locator("ha-dialog, ha-md-dialog").filter(has_text=SUMMARY)
-            expect(dialog).to_be_visible(timeout=UI_MS)
-            for text in (
-                ADVISORY_ID,
-                f"version {installed} is installed and affected",
-                SUMMARY,
-                "fixes it",
-                ADVISORY_URL,
-            ):
-                expect(dialog.get_by_text(text).first).to_be_visible()
-            # "Learn more" opens the full advisory.
-            expect(dialog.locator(f'a[href="{ADVISORY_URL}"]').first).to_be_attached()
-            page.mouse.move(0, 0)
-        publish(steps.last(), "advisory-repair.png")
+    with steps.step("advisory-repair"):
+        _repairs(page, home_assistant)
+        title: Locator = page.get_by_text(title_text, exact=True)
+        expect(title).to_be_visible(timeout=FLOW_MS)
+        title.click()
+        dialog = page.locator("ha-dialog, ha-md-dialog").filter(has_text=SUMMARY)
+        expect(dialog).to_be_visible(timeout=UI_MS)
+        for text in (
+            ADVISORY_ID,
+            f"version {installed} is installed and affected",
+            SUMMARY,
+            "fixes it",
+            "Configure > Install firmware, with a System user's password",
+            ADVISORY_URL,
+        ):
+            expect(dialog.get_by_text(text).first).to_be_visible()
+        # "Learn more" opens the full advisory.
+        expect(dialog.locator(f'a[href="{ADVISORY_URL}"]').first).to_be_attached()
+        page.mouse.move(0, 0)
+    publish(steps.last(), "advisory-repair.png")
 
-        with steps.step("advisory-withdrawn"):
-            page.keyboard.press("Escape")
-            expect(dialog).to_be_hidden(timeout=UI_MS)
-            publisher.withdraw_advisory()
-            _open_integration(page, home_assistant)
-            _reload_entry(page)
-            _repairs(page, home_assistant)
-            expect(page.get_by_text(title_text, exact=True)).to_have_count(0, timeout=FLOW_MS)
-    finally:
-        publisher.stop()
+    with steps.step("advisory-withdrawn"):
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden(timeout=UI_MS)
+        publisher.withdraw_advisory()
+        open_integration(page, home_assistant)
+        reload_entry(page)
+        _repairs(page, home_assistant)
+        expect(page.get_by_text(title_text, exact=True)).to_have_count(0, timeout=FLOW_MS)

@@ -1,17 +1,18 @@
 """A second client of the virtual gateway, to check what the browser made Home Assistant do.
 
-It pairs as the same gateway user as Home Assistant, so a command it did not send itself is told
-apart by order: the test reads the event log after its own last command. The simulation switches
-outputs as its own user (``automation``), never as this one.
+It pairs as the System user the config flow signed in as (``installer``), while Home Assistant
+pairs under an Administrator account of its own (``home-assistant-<6 hex>``): a command is told
+apart by the user the gateway logged it under, and the test reads the event log after its own last
+command. The simulation switches outputs as its own user (``site-simulator``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rayzig_core.client import ClientCredentials, RayzigClient
-from rayzig_core.models import EventKind, Module
+from rayzig_core.models import EnrolledClient, EventKind, GatewayUser, Module
 from rayzig_core.transport.tcp import TcpConnector
 
 from .conftest import Gateway
@@ -28,6 +29,8 @@ class GatewayChecker:
     gateway: Gateway
     credentials: ClientCredentials
     user: str
+    home_assistant: str = ""
+    """The gateway account Home Assistant is paired as, whose commands ``await_command`` awaits."""
 
     @classmethod
     def pair(cls, gateway: Gateway, user: str, password: str) -> GatewayChecker:
@@ -45,6 +48,10 @@ class GatewayChecker:
 
         return cls(gateway, run_async(pair), user)
 
+    def watching(self, home_assistant: str) -> GatewayChecker:
+        """This checker, awaiting the commands of Home Assistant's gateway account."""
+        return replace(self, home_assistant=home_assistant)
+
     def _client(self) -> RayzigClient:
         connector = TcpConnector(self.gateway.host, self.gateway.port)
         return RayzigClient(connector, self.credentials, client_name="e2e checker")
@@ -56,6 +63,26 @@ class GatewayChecker:
                 return await client.list_modules()
 
         return run_async(modules)
+
+    def users(self) -> tuple[GatewayUser, ...]:
+        """The gateway's accounts (a System user sees every one, PROTOCOL.md §7.3)."""
+
+        async def users() -> tuple[GatewayUser, ...]:
+            async with self._client() as client:
+                await client.connect()
+                return await client.list_users()
+
+        return run_async(users)
+
+    def clients(self) -> tuple[EnrolledClient, ...]:
+        """Every enrolled client key, with the account it belongs to."""
+
+        async def clients() -> tuple[EnrolledClient, ...]:
+            async with self._client() as client:
+                await client.connect()
+                return await client.list_clients()
+
+        return run_async(clients)
 
     def module(self, module_id: int) -> Module:
         return next(module for module in self.modules() if module.module_id == module_id)
@@ -101,19 +128,20 @@ class GatewayChecker:
     def await_command(
         self, module_id: int, index: int, on: bool, after_seq: int, timeout_s: float = 30
     ) -> list[Command]:
-        """Wait until the gateway logs this user switching the output after ``after_seq``.
+        """Wait until the gateway logs Home Assistant switching the output after ``after_seq``.
 
         Returns the module's commands since then; AssertionError if none came in time.
         """
+        assert self.home_assistant, "watching(...) names Home Assistant's account first"
         deadline = time.monotonic() + timeout_s
         commands: list[Command] = []
         while time.monotonic() < deadline:
             commands = self.commands_since(module_id, after_seq)
-            if (index, self.user, on) in commands:
+            if (index, self.home_assistant, on) in commands:
                 return commands
             time.sleep(0.5)
         msg = (
             f"the gateway logged no switch of module {module_id} output {index + 1} "
-            f"{'on' if on else 'off'} by {self.user}: {commands}"
+            f"{'on' if on else 'off'} by {self.home_assistant}: {commands}"
         )
         raise AssertionError(msg)

@@ -1,9 +1,11 @@
 """Fixtures of the end-to-end test: the real demo stack on loopback and Debian's Chromium.
 
 * ``virtual_gateway``: ``rayzig virtual-gateway --port 0 --simulate 2 --prefill-events 2000
-  --advertise --json`` with its state in the test's temporary directory (a new site with about ten
-  days of event logs, as scripts/demo makes one); its JSON banner gives the port, serial,
-  fingerprint, the one-time default password and its zeroconf name (announced on loopback).
+  --advertise --trust-update-key KEY --json`` with its state in the test's temporary directory (a
+  new site with about ten days of event logs, as scripts/demo makes one); its JSON banner gives the
+  port, serial, fingerprint, the one-time default password and its zeroconf name (announced on
+  loopback). KEY is a firmware publisher's key made with ``rayzig keygen`` before it starts, so the
+  gateway accepts the images the test publishes (tests/e2e/advisory.py).
 * ``home_assistant``: ``hass --config <copy of config/configuration.yaml> --skip-pip`` with the
   repository on PYTHONPATH (custom_components/rayzig loaded in place), on a free loopback port,
   with the empty automations.yaml, scenes.yaml and scripts.yaml that scripts/demo creates.
@@ -21,7 +23,6 @@ import importlib.util
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,21 +32,30 @@ from playwright.sync_api import Page, Route, sync_playwright
 
 from .helpers import (
     ARTIFACTS,
+    BIN,
     CHROMIUM,
     CHROMIUM_FLAGS,
     HOST,
     ROOT,
     ManagedProcess,
     free_port,
+    rayzig,
     wait_for_http,
     wait_for_json_line,
 )
 
-BIN = Path(sys.executable).parent
 PREFILL_EVENTS = 2000
 """Past records per module of a new demo site, as scripts/demo gives them (about ten days)."""
 HA_START_TIMEOUT = 240.0
 """Seconds for Home Assistant to serve /manifest.json (about 15 s here; slower on 2 busy cores)."""
+
+
+@dataclass(frozen=True)
+class PublisherKey:
+    """A firmware publisher's Ed25519 signing key (``rayzig keygen``), trusted by the gateway."""
+
+    file: Path
+    public: str
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ class Gateway:
     fingerprint: str
     default_password: str = field(repr=False)
     process: ManagedProcess = field(repr=False)
+    publisher_key: PublisherKey = field(repr=False)
+    """The publisher key it trusts firmware images of (``--trust-update-key``)."""
     zeroconf: str | None = None
     """The name it is announced under (``Rayzig <serial>._rayzig._tcp.local.``)."""
 
@@ -105,6 +117,9 @@ def virtual_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Gateway]:
     """A factory-new virtual gateway with simulated activity on a free loopback port."""
     state = tmp_path / "gateway"
     state.mkdir()
+    key_file = tmp_path / "publisher-key" / "signing.json"
+    key_file.parent.mkdir()
+    key = PublisherKey(key_file, str(rayzig("keygen", "--out", str(key_file))["public_key"]))
     process = ManagedProcess(
         "virtual gateway",
         [
@@ -121,6 +136,8 @@ def virtual_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Gateway]:
             "--prefill-events",
             str(PREFILL_EVENTS),
             "--advertise",
+            "--trust-update-key",
+            key.public,
             "--json",
         ],
         output=state / "stdout.jsonl",
@@ -137,6 +154,7 @@ def virtual_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Gateway]:
             fingerprint=str(banner["fingerprint"]),
             default_password=str(banner["default_password"]),
             process=process,
+            publisher_key=key,
             zeroconf=banner.get("zeroconf"),
         )
     finally:

@@ -101,7 +101,11 @@ def create_scene(page: Page, name: str, device: str, entity: SwitchEntity) -> No
         toggle.click()
     expect(toggle).to_be_checked()
     info.get_by_role("button", name="Close").click()
-    page.get_by_role("textbox", name="Name").fill(name)
+    # Closing the dialog stores the entity's state in the scene: a name typed before that is lost.
+    expect(info.get_by_role("switch", name="Toggle")).to_be_hidden(timeout=UI_MS)
+    name_box = page.get_by_role("textbox", name="Name")
+    name_box.fill(name)
+    expect(name_box).to_have_value(name)
     page.mouse.move(0, 0)
 
 

@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,8 @@ import pytest
 from playwright.sync_api import Locator, Page
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+"""The virtualenv's scripts: ``rayzig``, ``hass``."""
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 TRANSLATIONS = ROOT / "custom_components" / "rayzig" / "translations" / "en.json"
@@ -134,6 +137,19 @@ class ManagedProcess:
                 file.close()
             self._files.clear()
         return proc.returncode
+
+
+def rayzig(*args: str) -> dict[str, Any]:
+    """Run the installer CLI with ``--json``; its result. Fails the test with its stderr."""
+    done = subprocess.run(
+        [str(BIN / "rayzig"), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"rayzig {args[0]} failed ({done.returncode}): {done.stderr}"
+    return dict(json.loads(done.stdout.splitlines()[-1]))
 
 
 def wait_for_json_line(proc: ManagedProcess, event: str, timeout: float) -> dict[str, Any]:

@@ -2,18 +2,16 @@
 
 Home Assistant is onboarded through its UI; the virtual gateway, announced over zeroconf as in the
 demo, waits under "Discovered" and is added from there (its host and port found, fingerprint →
-factory password → refused passwords → a good one); an output is switched on the default dashboard
-and the virtual gateway is asked, by a second client of its own, whether the output changed and who
-changed it; the logbook then shows the switch's row, naming the action. Then an automation
-("when one output turns on, turn on another") is built in the automation editor and a scene with
-an output on in the scene editor, and the gateway shows both at work: its outputs switched by Home
-Assistant's user. A publisher's security advisory for the installed firmware then raises a repair
-(tests/e2e/advisory.py), and one output's on-time is drawn on a Statistics graph card over the
-gateway's pre-filled days of history (tests/e2e/statistics.py).
-
-Every step leaves artifacts/e2e/NN-name.png (NN-name-FAILED.png when it failed). With
-RAYZIG_UPDATE_SCREENSHOTS=1 the documentation's screenshots are refreshed from this run.
-"""
+factory password → refused passwords → a good one), signing in as the System user ``installer``;
+the gateway then lists Home Assistant's own Administrator account (tests/e2e/own_account.py). An
+output is switched on the default dashboard and the virtual gateway is asked, by a second client
+of its own, whether the output changed and whether Home Assistant's account changed it; the
+logbook then shows the switch's row, naming the action. Then an automation ("when one output turns
+on, turn on another") is built in the automation editor and a scene with an output on in the scene
+editor, and the gateway shows both at work. A publisher's security advisory for the installed
+firmware then raises a repair, and its fix is installed under Configure → Install firmware with
+the System password (tests/e2e/firmware.py); last, one output's on-time is drawn on a Statistics
+graph card over the gateway's pre-filled days of history (tests/e2e/statistics.py)."""
 
 from __future__ import annotations
 
@@ -30,10 +28,11 @@ from rayzig_core.models import Module
 from rayzig_core.password_policy import check_password
 
 from . import editors
-from .advisory import advisory_repair
 from .checker import GatewayChecker
 from .conftest import Gateway, HomeAssistant
+from .firmware import firmware_steps
 from .helpers import Steps, click_until, publish, ui_strings
+from .own_account import own_account
 from .statistics import statistics_graph
 
 OWNER_NAME = "Demo Owner"
@@ -272,6 +271,7 @@ def _newcomer_path(
         modules = checker.modules()
         for module in modules:  # every module became a device
             expect(page.get_by_text(module.name, exact=True).first).to_be_attached()
+    checker = own_account(checker, steps)
 
     with steps.step("dashboard-toggle"):
         page.get_by_role("button", name="Finish").click()
@@ -297,9 +297,9 @@ def _newcomer_path(
         toggle.click()
         expect(toggle).to_have_attribute("aria-checked", "true" if want_on else "false")
 
-        # The gateway itself says the output changed, and that Home Assistant's user did it.
+        # The gateway itself says the output changed, and that Home Assistant's account did it.
         commands = checker.await_command(module_id, index, want_on, before.event_seq, 20)
-        ours = commands.index((index, GATEWAY_USER, want_on))
+        ours = commands.index((index, checker.home_assistant, want_on))
         later = [c for c in commands[ours + 1 :] if c[0] == index]
         now_on = checker.module(module_id).outputs[index].is_on
         if not later:  # unless the simulation switched it again since, it is still as set
@@ -325,7 +325,7 @@ def _newcomer_path(
     publish(steps.last(), "logbook.png")
 
     _automation_and_scene(page, home_assistant, checker, steps)
-    advisory_repair(page, home_assistant, gateway, checker, steps, publisher)
+    firmware_steps(page, home_assistant, gateway, checker, steps, publisher, GOOD_PASSWORD)
     statistics_graph(page, home_assistant, steps)
 
     errors_logged = [
@@ -343,8 +343,8 @@ def _automation_and_scene(
 ) -> None:
     """Build an automation and a scene in the UI; the gateway's outputs show them at work.
 
-    The simulation may switch these outputs too (as its own user): each check looks for a command
-    by Home Assistant's user after the test's own last command.
+    The simulation may switch these outputs too: each check looks for a command by Home
+    Assistant's account after the test's own last command.
     """
     trigger, action, lit = _outputs_of_distinct_modules(checker.modules(), 3)
     steps.note(
