@@ -207,7 +207,9 @@ async def test_output_trigger_ignores_its_sibling(
 
         gateway.call(switch)
         await wait_for(hass, lambda: importer.cursors[module.module_id] >= start + 2)
-        await hass.async_block_till_done()
+        await hass.async_block_till_done(
+            wait_background_tasks=True
+        )  # the sync fires after its cursor write
         assert sorted((c.data["what"], c.data["output"]) for c in calls) == [
             ("any", 1),
             ("any", 2),
@@ -220,5 +222,5 @@ async def test_output_trigger_ignores_its_sibling(
         gateway.call(lambda gw: gw.site.power_outage([module.module_id]))
         gateway.call(lambda gw: gw.site.power_restore([module.module_id]))
         await wait_for(hass, lambda: importer.cursors[module.module_id] >= start + 3 + outputs)
-        await hass.async_block_till_done()
+        await hass.async_block_till_done(wait_background_tasks=True)
         assert [(c.data["what"], c.data["output"]) for c in calls] == [("preset-second", 2)]
