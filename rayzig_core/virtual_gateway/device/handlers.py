@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rayzig_core.firmware import SignedManifest
@@ -210,11 +211,10 @@ def event_batch(
     events = visible_events(limitation, ring, max(request.after_seq, 0), wanted)
     empty = m.EventBatch(request.module_id, (), ring.oldest_seq, ring.newest_seq)
     room = MAX_PLAINTEXT - len(m.encode(2**62, empty))
-    used = 0
-    for count, event in enumerate(events):
-        used += len(codec.dumps(_EVENT_ENCODER(event)))
-        items = count + 1
-        head_growth = 0 if items < 24 else 1 if items < 256 else 2
+    # The records' sizes, summed, each record encoded once (lazily: the loop stops at the cut).
+    used_by_count = accumulate(map(len, map(codec.dumps, map(_EVENT_ENCODER, events))))
+    for count, used in enumerate(used_by_count):
+        head_growth = 0 if count < 23 else 1 if count < 255 else 2  # for count + 1 items
         if count and used + head_growth > room:
             events = events[:count]
             break
