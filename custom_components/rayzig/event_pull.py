@@ -5,6 +5,7 @@ PROTOCOL.md §8.2). A range the last run left fired but not known to be stored i
 its start, and the records the recorder's database already holds are dropped (:func:`unstored`).
 Modules are pulled into groups of about :data:`GROUP_RECORDS` records, so that one cursor write
 covers many small modules, and the importer pulls the next group while it fires the current one.
+Modules that notices name while a sync runs are pulled between two groups (:meth:`LogPuller.named`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,19 @@ class LogPuller:
             if records >= GROUP_RECORDS:
                 break
         return pulled
+
+    async def named(
+        self, named: set[int], modules: dict[int, Module], ahead: list[Pulled]
+    ) -> list[Pulled]:
+        """Pull (and take out of ``named``) the modules of ``named`` among ``modules``.
+
+        A module of the group pulled ``ahead`` and not fired yet stays named: pulled again now,
+        its records would be read twice; its newer records are pulled after that group.
+        """
+        busy = {pulled.module.module_id for pulled in ahead}
+        wanted = [modules[m] for m in sorted(named) if m in modules and m not in busy]
+        named.difference_update(module.module_id for module in wanted)
+        return [await self.pull(module) for module in wanted]
 
     async def pull(self, module: Module) -> Pulled:
         """One module's records after its cursor, with the cursor they follow."""

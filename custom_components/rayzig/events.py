@@ -19,7 +19,8 @@ nothing stored is repeated). Without a recorder the cursor is written before eac
 fired, so nothing is fired twice.
 
 Syncs never overlap: every pull runs under one lock, and schedule requests are coalesced into one
-background task (created on the config entry, so it ends on unload).
+background task (created on the config entry, so it ends on unload). Modules named while a sync
+runs (new records) are pulled by it between two groups: never held until a back-fill has ended.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ class RayzigEventImporter:
 
     @callback
     def async_schedule_sync(self, module_id: int | None = None) -> None:
-        """Sync ``module_id`` (every module if None) soon; requests are coalesced."""
+        """Sync ``module_id`` (every module if None) soon; coalesced, or taken by a running sync."""
         if self._stopped:
             return
         if module_id is None:
@@ -216,6 +217,10 @@ class RayzigEventImporter:
     async def _run_pending(self) -> None:
         """Work through scheduled syncs until none are left; errors are retried on the next one."""
         while self._pending_all or self._pending:
+            if self._lock.locked():  # the running sync takes named modules between its groups
+                async with self._lock:
+                    pass
+                continue
             module_ids: list[int] | None = None if self._pending_all else sorted(self._pending)
             self._pending_all = False
             self._pending.clear()
@@ -227,6 +232,7 @@ class RayzigEventImporter:
     async def async_sync(self, module_ids: Iterable[int] | None = None) -> int:
         """Import new records of ``module_ids`` (every module if None); returns how many.
 
+        Modules named meanwhile (:meth:`async_schedule_sync`) are pulled between two groups.
         Raises RayzigError if the gateway cannot be reached; records imported before the error
         stay imported and their cursors are saved.
         """
@@ -242,6 +248,9 @@ class RayzigEventImporter:
                 while group := await ahead:
                     ahead = asyncio.ensure_future(self._puller.group(remaining))
                     total += await self._take(group)
+                    if self._pending:  # modules named meanwhile, once the group ahead is in
+                        named = await self._puller.named(self._pending, modules, await ahead)
+                        total += await self._take(named) if named else 0
                     await self._async_confirm(CONFIRM_AT)
             finally:
                 if not ahead.done():

@@ -154,8 +154,11 @@ async def test_back_fill_writes_the_event_entity_once(
     async with loaded_entry(hass, config_entry, monkeypatch) as entry:
         event_entity = entity_id(hass, "event", f"{module.serial}_event")
         importer = entry.runtime_data.events
-        await wait_for(hass, lambda: module.module_id in importer.cursors)
-        flood(gateway, module.module_id, 2_000)
+        # Setup's sync runs in the background: it writes the cursor before it fires the records
+        # and writes the entity, so the test waits for the whole sync, not for the cursor.
+        await hass.async_block_till_done(wait_background_tasks=True)
+        assert module.module_id in importer.cursors
+        flood(gateway, module.module_id, 2_000)  # straight into the ring: no notice, no sync
         writes: list[str] = []
         hass.bus.async_listen(
             EVENT_STATE_CHANGED,

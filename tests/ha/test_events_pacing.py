@@ -23,8 +23,10 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.rayzig.const import DOMAIN, EVENT_RAYZIG
+from custom_components.rayzig.event_pull import GROUP_RECORDS
 from custom_components.rayzig.event_recorder import BACKLOG_BOUND, PACE_INTERVAL
 from custom_components.rayzig.events import CONFIRM_AT_END, FIRE_CHUNK, RayzigEventImporter
+from rayzig_core import EventsAvailable, Notification
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.tcp import TcpConnector
@@ -134,6 +136,91 @@ async def test_chunks_wait_while_the_recorder_queue_is_long(
     assert importer._store.cursors[1].fired is None
     assert importer._store.cursors[1].seq == 1 + records
     assert importer._pace.held == 1
+    await importer.async_stop()
+
+
+async def released(hass: HomeAssistant, recorder: SlowRecorder) -> None:
+    """The recorder catches up; wait until the import is held again by its queue."""
+    recorder.looked.clear()
+    recorder.queue = 0
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=PACE_INTERVAL * 2))
+    async with asyncio.timeout(LIMIT):
+        await recorder.looked.wait()
+
+
+async def test_records_logged_during_a_back_fill_are_fired_before_it_ends(
+    hass: HomeAssistant,
+    config_entry: MockConfigEntry,
+    client: RayzigClient,
+    gateway: GatewayThread,
+) -> None:
+    """Modules that notices name while a back-fill runs are pulled between two of its groups.
+
+    Here, the test routes the gateway's notices to the importer as the coordinator does. The
+    back-fill waits for the recorder; a user switches an output of a module the back-fill does
+    not read and one of the module it is firing: both records are fired right after the group in
+    hand, before the rest of the back-fill, each once.
+    """
+    config_entry.add_to_hass(hass)
+    recorder = SlowRecorder(hass)
+    hass.data[DATA_INSTANCE] = recorder  # type: ignore[assignment]
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    await importer.async_sync([1, 2, 3])
+    recorder.queue = 0
+    noticed: set[int] = set()
+    both = asyncio.Event()
+
+    @callback
+    def on_notice(notice: Notification) -> None:
+        if isinstance(notice, EventsAvailable):
+            importer.async_schedule_sync(notice.module_id)  # what the coordinator does
+            noticed.add(notice.module_id)
+            if noticed >= {1, 3}:
+                both.set()
+
+    unsubscribe = client.subscribe(on_notice)
+    # Two groups: module 1 alone (past the recorder's bound), then module 2.
+    flood(gateway, 1, 2 * BACKLOG_BOUND)
+    flood(gateway, 2, GROUP_RECORDS)
+    before = dict(importer.cursors)
+    seen = capture(hass)
+    sync = asyncio.create_task(importer.async_sync([1, 2]))
+    async with asyncio.timeout(LIMIT):
+        await recorder.looked.wait()  # module 1's group waits for the recorder
+
+    for module_id in (3, 1):
+        gateway.call(lambda gw, m=module_id: gw.site.set_output(m, 0, on=True, user="alice"))
+    async with asyncio.timeout(LIMIT):
+        await both.wait()
+    await released(hass, recorder)  # module 2's group waits now, after its first chunk
+
+    live = [e for e in seen if e.data["user"] == "alice"]
+    assert [(e.data["module_id"], e.data["seq"]) for e in live] == [
+        (1, before[1] + 2 * BACKLOG_BOUND + 1),
+        (3, before[3] + 1),
+    ]
+    back_fill_of_2 = [e for e in seen if e.data["module_id"] == 2]
+    assert len(back_fill_of_2) == FIRE_CHUNK
+    assert seen.index(live[-1]) < seen.index(back_fill_of_2[0])
+    assert not sync.done()
+
+    recorder.queue = 0
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=PACE_INTERVAL * 2))
+    async with asyncio.timeout(LIMIT):
+        assert await sync == 2 * BACKLOG_BOUND + GROUP_RECORDS + 2
+    # The sync the notices scheduled finds nothing left to do; every record was fired once.
+    await hass.async_block_till_done(wait_background_tasks=True)
+    unsubscribe()
+    for module_id, count in ((1, 2 * BACKLOG_BOUND + 1), (2, GROUP_RECORDS), (3, 1)):
+        seqs = [e.data["seq"] for e in seen if e.data["module_id"] == module_id]
+        assert seqs == list(range(before[module_id] + 1, before[module_id] + 1 + count))
+    assert importer.cursors == {
+        **before,
+        1: before[1] + 2 * BACKLOG_BOUND + 1,
+        2: before[2] + GROUP_RECORDS,
+        3: before[3] + 1,
+    }
     await importer.async_stop()
 
 
