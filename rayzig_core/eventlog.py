@@ -10,9 +10,13 @@ or restarts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rayzig_core.client import RayzigClient
 from rayzig_core.models import MAX_EVENTS_PER_MODULE, Event, EventKind
+
+if TYPE_CHECKING:
+    from rayzig_core.protocol.messages import EventBatch
 
 BATCH_SIZE = 512
 
@@ -60,19 +64,8 @@ class EventLogSync:
             # A cursor of 0 is a cursor too (nothing imported yet, e.g. the log was empty). The
             # loss is counted from the ring's oldest record, not the first one returned: a
             # limited account is not sent records about outputs it does not see (§7.4).
-            if batch.events and batch.oldest_seq > cursor + 1:
-                events.append(
-                    Event(
-                        module_id,
-                        batch.oldest_seq - 1,
-                        batch.events[0].timestamp,
-                        EventKind.GAP,
-                        None,
-                        None,
-                        None,
-                        lost=batch.oldest_seq - 1 - cursor,
-                    )
-                )
+            if gap := gap_before(module_id, batch, cursor):
+                events.append(gap)
             events.extend(batch.events)
             if batch.events:
                 cursor = batch.events[-1].seq
@@ -84,3 +77,23 @@ class EventLogSync:
             batch = await self._client.read_events(module_id, cursor, BATCH_SIZE)
         self._cursors[module_id] = cursor
         return events
+
+
+def gap_before(module_id: int, batch: EventBatch, cursor: int) -> Event | None:
+    """The GAP record for what ``batch`` lost after ``cursor`` (PROTOCOL.md §8.2), or None.
+
+    The loss is counted from the ring's oldest record, not the first one returned: a limited
+    account is not sent records about outputs it does not see (§7.4).
+    """
+    if not batch.events or batch.oldest_seq <= cursor + 1:
+        return None
+    return Event(
+        module_id,
+        batch.oldest_seq - 1,
+        batch.events[0].timestamp,
+        EventKind.GAP,
+        None,
+        None,
+        None,
+        lost=batch.oldest_seq - 1 - cursor,
+    )

@@ -20,6 +20,7 @@ from rayzig_core.cli.session import paired_session
 from rayzig_core.cli.signals import stop_on_signals
 from rayzig_core.cli.spec import handler
 from rayzig_core.client import RayzigClient
+from rayzig_core.eventlog import gap_before
 from rayzig_core.models import Event, EventKind
 from rayzig_core.protocol import messages as m
 
@@ -80,21 +81,9 @@ async def read_after(
         cursor = 0
         batch = await client.read_events(module_id, 0, EVENT_BATCH)
     events: list[Event] = []
-    # Lost records counted from the ring's oldest one: a limited account is not sent records
-    # about outputs it does not see (PROTOCOL.md §7.4, §8.2).
-    if cursor > 0 and batch.events and batch.oldest_seq > cursor + 1:
-        events.append(
-            Event(
-                module_id,
-                batch.oldest_seq - 1,
-                batch.events[0].timestamp,
-                EventKind.GAP,
-                None,
-                None,
-                None,
-                lost=batch.oldest_seq - 1 - cursor,
-            )
-        )
+    # A cursor of 0 asks for the whole log: nothing before it counts as lost (PROTOCOL.md §8.2).
+    if cursor > 0 and (gap := gap_before(module_id, batch, cursor)):
+        events.append(gap)
     while True:
         events.extend(batch.events)
         on_batch(len(batch.events))
