@@ -64,6 +64,7 @@ from .event_cursors import CursorStore
 from .event_pull import LogPuller, Pulled
 from .event_recorder import RecorderPace
 from .logbook_entries import OwnCommands, async_fire_imported
+from .runtime_history import RuntimeHistory
 from .runtime_statistics import RuntimeStatistics
 
 _LOGGER = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class RayzigEventImporter:
         self.runtime = RuntimeStatistics(hass, entry.entry_id, self._store)
         """The outputs' on-time and switching cycles, folded from the same records."""
         self._lock = asyncio.Lock()
+        self.history = RuntimeHistory(hass, entry, client, self.runtime, self._lock)
+        """Reads the rest of a module's log for its runtime totals, after the import."""
         self._pending: set[int] = set()
         self._pending_all = False
         self._task: asyncio.Task[None] | None = None
@@ -188,6 +191,7 @@ class RayzigEventImporter:
             except asyncio.CancelledError:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
+        await self.history.async_stop()
         if self._loaded:
             await self._store.async_save()
 
@@ -251,6 +255,7 @@ class RayzigEventImporter:
                 self.imported += total
             await self._async_confirm(CONFIRM_AT_END)
             await self.runtime.async_import()
+            self.history.async_schedule()
             return total
 
     async def _modules(self, wanted: set[int] | None) -> dict[int, Module]:
