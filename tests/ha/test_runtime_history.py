@@ -10,6 +10,8 @@ with its recorder, the real virtual gateway over loopback.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from homeassistant.components.recorder import Recorder
@@ -18,10 +20,13 @@ from homeassistant.core import HomeAssistant, callback
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.const import EVENT_RAYZIG
+from custom_components.rayzig.events import RayzigEventImporter
 from custom_components.rayzig.runtime_history import RuntimeHistory
 from custom_components.rayzig.runtime_statistics import statistic_id
-from rayzig_core import Event, EventKind, Module
+from rayzig_core import ErrorCode, Event, EventKind, Module, NotFoundError, RayzigError
+from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
+from rayzig_core.transport.tcp import TcpConnector
 
 from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
 from .test_runtime_statistics import H0, HOUR, hourly, log
@@ -56,6 +61,17 @@ def module(gateway: GatewayThread) -> Module:
     found = first_module(gateway, lambda module: len(module.outputs) >= 2)
     gateway.call(lambda gw: gw.site.ring(found.module_id).clear())
     return found
+
+
+@pytest.fixture
+async def client(
+    gateway: GatewayThread, credentials: ClientCredentials
+) -> AsyncIterator[RayzigClient]:
+    """A connected client of the gateway, closed after the test."""
+    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
+    await client.connect()
+    yield client
+    await client.close()
 
 
 def bus_events(hass: HomeAssistant, module: Module) -> list[int]:
@@ -160,3 +176,56 @@ async def test_a_restart_mid_read_counts_nothing_twice_and_commands_go_on(
         await assert_whole_history(hass, module)
         # The command's record was folded once too: output 1 switched on once (off after power-on).
         assert sensor(hass, module, "switching_cycles", 1) == 1
+
+
+async def test_a_lost_link_postpones_the_read_and_a_module_that_leaves_ends_it(
+    hass: HomeAssistant,
+    *,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    module: Module,
+    client: RayzigClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failed read leaves the totals where they were; a module gone stops its read."""
+    config_entry.add_to_hass(hass)
+    monkeypatch.setattr(RuntimeHistory, "async_schedule", lambda self: None)  # driven by hand
+    log(gateway, module, HISTORY)
+    importer = RayzigEventImporter(hass, config_entry, client)
+    await importer.async_load()
+    await importer.async_sync()
+    state = importer.runtime.modules[module.module_id]
+    assert state.backfill
+    read_events = client.read_events
+
+    async def unreachable(*args: Any) -> Any:
+        raise RayzigError("the gateway cannot be reached")
+
+    monkeypatch.setattr(client, "read_events", unreachable)
+    await importer.history._run()  # postponed until the next sync
+    assert (state.seq, state.backfill, importer.history.batches) == (0, True, 0)
+
+    async def leaves_meanwhile(*args: Any) -> Any:
+        batch = await read_events(*args)
+        importer._async_module_left(module.module_id)  # its ModuleLeft arrives during the read
+        return batch
+
+    monkeypatch.setattr(client, "read_events", leaves_meanwhile)
+    await importer.history.async_batch(module.module_id)
+    assert module.module_id not in importer.runtime.modules  # its totals went with it
+    await importer.history.async_batch(module.module_id)  # nothing left to read
+
+    # Read again from the start (new totals under the id); then the gateway no longer has it.
+    monkeypatch.setattr(client, "read_events", read_events)
+    await importer.async_sync([module.module_id])
+    state = importer.runtime.modules[module.module_id]
+    assert state.backfill
+
+    async def not_found(*args: Any) -> Any:
+        raise NotFoundError(ErrorCode.NOT_FOUND, "unknown module")
+
+    monkeypatch.setattr(client, "read_events", not_found)
+    await importer.history.async_batch(module.module_id)
+    assert not state.backfill
+    assert state.seq == 0
+    await importer.async_stop()
