@@ -6,9 +6,10 @@ set by :meth:`.runtime_statistics.RuntimeStatistics.begin`) has its log read fro
 the import, one module at a time and one batch (a :class:`rayzig_core.EventLogSync` read of up to
 512 records) at a time. Each batch is read and folded under the importer's lock, so it never
 overlaps a sync, and the client is free for commands between two batches. The totals, with the
-sequence number they were folded to, are written after each batch (in the cursors' file): a
-restart or a crash resumes the read after the last batch written, never counting one twice. Once
-a read finds nothing newer, the importer's pulls fold the records again.
+sequence number they were folded to, are written every :data:`SAVE_RECORDS` records, when a
+module is done and whenever the importer writes its cursors (the same file): a restart or a crash
+resumes the read after the last records written, never counting one twice. Once a read finds
+nothing newer, the importer's pulls fold the records again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Final
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
@@ -33,6 +35,10 @@ from .event_cursors import CursorStore
 from .runtime_statistics import RuntimeStatistics
 
 _LOGGER = logging.getLogger(__package__)
+
+SAVE_RECORDS: Final = 2_000
+"""Records folded between two writes of the totals (and imports of the completed hours): a
+batch is often only a hundred records or so (one frame), and each write is flushed to disk."""
 
 
 class RuntimeHistory:
@@ -57,6 +63,8 @@ class RuntimeHistory:
         self._stopped = False
         self.batches = 0
         """Batches read and folded since setup (diagnostics, tests)."""
+        self._unsaved = 0
+        """Records folded since the totals were last written."""
 
     @callback
     def async_schedule(self) -> None:
@@ -110,10 +118,15 @@ class RuntimeHistory:
                 return  # the module left while the batch was read
             if events:
                 self.runtime.fold_module(module_id, state, events)
+                self._unsaved += len(events)
             else:
                 state.backfill = False  # caught up: the importer's pulls fold from here on
                 self._store.runtime_changed.add(module_id)
             self.batches += 1
             self.runtime.async_dispatch()
-            await self.runtime.async_import()
-            await self._store.async_save()
+            if not state.backfill or self._unsaved >= SAVE_RECORDS:
+                # The totals and their seq are written together, whenever it is: a restart
+                # folds again only what came after (never a record twice, none skipped).
+                self._unsaved = 0
+                await self.runtime.async_import()
+                await self._store.async_save()
