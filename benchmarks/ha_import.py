@@ -67,7 +67,8 @@ from custom_components.rayzig.const import (
     DEFAULT_EVENT_IMPORT_WINDOW,
     EVENT_RAYZIG,
 )
-from custom_components.rayzig.events import RayzigEventImporter, signal_new_event
+from custom_components.rayzig.event_data import signal_new_event
+from custom_components.rayzig.events import RayzigEventImporter
 from custom_components.rayzig.logbook_entries import async_fire_imported
 from rayzig_core.models import Event as LogRecord
 from rayzig_core.models import EventKind, Module

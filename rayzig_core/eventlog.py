@@ -45,8 +45,12 @@ class EventLogSync:
         """Drop the cursor of a module that left the mesh."""
         self._cursors.pop(module_id, None)
 
-    async def pull(self, module_id: int) -> list[Event]:
-        """Return every record after the module's cursor (with a leading GAP if any were lost)."""
+    async def pull(self, module_id: int, *, batches: int | None = None) -> list[Event]:
+        """Return every record after the module's cursor (with a leading GAP if any were lost).
+
+        With ``batches``, stop after that many batches (a caller that reads a whole log in pages,
+        letting other requests in between); an empty result then also means "caught up".
+        """
         cursor = self._cursors.get(module_id)
         events: list[Event] = []
         first = await self._client.read_events(module_id, cursor or 0, BATCH_SIZE)
@@ -59,6 +63,7 @@ class EventLogSync:
             cursor = 0
             first = await self._client.read_events(module_id, 0, BATCH_SIZE)
         batch = first
+        reads = 1
         while True:
             # Checked on every batch: records can also be overwritten while a pull is under way.
             # A cursor of 0 is a cursor too (nothing imported yet, e.g. the log was empty). The
@@ -74,6 +79,9 @@ class EventLogSync:
                 cursor = max(cursor, batch.newest_seq)
             if not batch.events or cursor >= batch.newest_seq:
                 break
+            if batches is not None and reads >= batches:
+                break
+            reads += 1
             batch = await self._client.read_events(module_id, cursor, BATCH_SIZE)
         self._cursors[module_id] = cursor
         return events

@@ -63,6 +63,9 @@ class ModuleRuntime:
     unseen: bool | None = None
     """The state of an output without a record yet: off after POWER_ON or REPOWER (unpowered
     until a record switches it), not known at first and after a GAP."""
+    backfill: bool = False
+    """The log is being read from ``seq`` on for these totals alone (its whole history, in
+    pages); records the caller pulls meanwhile are left to that read until it has caught up."""
 
     def fold(self, events: Iterable[Event]) -> set[int]:
         """Fold ``events`` (in sequence order) in; the outputs whose totals changed.
@@ -106,6 +109,7 @@ class ModuleRuntime:
         """
         self.seq = seq
         self.unseen = None
+        self.backfill = False  # the new log is read whole from its start
         for output in self.outputs:
             output.is_on = None  # its on-time was counted up to the module's time by fold()
 

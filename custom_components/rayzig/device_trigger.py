@@ -32,7 +32,7 @@ from rayzig_core import EventKind, Module
 
 from .const import ATTR_DEVICE_ID, ATTR_KIND, ATTR_OUTPUT, DOMAIN, EVENT_RAYZIG
 from .data import RayzigConfigEntry
-from .events import EVENT_KINDS, kind_name
+from .event_data import EVENT_KINDS, kind_name
 
 CONF_SUBTYPE: Final = "subtype"
 CONF_OUTPUT: Final = "output"

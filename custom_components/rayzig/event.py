@@ -23,7 +23,7 @@ from .const import ATTR_IS_ON, ATTR_LOST, ATTR_OUTPUT, ATTR_SEQ, ATTR_USER
 from .coordinator import RayzigCoordinator
 from .data import RayzigConfigEntry
 from .entity import RayzigModuleEntity, async_add_module_entities
-from .events import EVENT_KINDS, kind_name, signal_new_event
+from .event_data import EVENT_KINDS, kind_name, signal_new_event
 
 PARALLEL_UPDATES = 0
 ATTR_MODULE_TIME = "module_time"

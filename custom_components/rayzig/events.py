@@ -48,11 +48,9 @@ from rayzig_core import (
 )
 
 from .const import (
-    ATTR_DEVICE_ID,
     ATTR_IS_ON,
     ATTR_KIND,
     ATTR_LOST,
-    ATTR_MODULE_ID,
     ATTR_OUTPUT,
     ATTR_SEQ,
     ATTR_USER,
@@ -62,15 +60,20 @@ from .const import (
 )
 from .devices import async_module_device_id
 from .event_cursors import CursorStore
+from .event_data import (
+    ATTR_OUTPUT_NAME,
+    KIND_NAMES,
+    bus_data_of,
+    signal_new_event,
+)
 from .event_pull import LogPuller, Pulled
 from .event_recorder import RecorderPace
 from .logbook_entries import OwnCommands, async_fire_imported
+from .runtime_history import RuntimeHistory
 from .runtime_statistics import RuntimeStatistics
 
 _LOGGER = logging.getLogger(__name__)
 
-ATTR_MODULE_NAME = "module_name"
-ATTR_OUTPUT_NAME = "output_name"
 FIRE_CHUNK = 100
 """Records fired in one go (a few ms of loop time); the loop gets a turn after each chunk, and
 the next waits while the recorder's queue is long."""
@@ -80,29 +83,6 @@ for the recorder to commit them (this bounds what a start after a crash looks up
 CONFIRM_AT_END = 1_000
 """The same once a sync is done (each wait makes the recorder commit: live records are not
 confirmed one by one)."""
-
-EVENT_KINDS: tuple[str, ...] = tuple(kind.name.lower() for kind in EventKind)
-"""Event kinds as they appear in bus events, triggers and the event entity."""
-
-
-def kind_name(kind: EventKind) -> str:
-    """Name of an event kind as used in bus events and triggers (``EventKind.GAP`` → ``gap``)."""
-    return kind.name.lower()
-
-
-def output_name(module: Module, output: int | None) -> str | None:
-    """Name of output index ``output`` of ``module``; None if module-wide or not known."""
-    if output is None:
-        return None
-    for candidate in module.outputs:
-        if candidate.index == output:
-            return candidate.name or None
-    return None
-
-
-def signal_new_event(entry_id: str, module_id: int) -> str:
-    """Dispatcher signal sent with the newest :class:`rayzig_core.Event` of each pull."""
-    return f"{DOMAIN}_{entry_id}_event_{module_id}"
 
 
 class RayzigEventImporter:
@@ -120,6 +100,8 @@ class RayzigEventImporter:
         self.runtime = RuntimeStatistics(hass, entry.entry_id, self._store)
         """The outputs' on-time and switching cycles, folded from the same records."""
         self._lock = asyncio.Lock()
+        self.history = RuntimeHistory(hass, entry, client, self.runtime, self._lock)
+        """Reads the rest of a module's log for its runtime totals, after the import."""
         self._pending: set[int] = set()
         self._pending_all = False
         self._task: asyncio.Task[None] | None = None
@@ -189,6 +171,7 @@ class RayzigEventImporter:
             except asyncio.CancelledError:
                 if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
+        await self.history.async_stop()
         if self._loaded:
             await self._store.async_save()
 
@@ -260,6 +243,7 @@ class RayzigEventImporter:
                 self.imported += total
             await self._async_confirm(CONFIRM_AT_END)
             await self.runtime.async_import()
+            self.history.async_schedule()
             return total
 
     async def _modules(self, wanted: set[int] | None) -> dict[int, Module]:
@@ -339,7 +323,7 @@ class RayzigEventImporter:
         prepared: dict[int, tuple[dict[str, object], dict[int, str | None]]] = {}
         for module, event in records:
             if (module_data := prepared.get(module.module_id)) is None:
-                module_data = prepared[module.module_id] = _module_data(
+                module_data = prepared[module.module_id] = bus_data_of(
                     module, devices.get(module.module_id)
                 )
             self._fire_one(module_data, event)
@@ -359,7 +343,7 @@ class RayzigEventImporter:
     @callback
     def _fire(self, module: Module, device_id: str | None, events: list[Event]) -> None:
         """Fire each record on the bus at its module time."""
-        module_data = _module_data(module, device_id)
+        module_data = bus_data_of(module, device_id)
         for event in events:
             self._fire_one(module_data, event)
 
@@ -367,14 +351,14 @@ class RayzigEventImporter:
     def _fire_one(
         self, module_data: tuple[dict[str, object], dict[int, str | None]], event: Event
     ) -> None:
-        """Fire one record (its module's data prepared by :func:`_module_data`)."""
+        """Fire one record (its module's data prepared by :func:`.event_data.bus_data_of`)."""
         common, output_names = module_data
         output = event.output
         data = {
             **common,
             ATTR_OUTPUT: None if output is None else output + 1,
             ATTR_OUTPUT_NAME: None if output is None else output_names.get(output),
-            ATTR_KIND: _KIND_NAMES[event.kind],
+            ATTR_KIND: KIND_NAMES[event.kind],
             ATTR_USER: event.user,
             ATTR_IS_ON: event.is_on,
             ATTR_SEQ: event.seq,
@@ -382,18 +366,3 @@ class RayzigEventImporter:
         }
         # The logbook row (if any) goes with it; Home Assistant's own commands keep their context.
         async_fire_imported(self.hass, data, event, self.own_commands.claim(event))
-
-
-_KIND_NAMES: dict[EventKind, str] = {kind: kind_name(kind) for kind in EventKind}
-
-
-def _module_data(
-    module: Module, device_id: str | None
-) -> tuple[dict[str, object], dict[int, str | None]]:
-    """What every record of ``module`` carries (first in its data), and its outputs' names."""
-    common: dict[str, object] = {
-        ATTR_DEVICE_ID: device_id,
-        ATTR_MODULE_ID: module.module_id,
-        ATTR_MODULE_NAME: module.name,
-    }
-    return common, {output.index: output_name(module, output.index) for output in module.outputs}

@@ -32,7 +32,7 @@ from .const import (
     ATTR_USER,
     DOMAIN,
 )
-from .events import ATTR_MODULE_NAME, ATTR_OUTPUT_NAME
+from .event_data import ATTR_MODULE_NAME, ATTR_OUTPUT_NAME
 from .logbook_entries import EVENT_RAYZIG_LOGBOOK
 
 _MODULE_MESSAGES = {

@@ -6,6 +6,10 @@ PROTOCOL.md §8.3) are written in the same atomic write as those cursors (:mod:`
 after a crash, a restart or a reload the totals and the cursors agree, and records fired again
 (their sequence numbers already folded) are not counted again.
 
+The import window bounds only what goes to the bus and the logbook: a module whose first pull
+starts after older records gets its totals from its whole log, read in the background
+(:mod:`.runtime_history`); until that read has caught up, the pulled records are left to it.
+
 Each completed clock hour becomes one long-term statistics row per output (on-time in hours and
 switching cycles, ``sum`` and ``state`` both the total at the hour's end) at the module's own time,
 imported as **external statistics** (``rayzig:<serial>_output_<n>_on_time``): hours before
@@ -28,10 +32,19 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.recorder import DATA_INSTANCE
 from homeassistant.util import slugify
 
-from rayzig_core import HOUR_SECONDS, Event, HourRow, Module, ModuleRuntime, OutputRuntime
+from rayzig_core import (
+    HOUR_SECONDS,
+    Event,
+    EventKind,
+    HourRow,
+    Module,
+    ModuleRuntime,
+    OutputRuntime,
+)
 
 from .const import DOMAIN
 from .event_cursors import CursorStore, ModuleCursor
+from .event_pull import position_before
 
 if TYPE_CHECKING:
     from homeassistant.components.recorder.core import Recorder
@@ -83,6 +96,11 @@ class RuntimeStatistics:
         """Hourly statistics rows handed to the recorder since setup (diagnostics)."""
 
     @property
+    def store(self) -> CursorStore:
+        """Where the totals are kept (with the event-log cursors)."""
+        return self._store
+
+    @property
     def modules(self) -> dict[int, ModuleRuntime]:
         """Module id → its runtime totals (as stored)."""
         return self._store.runtime
@@ -108,7 +126,11 @@ class RuntimeStatistics:
         self._modules[module_id] = module
         state = self._store.runtime.get(module_id)
         if state is None or state.serial != module.serial:
-            self._store.runtime[module_id] = ModuleRuntime(module.serial)
+            # The pull starts after older records (the import window, or a cursor from before
+            # these totals): the whole log is read for them, in the background (§8.3).
+            start = position_before(pulled.events, cursor.seq)
+            covers_log = start == 0 or (pulled.events and pulled.events[0].kind is EventKind.GAP)
+            self._store.runtime[module_id] = ModuleRuntime(module.serial, backfill=not covers_log)
             self._store.runtime_changed.add(module_id)
         elif previous is not None and cursor.fired is None and cursor.seq < previous.imported:
             state.restart_log(cursor.seq)
@@ -124,10 +146,21 @@ class RuntimeStatistics:
             state = self._store.runtime.get(module_id)
             if state is None:  # pragma: no cover - begin() made one for every pulled module
                 continue
-            changed = state.fold(event for _, event in group)
-            self._store.runtime_changed.add(module_id)
-            if changed:
-                self._changed.setdefault(module_id, set()).update(changed)
+            if state.backfill:
+                continue  # the read of the whole log folds these records in their turn
+            self.fold_module(module_id, state, [event for _, event in group])
+
+    @callback
+    def fold_module(self, module_id: int, state: ModuleRuntime, events: list[Event]) -> None:
+        """Fold one module's records (in sequence order) into ``state``, its totals."""
+        changed = state.fold(events)
+        self._store.runtime_changed.add(module_id)
+        if changed:
+            self._changed.setdefault(module_id, set()).update(changed)
+
+    def pulled(self, module_id: int) -> bool:
+        """Whether the module was pulled since setup (its statistics can be named)."""
+        return module_id in self._modules
 
     @callback
     def async_dispatch(self) -> None:

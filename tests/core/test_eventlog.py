@@ -114,6 +114,22 @@ async def test_initial_backlog_imports_the_last_records(owned: GatewayThread) ->
         assert everything[0].kind is EventKind.POWER_ON
 
 
+async def test_a_pull_of_one_batch_at_a_time_reads_the_whole_log(owned: GatewayThread) -> None:
+    """``batches=1``: one read per pull, each where the last one ended, until nothing is new."""
+    _, credentials = await pair(owned)
+    module_id, index = switchable_output(owned)
+    top = generate(owned, module_id, index, 1200)
+    async with await connected(owned, credentials) as client:
+        sync = EventLogSync(client, {module_id: 0})
+        pages: list[list[Event]] = []
+        while page := await sync.pull(module_id, batches=1):
+            assert len(page) <= MAX_EVENTS_PER_BATCH
+            pages.append(page)
+        assert len(pages) >= 3
+        assert_contiguous([event for page in pages for event in page], 0, top)
+        assert sync.cursors[module_id] == top
+
+
 @pytest.mark.parametrize("new_events", [MAX_EVENTS_PER_MODULE, MAX_EVENTS_PER_MODULE + 1, 8292])
 async def test_overrun_is_reported_as_one_gap_with_the_exact_number_lost(
     owned: GatewayThread, new_events: int

@@ -74,10 +74,24 @@ def create_automation(page: Page, trigger: SwitchEntity, action: SwitchEntity) -
     page.mouse.move(0, 0)
 
 
+def fill_name(page: Page, field: Locator, name: str, attempts: int = 5) -> None:
+    """Type ``name`` into an editor's name field, again if the editor put its own in after us.
+
+    The editor fills in a name of its own (a suggestion, "New scene") as the field appears; on a
+    busy machine that can land after our text and replace it.
+    """
+    for _ in range(attempts):
+        field.fill(name)
+        page.wait_for_timeout(500)
+        if field.input_value() == name:
+            return
+    expect(field).to_have_value(name)
+
+
 def save_automation(page: Page, name: str) -> None:
     """Save the open automation under ``name`` (the editor then shows it under its id)."""
     page.get_by_role("button", name="Save").click()
-    page.get_by_role("textbox", name="Name*").fill(name)
+    fill_name(page, page.get_by_role("textbox", name="Name*"), name)
     page.locator("ha-dialog").get_by_role("button", name="Save").click()
     page.wait_for_url(re.compile(r".*/config/automation/edit/[0-9a-z_]+$"), timeout=UI_MS)
 
@@ -103,9 +117,7 @@ def create_scene(page: Page, name: str, device: str, entity: SwitchEntity) -> No
     info.get_by_role("button", name="Close").click()
     # Closing the dialog stores the entity's state in the scene: a name typed before that is lost.
     expect(info.get_by_role("switch", name="Toggle")).to_be_hidden(timeout=UI_MS)
-    name_box = page.get_by_role("textbox", name="Name")
-    name_box.fill(name)
-    expect(name_box).to_have_value(name)
+    fill_name(page, page.get_by_role("textbox", name="Name"), name)
     page.mouse.move(0, 0)
 
 

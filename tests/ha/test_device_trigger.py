@@ -17,7 +17,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.rayzig.const import DOMAIN
 from custom_components.rayzig.device_trigger import TRIGGER_SCHEMA, async_get_triggers
-from custom_components.rayzig.events import EVENT_KINDS
+from custom_components.rayzig.event_data import EVENT_KINDS
 from rayzig_core.models import Module
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.virtual_gateway import VirtualGateway

@@ -13,7 +13,7 @@ from homeassistant.helpers.dispatcher import async_dispatcher_send
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.rayzig.event import RayzigModuleEvent
-from custom_components.rayzig.events import EVENT_KINDS, signal_new_event
+from custom_components.rayzig.event_data import EVENT_KINDS, signal_new_event
 from rayzig_core.models import Event, EventKind, ModuleKind
 from rayzig_core.testing.gateway import GatewayThread
 

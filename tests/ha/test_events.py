@@ -27,14 +27,9 @@ from custom_components.rayzig.const import (
     EVENT_RAYZIG,
 )
 from custom_components.rayzig.event_cursors import ModuleCursor
+from custom_components.rayzig.event_data import EVENT_KINDS, kind_name, signal_new_event
 from custom_components.rayzig.event_pull import unstored
-from custom_components.rayzig.events import (
-    EVENT_KINDS,
-    FIRE_CHUNK,
-    RayzigEventImporter,
-    kind_name,
-    signal_new_event,
-)
+from custom_components.rayzig.events import FIRE_CHUNK, RayzigEventImporter
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.models import (
     MAX_EVENTS_PER_MODULE,

@@ -112,7 +112,7 @@ async def test_stored_totals_start_afresh_when_they_cannot_be_trusted(
     hass_storage: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A damaged total is dropped; another serial under the id starts at zero; a log that
+    """A damaged total is dropped; another serial under the id starts afresh; a log that
     began again continues the totals from its first record."""
     config_entry.add_to_hass(hass)
     codec = JsonCodec(ModuleRuntime)
@@ -146,14 +146,19 @@ async def test_stored_totals_start_afresh_when_they_cannot_be_trusted(
     assert importer.runtime.output(module.module_id, "RZ0000001", 0) is None
     assert importer.runtime.output(module.module_id, module.serial, 5) is None
 
-    # The id now belongs to another module: its totals start at zero.
+    # The id now belongs to another module: its totals start afresh, from its whole log.
     importer.runtime.modules[module.module_id].serial = "RZ0000002"
     log_on_off(gateway, module, 5 * HOUR)
     await importer.async_sync([module.module_id])
     assert importer.runtime.modules[module.module_id].serial == module.serial
+    assert importer.runtime.modules[module.module_id].backfill
+    assert importer.runtime.output(module.module_id, module.serial, 0) is None
+    await hass.async_block_till_done(wait_background_tasks=True)
     fresh = importer.runtime.output(module.module_id, module.serial, 0)
     assert fresh is not None
-    assert fresh.on_seconds == 0
+    # On at 3 h (a state not known before: no cycle), off at 4 h, on again at 5 h.
+    assert (fresh.on_seconds, fresh.cycles) == (3600, 1)
+    assert not importer.runtime.modules[module.module_id].backfill
     await importer.async_stop()
 
 
