@@ -48,12 +48,14 @@ RUNTIME_SENSORS: tuple[RayzigRuntimeSensorEntityDescription, ...] = (
         native_unit_of_measurement=UnitOfTime.HOURS,
         suggested_unit_of_measurement=UnitOfTime.HOURS,
         suggested_display_precision=1,
+        entity_registry_enabled_default=False,
         value_fn=lambda output: round(output.on_seconds / HOUR_SECONDS, 6),
     ),
     RayzigRuntimeSensorEntityDescription(
         key=SWITCHING_CYCLES,
         translation_key=SWITCHING_CYCLES,
         state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_registry_enabled_default=False,
         value_fn=lambda output: output.cycles,
     ),
 )

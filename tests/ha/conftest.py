@@ -16,6 +16,7 @@ from custom_components.rayzig.const import (
     CONNECTION_TCP,
     DOMAIN,
 )
+from custom_components.rayzig.sensor_runtime import RayzigRuntimeSensor
 from rayzig_core.client import ClientCredentials, RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
@@ -30,6 +31,12 @@ OWNER_PASSWORD = "mauve-otter-juggles-47-kites"
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/rayzig in every test."""
+
+
+@pytest.fixture
+def runtime_sensors_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runtime sensors enabled when created (on-time and cycles are disabled by default)."""
+    monkeypatch.setattr(RayzigRuntimeSensor, "_attr_entity_registry_enabled_default", True)
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ from rayzig_core.transport.tcp import TcpConnector
 from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
 from .test_runtime_statistics import H0, HOUR, hourly, log
 
+pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
+
 PERIOD = 1200
 INTERVALS = 600
 HISTORY = [

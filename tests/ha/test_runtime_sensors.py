@@ -24,6 +24,8 @@ from rayzig_core.transport.tcp import TcpConnector
 
 from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
 
+pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
+
 H0 = 1_699_999_200
 HOUR = 3600
 

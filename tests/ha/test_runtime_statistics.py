@@ -33,6 +33,8 @@ from rayzig_core.transport.tcp import TcpConnector
 
 from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
 
+pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
+
 HOUR = 3600
 H0 = 1_699_999_200
 """A whole UTC hour; the history's times are offsets from it."""

@@ -85,3 +85,23 @@ async def test_event_log_fill(
             hass,
             lambda: float(hass.states.get(sensor).state) == pytest.approx(expected, abs=0.01),
         )
+
+
+async def test_runtime_sensors_disabled_by_default(
+    hass: HomeAssistant,
+    gateway: GatewayThread,
+    config_entry: MockConfigEntry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On-time and switching cycles exist per output but wait to be enabled (two per output would
+    double a large site's entities); their hourly statistics are recorded either way."""
+    module = site_modules(gateway)[0]
+    async with loaded_entry(hass, config_entry, monkeypatch):
+        registry = er.async_get(hass)
+        for key in ("on_time", "switching_cycles"):
+            for output in module.outputs:
+                entry = registry.async_get(
+                    entity_id(hass, "sensor", f"{module.serial}_{key}_{output.index}")
+                )
+                assert entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+                assert hass.states.get(entry.entity_id) is None

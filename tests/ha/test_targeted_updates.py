@@ -36,6 +36,8 @@ from rayzig_core.transport.tcp import TcpConnector
 from .conftest import OWNER, OWNER_PASSWORD
 from .runtime_helpers import entry_for, loaded_entry, site_modules, wait_for
 
+pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
+
 MODULES = 200
 """Generated modules (1 to 4 outputs each): about 1,450 entities."""
 
