@@ -1,10 +1,10 @@
 """The statistics graph of one output's on-time, over the virtual gateway's pre-filled history.
 
 The demo's gateway starts with days of event logs (``--prefill-events``); the integration turns
-each output's log into hourly long-term statistics of its on-time. A user shows them as a user
-does: the dashboard's "Edit dashboard", "Take control", "Add card", the Statistics graph card,
-its YAML in the code editor, Save, Done. The step then checks that the card draws a chart (not
-"No statistics found.") and that the recorder holds the on-time for several days.
+each output's log into hourly long-term statistics of its on-time. The step checks that the
+recorder holds the on-time for several days, puts a Statistics graph card of it on a dashboard of
+its own (saved through the frontend's own websocket calls, as the dashboard editor saves it), opens
+that dashboard in the browser and checks that the card draws a chart, not "No statistics found.".
 """
 
 from __future__ import annotations
@@ -42,12 +42,30 @@ HISTORY_MS = 120_000
 """How long the integration may take to read the modules' whole logs (in the background)."""
 
 
-def card_config(statistic_id: str) -> str:
-    """The card's YAML, in flow style (the code editor then adds no indentation of its own)."""
-    return (
-        f"{{type: statistics-graph, title: On-time per day, entities: [{statistic_id}], "
-        f"period: day, stat_types: [change], chart_type: bar, days_to_show: {DAYS_TO_SHOW}}}"
-    )
+DASHBOARD = "rayzig-statistics"
+"""URL path of the dashboard the step creates for the card."""
+
+
+def card_config(statistic_id: str) -> dict[str, Any]:
+    """The Statistics graph card of ``statistic_id``: on-time per day, as bars."""
+    return {
+        "type": "statistics-graph",
+        "title": "On-time per day",
+        "entities": [statistic_id],
+        "period": "day",
+        "stat_types": ["change"],
+        "chart_type": "bar",
+        "days_to_show": DAYS_TO_SHOW,
+    }
+
+
+_SAVE_DASHBOARD = (
+    f"async ([path, card]) => {{ const hass = {_HASS}; "
+    "await hass.callWS({type: 'lovelace/dashboards/create', url_path: path, "
+    "title: 'Runtime', icon: 'mdi:chart-bar', show_in_sidebar: true}); "
+    "await hass.callWS({type: 'lovelace/config/save', url_path: path, "
+    "config: {views: [{title: 'Runtime', path: 'runtime', cards: [card]}]}}); }"
+)
 
 
 def on_time_statistics(page: Page) -> list[str]:
@@ -89,37 +107,11 @@ def most_history(page: Page) -> tuple[str, list[float]]:
         page.wait_for_timeout(1_000)
 
 
-def _edit_dashboard(page: Page) -> None:
-    """Edit dashboard, and take control of the generated default dashboard (keeping its cards)."""
-    edit = page.get_by_role("button", name="Edit dashboard")
-    if not edit.is_visible():
-        page.get_by_role("button", name="Open dashboard menu").click()
-        edit = page.get_by_role("menuitem", name="Edit dashboard")
-    edit.click()
-    take_control = page.get_by_role("button", name="Take control")
-    menu_item = page.get_by_role("menuitem", name="Take control")
-    expect(take_control.or_(menu_item).first).to_be_visible(timeout=UI_MS)
-    if menu_item.is_visible():
-        menu_item.click()
-    take_control.last.click()
-    expect(page.get_by_role("button", name="Add card")).to_be_visible(timeout=UI_MS)
-
-
-def add_statistics_card(page: Page, statistic_id: str) -> None:
-    """Add a Statistics graph card of ``statistic_id`` from the card picker's code editor."""
-    _edit_dashboard(page)
-    page.get_by_role("button", name="Add card").click()
-    page.get_by_placeholder("Search cards").fill("Statistics graph")
-    page.locator("hui-card-picker").get_by_text("Statistics graph", exact=True).first.click()
-    page.get_by_role("button", name="Show code editor").click()
-    editor = page.locator("ha-code-editor .cm-content").first
-    expect(editor).to_be_visible(timeout=UI_MS)
-    editor.click()
-    page.keyboard.press("ControlOrMeta+a")
-    page.keyboard.insert_text(card_config(statistic_id))
-    page.get_by_role("button", name="Save").last.click()
-    page.get_by_role("button", name="Done").click()
-    expect(page.get_by_role("button", name="Add card")).to_be_hidden(timeout=UI_MS)
+def add_statistics_card(page: Page, home_assistant: HomeAssistant, statistic_id: str) -> None:
+    """A dashboard "Runtime" holding the Statistics graph card of ``statistic_id``, opened."""
+    page.evaluate(_SAVE_DASHBOARD, [DASHBOARD, card_config(statistic_id)])
+    page.emulate_media(reduced_motion="reduce")  # the chart draws at once, without growing bars
+    page.goto(f"{home_assistant.url}/{DASHBOARD}/runtime")
 
 
 def statistics_graph(page: Page, home_assistant: HomeAssistant, steps: Steps) -> None:
@@ -127,12 +119,13 @@ def statistics_graph(page: Page, home_assistant: HomeAssistant, steps: Steps) ->
     skipped = len(steps.skipped)
     with steps.step("statistics-graph"):
         page.goto(f"{home_assistant.url}/lovelace/0")
+        page.wait_for_function("document.querySelector('home-assistant')?.hass?.connected")
         statistic_id, days = most_history(page)
         steps.note(f"{statistic_id}: on-time per day {[round(d, 1) for d in days]}")
         assert _days_on(days) >= MIN_DAYS, (
             f"{statistic_id} has on-time on fewer than {MIN_DAYS} days: {days}"
         )
-        add_statistics_card(page, statistic_id)
+        add_statistics_card(page, home_assistant, statistic_id)
         card = page.locator("hui-statistics-graph-card")
         expect(card).to_be_visible(timeout=UI_MS)
         expect(card).not_to_contain_text("No statistics found.", timeout=UI_MS)
