@@ -17,11 +17,12 @@ from enum import IntEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from rayzig_core.errors import DecodeError, FirmwareIntegrityError, FirmwareSignatureError
+from rayzig_core.errors import FirmwareIntegrityError, FirmwareSignatureError
 from rayzig_core.firmware.manifest import (
     HARDWARE_RE,
     KEY_SIZE,
     VERSION_RE,
+    decode_canonical,
     signature_verifies,
     version_key,
 )
@@ -129,14 +130,9 @@ class FirmwareAdvisory:
 
         Only call this on bytes whose signature has been verified (see :func:`verify_advisory`).
         """
-        try:
-            advisory: FirmwareAdvisory = _ADVISORY_DECODER(codec.loads(data))
-        except DecodeError as err:
-            raise FirmwareIntegrityError(12, f"Firmware advisory is malformed: {err}.") from err
-        _validate_advisory(advisory)
-        if advisory.to_bytes() != data:
-            raise FirmwareIntegrityError(12, "Firmware advisory is not canonically encoded.")
-        return advisory
+        return decode_canonical(
+            data, _ADVISORY_DECODER, _validate_advisory, FirmwareAdvisory.to_bytes, "advisory"
+        )
 
 
 _ADVISORY_ENCODER = codec.encoder_for(FirmwareAdvisory)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -82,14 +83,33 @@ class FirmwareManifest:
             raise FirmwareIntegrityError(
                 12, f"Firmware manifest is {len(data)} bytes, more than {MAX_MANIFEST_BYTES}."
             )
-        try:
-            manifest: FirmwareManifest = _MANIFEST_DECODER(codec.loads(data))
-        except DecodeError as err:
-            raise FirmwareIntegrityError(12, f"Firmware manifest is malformed: {err}.") from err
-        _validate_manifest(manifest)
-        if manifest.to_bytes() != data:
-            raise FirmwareIntegrityError(12, "Firmware manifest is not canonically encoded.")
-        return manifest
+        return decode_canonical(
+            data, _MANIFEST_DECODER, _validate_manifest, FirmwareManifest.to_bytes, "manifest"
+        )
+
+
+_Document = TypeVar("_Document")
+
+
+def decode_canonical(
+    data: bytes,
+    decoder: Callable[[Any], _Document],
+    validate: Callable[[_Document], None],
+    encode: Callable[[_Document], bytes],
+    what: str,
+) -> _Document:
+    """Decode a signed firmware document strictly, else FirmwareIntegrityError (§10.2).
+
+    It must be well formed, within its limits and canonically encoded; ``what`` names it.
+    """
+    try:
+        document = decoder(codec.loads(data))
+    except DecodeError as err:
+        raise FirmwareIntegrityError(12, f"Firmware {what} is malformed: {err}.") from err
+    validate(document)
+    if encode(document) != data:
+        raise FirmwareIntegrityError(12, f"Firmware {what} is not canonically encoded.")
+    return document
 
 
 _MANIFEST_ENCODER = codec.encoder_for(FirmwareManifest)
