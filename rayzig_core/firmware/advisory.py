@@ -130,9 +130,10 @@ class FirmwareAdvisory:
 
         Only call this on bytes whose signature has been verified (see :func:`verify_advisory`).
         """
-        return decode_canonical(
+        document: FirmwareAdvisory = decode_canonical(
             data, _ADVISORY_DECODER, _validate_advisory, FirmwareAdvisory.to_bytes, "advisory"
         )
+        return document
 
 
 _ADVISORY_ENCODER = codec.encoder_for(FirmwareAdvisory)

@@ -83,9 +83,10 @@ class FirmwareManifest:
             raise FirmwareIntegrityError(
                 12, f"Firmware manifest is {len(data)} bytes, more than {MAX_MANIFEST_BYTES}."
             )
-        return decode_canonical(
+        document: FirmwareManifest = decode_canonical(
             data, _MANIFEST_DECODER, _validate_manifest, FirmwareManifest.to_bytes, "manifest"
         )
+        return document
 
 
 _Document = TypeVar("_Document")
