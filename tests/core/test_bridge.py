@@ -376,8 +376,15 @@ async def test_more_clients_than_allowed_are_closed_with_a_log_line(
     caplog.set_level(logging.INFO, "rayzig_core.bridge")
     async with Bridge(i2c_connector_for, host=HOST, port=0, max_clients=2) as bridge:
         clients = [await paired_client(bridge) for _ in range(2)]
-        await wait_for(lambda: bridge.gatekeeper.sessions == 2, what="two authenticated clients")
-        assert all(c.authenticated for c in bridge.clients)
+        # The pairing connections close after their clients pair: wait until they are gone.
+        await wait_for(
+            lambda: (
+                bridge.gatekeeper.sessions == 2
+                and len(bridge.clients) == 2
+                and all(c.authenticated for c in bridge.clients)
+            ),
+            what="two authenticated clients and no other",
+        )
         reader, extra = await asyncio.open_connection(HOST, bridge.port)
         assert await asyncio.wait_for(reader.read(10), 30) == b""  # closed at once, cleanly
         assert bridge.refused == 1
