@@ -21,16 +21,6 @@ def kind_name(kind: EventKind) -> str:
     return kind.name.lower()
 
 
-def output_name(module: Module, output: int | None) -> str | None:
-    """Name of output index ``output`` of ``module``; None if module-wide or not known."""
-    if output is None:
-        return None
-    for candidate in module.outputs:
-        if candidate.index == output:
-            return candidate.name or None
-    return None
-
-
 def signal_new_event(entry_id: str, module_id: int) -> str:
     """Dispatcher signal sent with the newest :class:`rayzig_core.Event` of each pull."""
     return f"{DOMAIN}_{entry_id}_event_{module_id}"
@@ -48,4 +38,4 @@ def bus_data_of(
         ATTR_MODULE_ID: module.module_id,
         ATTR_MODULE_NAME: module.name,
     }
-    return common, {output.index: output_name(module, output.index) for output in module.outputs}
+    return common, {output.index: output.name or None for output in module.outputs}
