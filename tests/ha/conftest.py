@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from custom_components.rayzig.const import (
 )
 from custom_components.rayzig.sensor_runtime import RayzigRuntimeSensor
 from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.models import Module
 from rayzig_core.testing.gateway import GatewayThread
 from rayzig_core.transport.i2c import I2CConnector
 from rayzig_core.transport.tcp import TcpConnector
@@ -80,3 +81,24 @@ def config_entry(gateway: GatewayThread, credentials: ClientCredentials) -> Mock
         },
         options={},
     )
+
+
+@pytest.fixture
+async def client(
+    gateway: GatewayThread, credentials: ClientCredentials
+) -> AsyncIterator[RayzigClient]:
+    """A connected client of the gateway, closed after the test."""
+    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
+    await client.connect()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def module(gateway: GatewayThread) -> Module:
+    """A module with two outputs or more, its log emptied (its numbering goes on)."""
+    from .runtime_helpers import first_module  # noqa: PLC0415 - the helpers import this module
+
+    found = first_module(gateway, lambda module: len(module.outputs) >= 2)
+    gateway.call(lambda gw: gw.site.ring(found.module_id).clear())
+    return found

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from homeassistant.core import Event as HaEvent
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.recorder import DATA_INSTANCE
@@ -27,9 +25,8 @@ from custom_components.rayzig.event_pull import GROUP_RECORDS
 from custom_components.rayzig.event_recorder import BACKLOG_BOUND, PACE_INTERVAL
 from custom_components.rayzig.events import CONFIRM_AT_END, FIRE_CHUNK, RayzigEventImporter
 from rayzig_core import EventsAvailable, Notification
-from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.client import RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.transport.tcp import TcpConnector
 
 from .test_events import capture, flood
 
@@ -66,17 +63,6 @@ class SlowRecorder:
         """Everything given so far is written and committed."""
         self.queue = 0
         self.commits += 1
-
-
-@pytest.fixture
-async def client(
-    gateway: GatewayThread, credentials: ClientCredentials
-) -> AsyncIterator[RayzigClient]:
-    """A connected client of the gateway, closed after the test."""
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 async def looked_again(hass: HomeAssistant, recorder: SlowRecorder) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from typing import Any
 from unittest.mock import patch
@@ -29,9 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from custom_components.rayzig.const import EVENT_RAYZIG
 from custom_components.rayzig.events import CONFIRM_AT_END, FIRE_CHUNK, RayzigEventImporter
-from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.client import RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.transport.tcp import TcpConnector
 
 from .test_events import capture, flood
 
@@ -46,17 +44,6 @@ def auto_enable_custom_integrations(
     recorder_mock: Recorder, enable_custom_integrations: None
 ) -> None:
     """The recorder must come before custom integrations are enabled."""
-
-
-@pytest.fixture
-async def client(
-    gateway: GatewayThread, credentials: ClientCredentials
-) -> AsyncIterator[RayzigClient]:
-    """A connected client of the gateway, closed after the test."""
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 class Crash(BaseException):

@@ -10,7 +10,6 @@ with its recorder, the real virtual gateway over loopback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,11 +23,10 @@ from custom_components.rayzig.events import RayzigEventImporter
 from custom_components.rayzig.runtime_history import RuntimeHistory
 from custom_components.rayzig.runtime_statistics import statistic_id
 from rayzig_core import ErrorCode, Event, EventKind, Module, NotFoundError, RayzigError
-from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.client import RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.transport.tcp import TcpConnector
 
-from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
+from .runtime_helpers import entity_id, loaded_entry, wait_for
 from .test_runtime_statistics import H0, HOUR, hourly, log
 
 pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
@@ -55,25 +53,6 @@ def auto_enable_custom_integrations(
     recorder_mock: Recorder, enable_custom_integrations: None
 ) -> None:
     """The recorder must come before custom integrations are enabled."""
-
-
-@pytest.fixture
-def module(gateway: GatewayThread) -> Module:
-    """A module with two outputs or more, its log emptied (its numbering goes on)."""
-    found = first_module(gateway, lambda module: len(module.outputs) >= 2)
-    gateway.call(lambda gw: gw.site.ring(found.module_id).clear())
-    return found
-
-
-@pytest.fixture
-async def client(
-    gateway: GatewayThread, credentials: ClientCredentials
-) -> AsyncIterator[RayzigClient]:
-    """A connected client of the gateway, closed after the test."""
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 def bus_events(hass: HomeAssistant, module: Module) -> list[int]:

@@ -8,7 +8,6 @@ id now has another serial, a log that began again, and a module leaving the mesh
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,35 +17,15 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.rayzig.const import DOMAIN
 from custom_components.rayzig.events import RayzigEventImporter
 from rayzig_core import EventKind, JsonCodec, Module, ModuleRuntime, OutputRuntime
-from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.client import RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.transport.tcp import TcpConnector
 
-from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
+from .runtime_helpers import entity_id, loaded_entry, wait_for
 
 pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
 
 H0 = 1_699_999_200
 HOUR = 3600
-
-
-@pytest.fixture
-async def client(
-    gateway: GatewayThread, credentials: ClientCredentials
-) -> AsyncIterator[RayzigClient]:
-    """A connected client of the gateway, closed after the test."""
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
-    await client.connect()
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-def module(gateway: GatewayThread) -> Module:
-    """A module with two outputs or more, its log emptied (its numbering goes on)."""
-    found = first_module(gateway, lambda module: len(module.outputs) >= 2)
-    gateway.call(lambda gw: gw.site.ring(found.module_id).clear())
-    return found
 
 
 def log_on_off(gateway: GatewayThread, module: Module, *offsets: float) -> int:

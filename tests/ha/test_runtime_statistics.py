@@ -9,7 +9,6 @@ totals: nothing counted twice, nothing invented across the gap.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from unittest.mock import patch
@@ -27,11 +26,10 @@ from custom_components.rayzig.const import DOMAIN
 from custom_components.rayzig.events import RayzigEventImporter
 from custom_components.rayzig.runtime_statistics import statistic_id
 from rayzig_core import Event, EventKind, Module
-from rayzig_core.client import ClientCredentials, RayzigClient
+from rayzig_core.client import RayzigClient
 from rayzig_core.testing.gateway import GatewayThread
-from rayzig_core.transport.tcp import TcpConnector
 
-from .runtime_helpers import entity_id, first_module, loaded_entry, wait_for
+from .runtime_helpers import entity_id, loaded_entry, wait_for
 
 pytestmark = pytest.mark.usefixtures("runtime_sensors_enabled")
 
@@ -80,25 +78,6 @@ def auto_enable_custom_integrations(
     recorder_mock: Recorder, enable_custom_integrations: None
 ) -> None:
     """The recorder must come before custom integrations are enabled."""
-
-
-@pytest.fixture
-def module(gateway: GatewayThread) -> Module:
-    """A module with two outputs or more, its log emptied (its numbering goes on)."""
-    found = first_module(gateway, lambda module: len(module.outputs) >= 2)
-    gateway.call(lambda gw: gw.site.ring(found.module_id).clear())
-    return found
-
-
-@pytest.fixture
-async def client(
-    gateway: GatewayThread, credentials: ClientCredentials
-) -> AsyncIterator[RayzigClient]:
-    """A connected client of the gateway, closed after the test."""
-    client = RayzigClient(TcpConnector("127.0.0.1", gateway.port), credentials)
-    await client.connect()
-    yield client
-    await client.close()
 
 
 def log(gateway: GatewayThread, module: Module, events: list[Event]) -> int:
